@@ -1,0 +1,157 @@
+"""Scan outputs: the scores CSV (a row per series, written as each series finishes), per-series
+JSON, atomic writes and resume.
+
+A row is one ``write`` of a whole line followed by flush and fsync, so a crash loses at most the
+series in flight; a partial last line left by a crash is cut off when the file is reopened.
+File names built from DICOM tags go through :func:`safe_name` first.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from isl_rt.errors import InputError
+
+SCORE_COLUMNS: tuple[str, ...] = (
+    "path",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "n_slices",
+    "scan_score",
+    "healthy_percentile",
+    "flagged",
+    "top_slice",
+    "max_slice_score",
+    "apds",
+    "seconds",
+    "status",
+    "error",
+)
+
+_UNSAFE = re.compile(r"[^0-9A-Za-z._-]")
+
+
+def safe_name(text: str, *, max_length: int = 96) -> str:
+    """A file-name-safe version of ``text`` (a UID or folder name from the data).
+
+    Keeps ``[0-9A-Za-z._-]``; anything else, a leading dot, an empty result or an over-long
+    name is replaced by a readable prefix plus a short hash of the original, so two different
+    inputs never map to the same name and no path separator ever survives.
+    """
+    cleaned = _UNSAFE.sub("_", text).lstrip(".")
+    if cleaned == text and 0 < len(text) <= max_length:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    prefix = cleaned[: max_length - 13].strip("_.") or "x"
+    return f"{prefix}-{digest}"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_atomic(path, (json.dumps(data, indent=2, default=_json_default) + "\n").encode())
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def row_key(row: Mapping[str, Any]) -> str:
+    """What identifies a series across runs: its SeriesInstanceUID, else its path."""
+    uid = str(row.get("SeriesInstanceUID") or "")
+    return uid if uid else f"path:{row.get('path', '')}"
+
+
+class ScoreTable:
+    """The scores CSV, appended to row by row; with ``resume`` the rows already there are kept
+    and their series reported by :meth:`done`."""
+
+    def __init__(self, path: Path, *, resume: bool = True, columns: Iterable[str] = SCORE_COLUMNS) -> None:
+        self.path = Path(path)
+        self.columns = tuple(columns)
+        self.rows: list[dict[str, str]] = []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and self.path.exists() and self.path.stat().st_size > 0:
+            self.rows = self._read_existing()
+        else:
+            write_atomic(self.path, self._format(dict(zip(self.columns, self.columns))).encode())
+        self._done = {row_key(r) for r in self.rows}
+        self._handle = open(self.path, "ab")
+
+    def _read_existing(self) -> list[dict[str, str]]:
+        data = self.path.read_bytes()
+        if not data.endswith(b"\n"):  # a crash cut the last row: drop it, keep the rest
+            cut = data.rfind(b"\n") + 1
+            with open(self.path, "r+b") as handle:
+                handle.truncate(cut)
+            data = data[:cut]
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8")))
+        if tuple(reader.fieldnames or ()) != self.columns:
+            raise InputError(
+                f"{self.path} has columns {reader.fieldnames} which are not the ones isl-rt writes; "
+                "choose another --out or pass --no-resume to overwrite it."
+            )
+        return list(reader)
+
+    def _format(self, row: Mapping[str, Any]) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow([_cell(row.get(c, "")) for c in self.columns])
+        return buffer.getvalue()
+
+    def done(self, key: str) -> bool:
+        return key in self._done
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Write one row durably (one write, flush, fsync)."""
+        line = self._format(row).encode()
+        self._handle.write(line)
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        stored = {c: _cell(row.get(c, "")) for c in self.columns}
+        self.rows.append(stored)
+        self._done.add(row_key(stored))
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "ScoreTable":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
