@@ -99,6 +99,54 @@ def evaluate(
     typer.echo(f"wrote {out / 'report.md'}, {out / 'metrics.json'}, {out / 'roc.png'}, {out / 'roc_by_disorder.png'}")
 
 
+@app.command("inspect")
+@_user_errors
+def inspect_command(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder tree of DICOM files.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON entry per series or skipped item.")] = False,
+) -> None:
+    """List the CT series found under DIR (headers only) and what was skipped, and why."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from isl_rt.io.dicom import inspect_tree
+
+    entries = inspect_tree(directory)
+    if as_json:
+        _print_json(entries)
+        return
+    counts = {s: sum(e["status"] == s for e in entries) for s in ("ok", "skipped", "error")}
+    table = Table(show_lines=False, pad_edge=False)
+    table.add_column("status")
+    table.add_column("path", overflow="fold", ratio=2)
+    table.add_column("series", overflow="fold", ratio=1)
+    table.add_column("slices", justify="right")
+    table.add_column("matrix, spacing (mm)", overflow="fold", ratio=1)
+    table.add_column("notes", overflow="fold", ratio=3)
+    style = {"ok": "green", "skipped": "yellow", "error": "red"}
+    root = Path(directory)
+    for e in entries:
+        path = Path(e["path"])
+        shown = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        if e["status"] == "ok":
+            name = " ".join(str(v) for v in (e["SeriesNumber"], e["SeriesDescription"]) if v not in (None, ""))
+            r, c = e["pixel_spacing"]
+            geometry = f"{e['matrix'][0]}×{e['matrix'][1]}, {e['slice_spacing']:g}×{r:g}×{c:g}"
+            row = [Text(name or "-"), str(e["n_slices"]), geometry, Text("; ".join(e["warnings"]))]
+        else:
+            files = f"{e['n_files']} files: " if e["n_files"] > 1 else ""
+            row = ["", "", "", Text(files + e["reason"])]
+        table.add_row(Text(e["status"], style=style[e["status"]]), Text(shown), *row)
+    console = Console(soft_wrap=False)
+    console.print(table)
+    console.print(
+        f"{counts['ok']} series ok, {counts['skipped']} skipped, "
+        f"{counts['error']} error{'s' if counts['error'] != 1 else ''}",
+        highlight=False,
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

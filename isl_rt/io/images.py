@@ -1,0 +1,186 @@
+"""Folders of 2D images (PNG, JPEG, TIFF) as image series.
+
+For pre-windowed slices and for modalities that are not CT (retinal OCT, for example), a series
+is a folder: every directory that directly holds image files is one series, identified by its
+path relative to the root (sanitised into a file-name-safe id). Images carry no position, so
+slices are ordered by a natural sort of their file names (``img2`` before ``img10``).
+
+Pixel values become float32 in [0, 1]: 8-bit images are divided by 255, 16-bit ones by 65535.
+Grayscale images give one channel, colour images three: RGBA and LA drop their alpha channel,
+palette images become grayscale when every palette entry is gray and RGB otherwise, CMYK and
+YCbCr become RGB. 32-bit integer images are accepted when their values fit 16 bits; float,
+multi-page and 16-bit colour images are refused with a sentence saying so. All images of one
+folder must share size and channel count.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from isl_rt.errors import InputError
+
+#: File suffixes read as images (compared case-insensitively).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_DIGITS = re.compile(r"(\d+)")
+
+
+@dataclass(frozen=True)
+class ImageSeriesRef:
+    """One folder of images."""
+
+    #: The folder relative to the root, made file-name safe ("." parts become the root's name).
+    series_id: str
+    #: The folder.
+    path: Path
+    #: Image files in natural name order.
+    files: tuple[Path, ...]
+
+    @property
+    def n_images(self) -> int:
+        return len(self.files)
+
+
+@dataclass(eq=False)
+class ImageStack:
+    """The images of one folder."""
+
+    #: float32 [N, C, H, W] in [0, 1], C-contiguous; C is 1 (grayscale) or 3 (RGB).
+    images: np.ndarray
+    series_id: str
+    path: Path
+    files: tuple[Path, ...]
+    #: Bits per sample of the source files (8 or 16).
+    bit_depth: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def natural_key(name: str) -> tuple[object, ...]:
+    """Sort key that orders digit runs by value: ``slice2`` < ``slice10``."""
+    parts = _DIGITS.split(name.lower())
+    # split() alternates text and digit runs, so equal positions always hold equal types.
+    return (tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name)
+
+
+def _series_id(root: Path, folder: Path) -> str:
+    rel = folder.relative_to(root)
+    parts = rel.parts if rel.parts else (root.resolve().name or "root",)
+    cleaned = [_UNSAFE.sub("_", p).strip("_") or "_" for p in parts]
+    return "__".join(cleaned)
+
+
+def discover_images(root: Path) -> list[ImageSeriesRef]:
+    """Every folder under ``root`` that directly holds image files, as one series each.
+
+    Hidden files and folders are ignored. Ids that would collide after sanitising get a
+    ``-2``, ``-3``... suffix. Raises :class:`InputError` when ``root`` is missing or not a folder.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise InputError(f"{root} does not exist.")
+    if not root.is_dir():
+        raise InputError(f"{root} is not a folder; give the folder that holds the images.")
+    refs: list[ImageSeriesRef] = []
+    used: set[str] = set()
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
+        images = [
+            n for n in names if not n.startswith(".") and os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES
+        ]
+        if not images:
+            continue
+        base = Path(folder)
+        sid = _series_id(root, base)
+        unique, k = sid, 1
+        while unique in used:
+            k += 1
+            unique = f"{sid}-{k}"
+        used.add(unique)
+        files = tuple(base / n for n in sorted(images, key=natural_key))
+        refs.append(ImageSeriesRef(series_id=unique, path=base, files=files))
+    return refs
+
+
+def _read_image(path: Path) -> tuple[np.ndarray, int]:
+    """One image as float32 [C, H, W] in [0, 1] and its bit depth."""
+    try:
+        with Image.open(path) as img:
+            n_frames = getattr(img, "n_frames", 1)
+            if n_frames > 1:
+                raise InputError(
+                    f"{path} holds {n_frames} pages; isl-rt reads one image per file, so save each page separately."
+                )
+            img.load()
+            mode = img.mode
+            if mode == "P" or mode == "PA":
+                palette = np.asarray(img.getpalette() or [], dtype=np.int32).reshape(-1, 3)
+                gray = palette.size > 0 and bool((palette == palette[:, :1]).all())
+                img = img.convert("L" if gray else "RGB")
+            elif mode in ("1", "LA", "La"):
+                img = img.convert("L")
+            elif mode in ("RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+                img = img.convert("RGB")
+            mode = img.mode
+            arr = np.asarray(img)
+    except InputError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        raise InputError(f"{path} is not a readable image ({type(err).__name__}: {err}).") from None
+
+    if mode == "L":
+        return (arr.astype(np.float32) / 255.0)[None], 8
+    if mode == "RGB":
+        return (np.moveaxis(arr, -1, 0).astype(np.float32) / 255.0), 8
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return (arr.astype(np.float32) / 65535.0)[None], 16
+    if mode == "I":
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 65535):
+            raise InputError(
+                f"{path} is a 32-bit integer image with values outside 0..65535; save it as 8- or 16-bit."
+            )
+        return (arr.astype(np.float32) / 65535.0)[None], 16
+    raise InputError(f"{path} has pixel mode {mode}, which isl-rt does not read; save it as 8- or 16-bit gray or RGB.")
+
+
+def load_images(ref: ImageSeriesRef) -> ImageStack:
+    """Read a folder's images into one float32 [N, C, H, W] stack in [0, 1].
+
+    Raises :class:`InputError` naming the file when an image cannot be read, or when it differs
+    in size or channel count from the folder's first image.
+    """
+    if not ref.files:
+        raise InputError(f"{ref.path} holds no images.")
+    stack: np.ndarray | None = None
+    depths: set[int] = set()
+    for i, path in enumerate(ref.files):
+        image, depth = _read_image(path)
+        depths.add(depth)
+        if stack is None:
+            stack = np.empty((len(ref.files), *image.shape), dtype=np.float32)
+        elif image.shape != stack.shape[1:]:
+            c, h, w = image.shape
+            c0, h0, w0 = stack.shape[1:]
+            raise InputError(
+                f"{path} is {w}×{h} with {c} channel(s) but {ref.files[0].name} is {w0}×{h0} with "
+                f"{c0} channel(s); all images in a folder must share size and channel count."
+            )
+        stack[i] = image
+    assert stack is not None
+    warns: list[str] = []
+    if len(depths) > 1:
+        warns.append("the folder mixes 8-bit and 16-bit images; each was scaled to [0, 1] by its own bit depth")
+    return ImageStack(
+        images=stack,
+        series_id=ref.series_id,
+        path=ref.path,
+        files=ref.files,
+        bit_depth=max(depths),
+        warnings=warns,
+    )

@@ -1,0 +1,272 @@
+"""Small synthetic DICOM and image factories for the io tests.
+
+``dicom_factory`` writes 64×64 CT slices whose HU content is known exactly: a body disc of
+soft tissue, a bone ring and a marker square whose value encodes the slice index along z, so
+a test can check both the HU values and the slice order. File names and InstanceNumbers are
+shuffled so that neither says anything about the order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    UID,
+    generate_uid,
+)
+
+ENHANCED_CT = UID("1.2.840.10008.5.1.4.1.1.2.1")
+DOSE_SR = UID("1.2.840.10008.5.1.4.1.1.88.67")
+CSA_NON_IMAGE = UID("1.3.12.2.1107.5.9.1")
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+CORONAL = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+
+
+def marker_hu(index: int) -> int:
+    """The HU written in the marker square of the slice at z index ``index``."""
+    return 100 + 20 * index
+
+
+def phantom_hu(index: int, rows: int = 64, cols: int = 64) -> np.ndarray:
+    """An int32 HU slice: air, a soft-tissue disc, a bone ring and the index marker."""
+    y, x = np.mgrid[:rows, :cols]
+    r = np.hypot(y - rows / 2, x - cols / 2)
+    hu = np.full((rows, cols), -1000, dtype=np.int32)
+    hu[r < 0.42 * min(rows, cols)] = 1100  # bone ring
+    hu[r < 0.36 * min(rows, cols)] = 35  # brain
+    hu[2:6, 2:6] = marker_hu(index)
+    hu[rows - 3, cols - 3] = -3024  # below the HU floor: must come back as -1024
+    return hu
+
+
+@dataclass
+class WrittenSeries:
+    series_uid: str
+    study_uid: str
+    #: Files in the order they were written (shuffled names); ``z`` in the same order.
+    files: list[Path]
+    z: list[float]
+    #: Expected HU after rescale and the -1024 floor, ordered by z (inferior first), int32.
+    hu: np.ndarray
+
+
+class DicomFactory:
+    """Writes small CT objects; every method returns what a test needs to check the reader."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.study_uid = generate_uid()
+
+    def _base(self, sop_class: UID, modality: str, series_uid: str) -> Dataset:
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = sop_class
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = sop_class
+        ds.Modality = modality
+        ds.StudyInstanceUID = self.study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.SeriesNumber = 3
+        ds.SeriesDescription = "HEAD 2.5mm"
+        ds.PatientName = "Synthetic^Phantom"
+        ds.PatientID = "SYN-0001"
+        ds.StudyDate = "20240102"
+        ds.Manufacturer = "isl-rt tests"
+        return ds
+
+    def ct_slice(
+        self,
+        path: Path,
+        hu: np.ndarray,
+        *,
+        z: float,
+        series_uid: str,
+        instance: int = 1,
+        signed: bool = True,
+        slope: float = 1.0,
+        intercept: float = -1024.0,
+        orientation: tuple[float, ...] = AXIAL,
+        pixel_spacing: tuple[float, float] = (0.5, 0.5),
+        image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "AXIAL"),
+        padding: int | None = None,
+        implicit: bool = False,
+        sop_class: UID = CTImageStorage,
+    ) -> np.ndarray:
+        """Write one slice of ``hu`` (int HU) and return the stored values it holds."""
+        dtype = np.int16 if signed else np.uint16
+        info = np.iinfo(dtype)
+        stored = np.clip(np.rint((hu - intercept) / slope), info.min, info.max).astype(dtype)
+        if padding is not None:
+            stored[hu <= -3024] = padding
+        rows, cols = hu.shape
+        ds = self._base(sop_class, "CT", series_uid)
+        if implicit:
+            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        ds.ImageType = list(image_type)
+        ds.InstanceNumber = instance
+        ds.ImageOrientationPatient = list(orientation)
+        row, col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+        normal = np.cross(row, col)
+        origin = np.array([-16.0, -16.0, 0.0]) + normal * z
+        ds.ImagePositionPatient = [round(float(v), 4) for v in origin]
+        ds.SliceThickness = 2.5
+        ds.KVP = 120
+        ds.ConvolutionKernel = "H30s"
+        ds.PixelSpacing = list(pixel_spacing)
+        ds.Rows, ds.Columns = rows, cols
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1 if signed else 0
+        ds.RescaleSlope = slope
+        ds.RescaleIntercept = intercept
+        if padding is not None:
+            ds.PixelPaddingValue = padding
+        ds.PixelData = stored.tobytes()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+        return stored
+
+    def series(
+        self,
+        folder: Path,
+        *,
+        n: int = 6,
+        rows: int = 64,
+        cols: int = 64,
+        z: list[float] | None = None,
+        spacing: float = 2.5,
+        signed: bool = True,
+        slope: float = 1.0,
+        intercept: float = -1024.0,
+        padding: int | None = None,
+        compress: UID | None = None,
+        implicit: bool = False,
+        orientation: tuple[float, ...] = AXIAL,
+    ) -> WrittenSeries:
+        """Write a series in shuffled file names with scrambled InstanceNumbers."""
+        zs = list(z) if z is not None else [-20.0 + spacing * i for i in range(n)]
+        uid = generate_uid()
+        write_order = self.rng.permutation(len(zs))
+        names = self.rng.permutation(len(zs))
+        instances = self.rng.permutation(len(zs)) + 1
+        rank = {v: i for i, v in enumerate(sorted(set(zs)))}
+        files: list[Path] = []
+        written_z: list[float] = []
+        expected: dict[float, np.ndarray] = {}
+        for k, i in enumerate(write_order):
+            hu = phantom_hu(rank[zs[i]], rows, cols)
+            path = folder / f"IM{names[k]:04d}"
+            stored = self.ct_slice(
+                path,
+                hu,
+                z=zs[i],
+                series_uid=uid,
+                instance=int(instances[k]),
+                signed=signed,
+                slope=slope,
+                intercept=intercept,
+                padding=padding,
+                implicit=implicit,
+                orientation=orientation,
+            )
+            if compress is not None:
+                ds = pydicom.dcmread(path)
+                ds.compress(compress)
+                ds.save_as(path, enforce_file_format=True)
+            values = stored.astype(np.float64) * slope + intercept
+            if padding is not None:
+                values[stored == padding] = -1024
+            expected.setdefault(zs[i], np.clip(np.rint(values), -1024, 32767).astype(np.int32))
+            files.append(path)
+            written_z.append(zs[i])
+        hu = np.stack([expected[v] for v in sorted(expected)])
+        return WrittenSeries(uid, self.study_uid, files, written_z, hu)
+
+    def localizer(self, path: Path) -> None:
+        hu = phantom_hu(0)
+        self.ct_slice(
+            path, hu, z=0.0, series_uid=generate_uid(), orientation=CORONAL,
+            image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
+        )
+
+    def coronal(self, folder: Path, n: int = 3) -> str:
+        uid = generate_uid()
+        for i in range(n):
+            self.ct_slice(folder / f"COR{i}", phantom_hu(i), z=float(i), series_uid=uid, orientation=CORONAL)
+        return uid
+
+    def dose_sr(self, path: Path) -> None:
+        ds = self._base(DOSE_SR, "SR", generate_uid())
+        ds.ContentDate = "20240102"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+
+    def no_pixels(self, path: Path) -> None:
+        """A CT image header whose PixelData is missing."""
+        self.ct_slice(path, phantom_hu(0), z=0.0, series_uid=generate_uid())
+        ds = pydicom.dcmread(path)
+        del ds.PixelData
+        ds.save_as(path, enforce_file_format=True)
+
+    def csa_non_image(self, path: Path) -> None:
+        """A Siemens CSA Non-Image object: modality CT, a private SOP class, no pixels."""
+        ds = self._base(CSA_NON_IMAGE, "CT", generate_uid())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+
+    def multiframe(self, path: Path, frames: int = 3) -> None:
+        self.ct_slice(path, phantom_hu(0), z=0.0, series_uid=generate_uid(), sop_class=ENHANCED_CT)
+        ds = pydicom.dcmread(path)
+        ds.NumberOfFrames = frames
+        ds.PixelData = ds.PixelData * frames
+        ds.save_as(path, enforce_file_format=True)
+
+    @staticmethod
+    def truncate(path: Path, keep_bytes: int) -> None:
+        data = path.read_bytes()
+        path.write_bytes(data[:keep_bytes])
+
+
+@pytest.fixture
+def dicom_factory() -> DicomFactory:
+    return DicomFactory(seed=0)
+
+
+@pytest.fixture
+def mixed_tree(tmp_path: Path, dicom_factory: DicomFactory) -> dict[str, object]:
+    """Two good series, a localizer, a coronal reformat, a text file, a truncated slice, a
+    non-image object, a CT image without its pixel data, a multi-frame object and a dose SR."""
+    root = tmp_path / "mixed"
+    a = dicom_factory.series(root / "study" / "a", n=6, signed=True, intercept=0.0)
+    b = dicom_factory.series(root / "study" / "b", n=5, signed=False, intercept=-1024.0)
+    # The truncated file is one more slice of series a, above the others.
+    truncated = root / "study" / "a" / "ZZ_truncated"
+    dicom_factory.ct_slice(truncated, phantom_hu(9), z=100.0, series_uid=a.series_uid)
+    dicom_factory.truncate(truncated, truncated.stat().st_size - 2000)
+    dicom_factory.localizer(root / "study" / "scout.dcm")
+    coronal_uid = dicom_factory.coronal(root / "study" / "coronal", n=3)
+    (root / "README.txt").write_text("not a DICOM file\n")
+    dicom_factory.csa_non_image(root / "study" / "csa.dcm")
+    dicom_factory.no_pixels(root / "study" / "nopix.dcm")
+    dicom_factory.multiframe(root / "study" / "enhanced.dcm")
+    dicom_factory.dose_sr(root / "study" / "dose.dcm")
+    return {
+        "root": root,
+        "a": a,
+        "b": b,
+        "truncated": truncated,
+        "coronal_uid": coronal_uid,
+    }
