@@ -1,0 +1,280 @@
+// CPU kernels of the canny family (gaussian_blur, canny); semantics in canny.h.
+//
+// Canny runs one plane per thread with row buffers: the Sobel of row i is computed separably
+// (vertical [1 2 1] / [-1 0 1] of the three source rows, then horizontal), the squared magnitude
+// goes into a ring of three zero-padded rows, and row i-1 is classified by NMS + double threshold
+// into a (H+2)x(W+2) map while row i is being produced. Strong pixels are pushed on a stack as
+// they are found; the hysteresis then pops pixels and pushes their 8-neighbours still marked
+// candidate: one pass, every pixel pushed at most once.
+#include "canny.h"
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+namespace isl {
+
+namespace {
+
+// ---- Gaussian blur -------------------------------------------------------------------------
+
+// Horizontal pass of one row: pad (w + 2r floats) receives the reflect-101 padded row.
+void blur_row_horizontal(const float* src, int w, const GaussKernel& g, float* pad, float* dst) {
+  const int r = g.radius;
+  for (int x = -r; x < w + r; ++x) pad[x + r] = src[reflect101(x, w)];
+  const float* c = pad + r;
+  for (int x = 0; x < w; ++x) dst[x] = blur_first(g.w[0], c[x]);
+  for (int i = 1; i <= r; ++i) {
+    const float wi = g.w[i];
+    for (int x = 0; x < w; ++x) dst[x] = blur_step(dst[x], wi, c[x - i], c[x + i]);
+  }
+}
+
+// Vertical pass producing row y of a plane from the horizontally blurred plane tmp.
+void blur_row_vertical(const float* tmp, int h, int w, int y, const GaussKernel& g, float* dst) {
+  const float* c = tmp + static_cast<int64_t>(y) * w;
+  for (int x = 0; x < w; ++x) dst[x] = blur_first(g.w[0], c[x]);
+  for (int i = 1; i <= g.radius; ++i) {
+    const float* a = tmp + static_cast<int64_t>(reflect101(y - i, h)) * w;
+    const float* b = tmp + static_cast<int64_t>(reflect101(y + i, h)) * w;
+    const float wi = g.w[i];
+    for (int x = 0; x < w; ++x) dst[x] = blur_step(dst[x], wi, a[x], b[x]);
+  }
+}
+
+// ---- Canny -----------------------------------------------------------------------------------
+
+// Row buffers of one plane. G: Sobel values (int16 for uint8 input, |value| <= 1020, so twice as
+// many SIMD lanes as int32), M: squared magnitudes (int32 / float32).
+template <typename G, typename M>
+struct CannyWork {
+  int h = 0, w = 0;
+  std::vector<G> vsmooth, vdiff;      // [w+2], replicated ends
+  std::vector<G> dx, dy;              // [2][w]: rows y-1 and y
+  std::vector<M> mag;                 // [4][w+2]: a ring of 3 rows with zero ends, then a zero row
+  std::vector<uint8_t> map;           // [(h+2)*(w+2)], border kNotEdge
+  std::vector<int32_t> stack;
+
+  CannyWork(int h_, int w_) : h(h_), w(w_) {
+    vsmooth.resize(w + 2);
+    vdiff.resize(w + 2);
+    dx.resize(2 * static_cast<size_t>(w));
+    dy.resize(2 * static_cast<size_t>(w));
+    mag.assign(4 * static_cast<size_t>(w + 2), M(0));
+    map.resize(static_cast<size_t>(h + 2) * (w + 2));
+    stack.reserve(static_cast<size_t>(h) * w / 8 + 64);
+  }
+};
+
+// The arithmetic type of the shared per-pixel functions for a storage type.
+template <typename G>
+using Arith = std::conditional_t<std::is_same_v<G, float>, float, int>;
+
+// Sobel + squared magnitude of row y into dx/dy slot (y & 1) and mag slot (y % 3).
+template <typename G, typename M, typename P>
+ISL_ALWAYS_INLINE void gradient_row(const P* __restrict src, CannyWork<G, M>& wk, int y) {
+  using A = Arith<G>;
+  const int h = wk.h, w = wk.w;
+  const P* __restrict above = src + static_cast<int64_t>(y > 0 ? y - 1 : 0) * w;
+  const P* __restrict row = src + static_cast<int64_t>(y) * w;
+  const P* __restrict below = src + static_cast<int64_t>(y < h - 1 ? y + 1 : h - 1) * w;
+  G* __restrict vs = wk.vsmooth.data() + 1;
+  G* __restrict vd = wk.vdiff.data() + 1;
+  for (int x = 0; x < w; ++x) {
+    vs[x] = static_cast<G>(sobel_smooth(A(above[x]), A(row[x]), A(below[x])));
+    vd[x] = static_cast<G>(sobel_diff(A(above[x]), A(below[x])));
+  }
+  vs[-1] = vs[0];
+  vs[w] = vs[w - 1];
+  vd[-1] = vd[0];
+  vd[w] = vd[w - 1];
+  G* __restrict gx = wk.dx.data() + static_cast<size_t>(y & 1) * w;
+  G* __restrict gy = wk.dy.data() + static_cast<size_t>(y & 1) * w;
+  M* __restrict m = wk.mag.data() + static_cast<size_t>(y % 3) * (w + 2) + 1;
+  for (int x = 0; x < w; ++x) {
+    gx[x] = static_cast<G>(sobel_diff(A(vs[x - 1]), A(vs[x + 1])));
+    gy[x] = static_cast<G>(sobel_smooth(A(vd[x - 1]), A(vd[x]), A(vd[x + 1])));
+  }
+  for (int x = 0; x < w; ++x) m[x] = static_cast<M>(magnitude2(A(gx[x]), A(gy[x])));
+  m[-1] = m[w] = M(0);
+}
+
+// NMS + double threshold of row y (needs the magnitudes of rows y-1, y, y+1). Most pixels are
+// below the low threshold: blocks of 16 are tested with a vectorisable any() and skipped.
+template <typename G, typename M>
+ISL_ALWAYS_INLINE void classify_row(CannyWork<G, M>& wk, int y, M low2, M high2) {
+  using A = Arith<G>;
+  const int h = wk.h, w = wk.w;
+  const size_t mstride = static_cast<size_t>(w + 2);
+  // Rows outside the plane have zero magnitude: slot 3 is a row of zeros.
+  const M* cur = wk.mag.data() + static_cast<size_t>(y % 3) * mstride + 1;
+  const M* prev = wk.mag.data() + static_cast<size_t>(y > 0 ? (y + 2) % 3 : 3) * mstride + 1;
+  const M* next = wk.mag.data() + static_cast<size_t>(y < h - 1 ? (y + 1) % 3 : 3) * mstride + 1;
+  const G* gx = wk.dx.data() + static_cast<size_t>(y & 1) * w;
+  const G* gy = wk.dy.data() + static_cast<size_t>(y & 1) * w;
+  uint8_t* mrow = wk.map.data() + static_cast<size_t>(y + 1) * mstride + 1;
+  const int32_t base = static_cast<int32_t>((y + 1) * mstride + 1);
+  constexpr int kBlock = 16;
+  for (int x0 = 0; x0 < w; x0 += kBlock) {
+    const int x1 = x0 + kBlock < w ? x0 + kBlock : w;
+    int any = 0;
+    for (int x = x0; x < x1; ++x) any |= cur[x] > low2;
+    if (!any) {
+      std::memset(mrow + x0, kNotEdge, static_cast<size_t>(x1 - x0));
+      continue;
+    }
+    for (int x = x0; x < x1; ++x) {
+      const M m = cur[x];
+      if (!(m > low2)) {
+        mrow[x] = kNotEdge;
+        continue;
+      }
+      const uint8_t cls = canny_class(A(gx[x]), A(gy[x]), m, prev, cur, next, x, low2, high2);
+      mrow[x] = cls;
+      if (cls == kStrong) wk.stack.push_back(base + x);
+    }
+  }
+}
+
+// Hysteresis from the strong pixels on the stack, then the 0/1 output.
+template <typename G, typename M>
+ISL_ALWAYS_INLINE void hysteresis(CannyWork<G, M>& wk, uint8_t* dst) {
+  const int h = wk.h, w = wk.w;
+  const int32_t step = w + 2;
+  uint8_t* map = wk.map.data();
+  const int32_t offsets[8] = {-step - 1, -step, -step + 1, -1, 1, step - 1, step, step + 1};
+  std::vector<int32_t>& stack = wk.stack;
+  while (!stack.empty()) {
+    const int32_t p = stack.back();
+    stack.pop_back();
+    for (int k = 0; k < 8; ++k) {
+      const int32_t q = p + offsets[k];
+      if (map[q] == kCandidate) {
+        map[q] = kStrong;
+        stack.push_back(q);
+      }
+    }
+  }
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* __restrict mrow = map + static_cast<size_t>(y + 1) * step + 1;
+    uint8_t* __restrict out = dst + static_cast<int64_t>(y) * w;
+    for (int x = 0; x < w; ++x) out[x] = static_cast<uint8_t>(mrow[x] >> 1);  // kStrong (2) -> 1, else 0
+  }
+}
+
+template <typename G, typename M, typename P>
+ISL_ALWAYS_INLINE void canny_plane(const P* src, CannyWork<G, M>& wk, M low2, M high2, uint8_t* dst) {
+  const int h = wk.h, w = wk.w;
+  const size_t step = static_cast<size_t>(w + 2);
+  // Border of the map: never a candidate, so the 8-neighbour search needs no bounds checks.
+  std::memset(wk.map.data(), kNotEdge, step);
+  std::memset(wk.map.data() + (h + 1) * step, kNotEdge, step);
+  for (int y = 0; y < h; ++y) wk.map[(y + 1) * step] = wk.map[(y + 1) * step + w + 1] = kNotEdge;
+  wk.stack.clear();
+  for (int y = 0; y < h; ++y) {
+    gradient_row(src, wk, y);
+    if (y > 0) classify_row(wk, y - 1, low2, high2);
+  }
+  classify_row(wk, h - 1, low2, high2);
+  hysteresis(wk, dst);
+}
+
+using WorkU8 = CannyWork<int16_t, int32_t>;
+using WorkF32 = CannyWork<float, float>;
+
+// The plane kernels, compiled for AVX2 and for the baseline ISA with a run-time choice
+// (ISL_CPU_CLONES, common.h). Integer results do not depend on the ISA; float results neither,
+// since every operation is rounded on its own (-ffp-contract=off) and no FMA is used.
+ISL_CPU_CLONES void canny_plane_u8(const uint8_t* src, WorkU8& wk, int32_t low2, int32_t high2, uint8_t* dst) {
+  canny_plane(src, wk, low2, high2, dst);
+}
+
+ISL_CPU_CLONES void canny_plane_f32(const float* src, WorkF32& wk, float low2, float high2, uint8_t* dst) {
+  canny_plane(src, wk, low2, high2, dst);
+}
+
+template <typename P>
+void canny_impl(const P* src, int64_t planes, int h, int w, double low, double high, double sigma, uint8_t* dst) {
+  if (planes <= 0) return;
+  const int64_t plane = static_cast<int64_t>(h) * w;
+  const bool blur = sigma > 0.0;
+  const GaussKernel g = blur ? gaussian_kernel(sigma) : GaussKernel{};
+  const int il = threshold2_int(low), ih = threshold2_int(high);
+  const float fl = threshold2_float(low), fh = threshold2_float(high);
+
+#pragma omp parallel
+  {
+    // Integer path only for uint8 input without blur; everything else runs on float32.
+    constexpr bool u8 = std::is_same_v<P, uint8_t>;
+    const bool int_path = u8 && !blur;
+    WorkU8 iwork(int_path ? h : 1, int_path ? w : 1);
+    WorkF32 fwork(int_path ? 1 : h, int_path ? 1 : w);
+    std::vector<float> fplane, tmp, pad;
+    if (blur) {
+      fplane.resize(static_cast<size_t>(plane));
+      tmp.resize(static_cast<size_t>(plane));
+      pad.resize(static_cast<size_t>(w) + 2 * g.radius);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t p = 0; p < planes; ++p) {
+      const P* s = src + p * plane;
+      uint8_t* d = dst + p * plane;
+      if (!blur) {
+        if constexpr (u8) {
+          canny_plane_u8(s, iwork, il, ih, d);
+        } else {
+          canny_plane_f32(s, fwork, fl, fh, d);
+        }
+        continue;
+      }
+      // Blur into fplane: horizontal pass into tmp (uint8 rows converted into fplane first),
+      // then the vertical pass back into fplane.
+      for (int y = 0; y < h; ++y) {
+        const P* row = s + static_cast<int64_t>(y) * w;
+        const float* frow = nullptr;
+        if constexpr (u8) {
+          float* conv = fplane.data() + static_cast<int64_t>(y) * w;
+          for (int x = 0; x < w; ++x) conv[x] = static_cast<float>(row[x]);
+          frow = conv;
+        } else {
+          frow = row;
+        }
+        blur_row_horizontal(frow, w, g, pad.data(), tmp.data() + static_cast<int64_t>(y) * w);
+      }
+      for (int y = 0; y < h; ++y) blur_row_vertical(tmp.data(), h, w, y, g, fplane.data() + static_cast<int64_t>(y) * w);
+      canny_plane_f32(fplane.data(), fwork, fl, fh, d);
+    }
+  }
+}
+
+}  // namespace
+
+void gaussian_blur_cpu(const float* src, int64_t planes, int h, int w, double sigma, float* dst) {
+  if (planes <= 0) return;
+  const GaussKernel g = gaussian_kernel(sigma);
+  const int64_t rows = planes * h;
+  std::vector<float> tmp(static_cast<size_t>(rows) * w);
+#pragma omp parallel
+  {
+    std::vector<float> pad(static_cast<size_t>(w) + 2 * g.radius);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) blur_row_horizontal(src + r * w, w, g, pad.data(), tmp.data() + r * w);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t p = r / h;
+      const int y = static_cast<int>(r % h);
+      blur_row_vertical(tmp.data() + p * h * w, h, w, y, g, dst + r * w);
+    }
+  }
+}
+
+void canny_cpu(const uint8_t* src, int64_t planes, int h, int w, double low, double high, double sigma, uint8_t* dst) {
+  canny_impl(src, planes, h, w, low, high, sigma, dst);
+}
+
+void canny_cpu(const float* src, int64_t planes, int h, int w, double low, double high, double sigma, uint8_t* dst) {
+  canny_impl(src, planes, h, w, low, high, sigma, dst);
+}
+
+}  // namespace isl
