@@ -45,8 +45,8 @@ void blur_row_vertical(const float* tmp, int h, int w, int y, const GaussKernel&
 
 // ---- Canny -----------------------------------------------------------------------------------
 
-// Row buffers of one plane. G: Sobel values (int16 for uint8 input, |value| <= 1020, so twice as
-// many SIMD lanes as int32), M: squared magnitudes (int32 / float32).
+// Row buffers of one plane. G: Sobel values, M: squared magnitudes (int32 for uint8 input, float32
+// otherwise; int32 rather than int16 Sobel values keep the NMS loop vectorisable with GCC 12).
 template <typename G, typename M>
 struct CannyWork {
   int h = 0, w = 0;
@@ -100,40 +100,33 @@ ISL_ALWAYS_INLINE void gradient_row(const P* __restrict src, CannyWork<G, M>& wk
   m[-1] = m[w] = M(0);
 }
 
-// NMS + double threshold of row y (needs the magnitudes of rows y-1, y, y+1). Most pixels are
-// below the low threshold: blocks of 16 are tested with a vectorisable any() and skipped.
+// NMS + double threshold of row y (needs the magnitudes of rows y-1, y, y+1): one branch-free,
+// vectorised pass classifying the row, then a scan for strong pixels (blocks of 32 tested at once)
+// that seeds the hysteresis stack.
 template <typename G, typename M>
 ISL_ALWAYS_INLINE void classify_row(CannyWork<G, M>& wk, int y, M low2, M high2) {
   using A = Arith<G>;
   const int h = wk.h, w = wk.w;
   const size_t mstride = static_cast<size_t>(w + 2);
   // Rows outside the plane have zero magnitude: slot 3 is a row of zeros.
-  const M* cur = wk.mag.data() + static_cast<size_t>(y % 3) * mstride + 1;
-  const M* prev = wk.mag.data() + static_cast<size_t>(y > 0 ? (y + 2) % 3 : 3) * mstride + 1;
-  const M* next = wk.mag.data() + static_cast<size_t>(y < h - 1 ? (y + 1) % 3 : 3) * mstride + 1;
-  const G* gx = wk.dx.data() + static_cast<size_t>(y & 1) * w;
-  const G* gy = wk.dy.data() + static_cast<size_t>(y & 1) * w;
-  uint8_t* mrow = wk.map.data() + static_cast<size_t>(y + 1) * mstride + 1;
+  const M* __restrict cur = wk.mag.data() + static_cast<size_t>(y % 3) * mstride + 1;
+  const M* __restrict prev = wk.mag.data() + static_cast<size_t>(y > 0 ? (y + 2) % 3 : 3) * mstride + 1;
+  const M* __restrict next = wk.mag.data() + static_cast<size_t>(y < h - 1 ? (y + 1) % 3 : 3) * mstride + 1;
+  const G* __restrict gx = wk.dx.data() + static_cast<size_t>(y & 1) * w;
+  const G* __restrict gy = wk.dy.data() + static_cast<size_t>(y & 1) * w;
+  uint8_t* __restrict mrow = wk.map.data() + static_cast<size_t>(y + 1) * mstride + 1;
+  for (int x = 0; x < w; ++x)
+    mrow[x] = canny_class(A(gx[x]), A(gy[x]), cur[x], prev[x - 1], prev[x], prev[x + 1], cur[x - 1], cur[x + 1],
+                          next[x - 1], next[x], next[x + 1], low2, high2);
   const int32_t base = static_cast<int32_t>((y + 1) * mstride + 1);
-  constexpr int kBlock = 16;
+  constexpr int kBlock = 32;
   for (int x0 = 0; x0 < w; x0 += kBlock) {
     const int x1 = x0 + kBlock < w ? x0 + kBlock : w;
     int any = 0;
-    for (int x = x0; x < x1; ++x) any |= cur[x] > low2;
-    if (!any) {
-      std::memset(mrow + x0, kNotEdge, static_cast<size_t>(x1 - x0));
-      continue;
-    }
-    for (int x = x0; x < x1; ++x) {
-      const M m = cur[x];
-      if (!(m > low2)) {
-        mrow[x] = kNotEdge;
-        continue;
-      }
-      const uint8_t cls = canny_class(A(gx[x]), A(gy[x]), m, prev, cur, next, x, low2, high2);
-      mrow[x] = cls;
-      if (cls == kStrong) wk.stack.push_back(base + x);
-    }
+    for (int x = x0; x < x1; ++x) any |= mrow[x] == kStrong;
+    if (!any) continue;
+    for (int x = x0; x < x1; ++x)
+      if (mrow[x] == kStrong) wk.stack.push_back(base + x);
   }
 }
 
@@ -180,7 +173,7 @@ ISL_ALWAYS_INLINE void canny_plane(const P* src, CannyWork<G, M>& wk, M low2, M 
   hysteresis(wk, dst);
 }
 
-using WorkU8 = CannyWork<int16_t, int32_t>;
+using WorkU8 = CannyWork<int32_t, int32_t>;
 using WorkF32 = CannyWork<float, float>;
 
 // The plane kernels, compiled for AVX2 and for the baseline ISA with a run-time choice

@@ -15,7 +15,7 @@
 //        dx = [-1 0 1; -2 0 2; -1 0 1],  dy = dx transposed. uint8 input: exact int32 math.
 //   3. m = dx^2 + dy^2 (the squared L2 magnitude; thresholds are compared squared, so no sqrt).
 //      Outside the plane m counts as 0 in step 4, so border pixels can be edges (as in cv2).
-//   4. Non-maximum suppression in 4 sectors, OpenCV's fixed-point test with
+//   4. Non-maximum suppression in 4 directions, OpenCV's fixed-point test with
 //      tan(22.5 deg) ~ 13573 / 2^15:  ay = |dy| * 2^15, t = |dx| * 13573
 //        ay < t                       -> horizontal: keep if m >  m[left]  and m >= m[right]
 //        ay > t + |dx| * 2^16          -> vertical:   keep if m >  m[up]    and m >= m[down]
@@ -100,47 +100,49 @@ ISL_HD void sobel_at(const P* above, const P* row, const P* below, int xm, int x
                     sobel_diff(T(above[xp]), T(below[xp])));
 }
 
-enum NmsSector : int { kHorizontal = 0, kVertical = 1, kDiagonal = 2, kAntiDiagonal = 3 };
-
 constexpr int kTan22Q15 = 13573;  // round(tan(22.5 deg) * 2^15), OpenCV's TG22
 
-ISL_HD int nms_sector(int dx, int dy) {
+// Direction of the gradient (dx, dy): horizontal if |dy| < tan22.5 |dx| (fixed point, as cv2),
+// vertical if |dy| > tan67.5 |dx| = (tan22.5 + 2) |dx|, otherwise diagonal (both false). The float
+// version is exact for integer-valued dx, dy (so it equals the int one there): ay and ax*2^16 are
+// exact, ax*13573 is exact for ax < 2^24 / 13573, and ay - ax*2^16 is exact.
+ISL_HD void nms_direction(int dx, int dy, bool& horizontal, bool& vertical) {
   const int ax = dx < 0 ? -dx : dx, ay = (dy < 0 ? -dy : dy) << 15;
   const int t = ax * kTan22Q15;
-  if (ay < t) return kHorizontal;
-  if (ay > t + (ax << 16)) return kVertical;
-  return (dx ^ dy) < 0 ? kAntiDiagonal : kDiagonal;
+  horizontal = ay < t;
+  vertical = ay > t + (ax << 16);
 }
 
-// The same test in float32; exact (so equal to the int one) for integer-valued dx, dy.
-ISL_HD int nms_sector(float dx, float dy) {
+ISL_HD void nms_direction(float dx, float dy, bool& horizontal, bool& vertical) {
   const float ax = dx < 0.0f ? -dx : dx, ay = fmul(dy < 0.0f ? -dy : dy, 32768.0f);
   const float t = fmul(ax, static_cast<float>(kTan22Q15));
-  if (ay < t) return kHorizontal;
-  if (fsub(ay, fmul(ax, 65536.0f)) > t) return kVertical;  // ay > t + ax*2^16, without rounding t + ...
-  return ((dx < 0.0f) != (dy < 0.0f)) ? kAntiDiagonal : kDiagonal;
-}
-
-// Is m (at column j of `cur`) a local maximum along its sector? prev/next are the rows above and
-// below; columns -1 and W of the three rows must hold 0 (and rows outside the plane are all 0).
-template <typename M>
-ISL_HD bool nms_keep(int sector, M m, const M* prev, const M* cur, const M* next, int j) {
-  switch (sector) {
-    case kHorizontal: return m > cur[j - 1] && m >= cur[j + 1];
-    case kVertical: return m > prev[j] && m >= next[j];
-    case kDiagonal: return m > prev[j - 1] && m > next[j + 1];
-    default: return m > prev[j + 1] && m > next[j - 1];
-  }
+  horizontal = ay < t;
+  vertical = fsub(ay, fmul(ax, 65536.0f)) > t;
 }
 
 // Pixel classes of the NMS + double-threshold stage (the CUDA kernels store them in the output).
 enum CannyClass : uint8_t { kNotEdge = 0, kCandidate = 1, kStrong = 2 };
 
+// NMS + double threshold of one pixel of squared magnitude m and gradient (dx, dy), given the
+// squared magnitudes of its 8 neighbours (0 outside the plane):
+//   horizontal: m >  left    and m >= right
+//   vertical:   m >  up      and m >= down
+//   diagonal:   m >  up-left and m >  down-right  when dx, dy have the same sign,
+//               m >  up-right and m > down-left   otherwise;
+// then kCandidate if also m > low2, kStrong if also m > high2. Written with selects and bitwise
+// operations only, so that the CPU row loop vectorises (int32 or float32 lanes); the CUDA kernel
+// calls the same function.
 template <typename T, typename M>
-ISL_HD uint8_t canny_class(T dx, T dy, M m, const M* prev, const M* cur, const M* next, int j, M low2, M high2) {
-  if (!(m > low2)) return kNotEdge;
-  if (!nms_keep(nms_sector(dx, dy), m, prev, cur, next, j)) return kNotEdge;
-  return m > high2 ? kStrong : kCandidate;
+ISL_HD uint8_t canny_class(T dx, T dy, M m, M up_left, M up, M up_right, M left, M right, M down_left, M down,
+                           M down_right, M low2, M high2) {
+  bool horizontal, vertical;
+  nms_direction(dx, dy, horizontal, vertical);
+  const bool anti = (dx < T(0)) != (dy < T(0));
+  const M diag_before = anti ? up_right : up_left, diag_after = anti ? down_left : down_right;
+  const M before = horizontal ? left : (vertical ? up : diag_before);
+  const M after = horizontal ? right : (vertical ? down : diag_after);
+  const bool keep = (m > before) & ((m > after) | ((m == after) & (horizontal | vertical)));
+  return static_cast<uint8_t>((keep & (m > low2)) + (keep & (m > high2)));
 }
 
 // Squared thresholds. int: floor(t^2) (m > floor(t^2) <=> m > t^2 for integer m, as cv2).

@@ -117,7 +117,8 @@ __global__ void canny_classify(const P* __restrict__ src, int64_t plane0, int h,
   T dx, dy;
   sobel_at<T>(tile[i], tile[i + 1], tile[i + 2], j, j + 1, j + 2, dx, dy);
   cls[plane * h * static_cast<int64_t>(w) + static_cast<int64_t>(y) * w + x] =
-      canny_class(dx, dy, mag[i][j], mag[i - 1], mag[i], mag[i + 1], j, low2, high2);
+      canny_class(dx, dy, mag[i][j], mag[i - 1][j - 1], mag[i - 1][j], mag[i - 1][j + 1], mag[i][j - 1], mag[i][j + 1],
+                  mag[i + 1][j - 1], mag[i + 1][j], mag[i + 1][j + 1], low2, high2);
 }
 
 // ---- Hysteresis by union-find --------------------------------------------------------------
