@@ -13,17 +13,39 @@
 #include <type_traits>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace isl {
 
 namespace {
 
 // ---- Gaussian blur -------------------------------------------------------------------------
 
-// Horizontal pass of one row: pad (w + 2r floats) receives the reflect-101 padded row.
-void blur_row_horizontal(const float* src, int w, const GaussKernel& g, float* pad, float* dst) {
+// A strip of output rows [y0, y1) of one plane is blurred from a buffer holding the horizontal
+// pass of the source rows y0-r .. y1+r-1 (reflect-101 mapped), so that every unit of work is
+// independent and needs no plane-sized temporary. Halo rows are recomputed by neighbouring strips.
+struct BlurBuffer {
+  std::vector<float> pad;   // [w + 2r]: one reflect-101 padded source row
+  std::vector<float> rows;  // [(strip + 2r) * w]: horizontally blurred rows
+  void reserve(int w, int radius, int strip) {
+    pad.resize(static_cast<size_t>(w) + 2 * radius);
+    rows.resize(static_cast<size_t>(strip + 2 * radius) * w);
+  }
+};
+
+// Horizontal pass of one source row (uint8 is converted to float32 while padding).
+template <typename P>
+ISL_ALWAYS_INLINE void blur_row_horizontal(const P* __restrict src, int w, const GaussKernel& g, float* __restrict pad,
+                                           float* __restrict dst) {
   const int r = g.radius;
-  for (int x = -r; x < w + r; ++x) pad[x + r] = src[reflect101(x, w)];
-  const float* c = pad + r;
+  float* c = pad + r;
+  for (int x = 0; x < w; ++x) c[x] = static_cast<float>(src[x]);
+  for (int x = 1; x <= r; ++x) {
+    c[-x] = static_cast<float>(src[reflect101(-x, w)]);
+    c[w - 1 + x] = static_cast<float>(src[reflect101(w - 1 + x, w)]);
+  }
   for (int x = 0; x < w; ++x) dst[x] = blur_first(g.w[0], c[x]);
   for (int i = 1; i <= r; ++i) {
     const float wi = g.w[i];
@@ -31,16 +53,42 @@ void blur_row_horizontal(const float* src, int w, const GaussKernel& g, float* p
   }
 }
 
-// Vertical pass producing row y of a plane from the horizontally blurred plane tmp.
-void blur_row_vertical(const float* tmp, int h, int w, int y, const GaussKernel& g, float* dst) {
-  const float* c = tmp + static_cast<int64_t>(y) * w;
-  for (int x = 0; x < w; ++x) dst[x] = blur_first(g.w[0], c[x]);
-  for (int i = 1; i <= g.radius; ++i) {
-    const float* a = tmp + static_cast<int64_t>(reflect101(y - i, h)) * w;
-    const float* b = tmp + static_cast<int64_t>(reflect101(y + i, h)) * w;
-    const float wi = g.w[i];
-    for (int x = 0; x < w; ++x) dst[x] = blur_step(dst[x], wi, a[x], b[x]);
+template <typename P>
+ISL_ALWAYS_INLINE void blur_strip(const P* plane, int h, int w, int y0, int y1, const GaussKernel& g, BlurBuffer& buf,
+                                  float* dst_plane) {
+  const int r = g.radius;
+  for (int yy = y0 - r; yy < y1 + r; ++yy)
+    blur_row_horizontal(plane + static_cast<int64_t>(reflect101(yy, h)) * w, w, g, buf.pad.data(),
+                        buf.rows.data() + static_cast<int64_t>(yy - y0 + r) * w);
+  for (int y = y0; y < y1; ++y) {
+    const float* __restrict c = buf.rows.data() + static_cast<int64_t>(y - y0 + r) * w;
+    float* __restrict out = dst_plane + static_cast<int64_t>(y) * w;
+    for (int x = 0; x < w; ++x) out[x] = blur_first(g.w[0], c[x]);
+    for (int i = 1; i <= r; ++i) {
+      const float* __restrict a = c - static_cast<int64_t>(i) * w;
+      const float* __restrict b = c + static_cast<int64_t>(i) * w;
+      const float wi = g.w[i];
+      for (int x = 0; x < w; ++x) out[x] = blur_step(out[x], wi, a[x], b[x]);
+    }
   }
+}
+
+ISL_CPU_CLONES void blur_strip_f32(const float* plane, int h, int w, int y0, int y1, const GaussKernel& g, BlurBuffer& buf,
+                                   float* dst_plane) {
+  blur_strip(plane, h, w, y0, y1, g, buf, dst_plane);
+}
+
+ISL_CPU_CLONES void blur_strip_u8(const uint8_t* plane, int h, int w, int y0, int y1, const GaussKernel& g,
+                                  BlurBuffer& buf, float* dst_plane) {
+  blur_strip(plane, h, w, y0, y1, g, buf, dst_plane);
+}
+
+inline void blur_plane(const float* plane, int h, int w, const GaussKernel& g, BlurBuffer& buf, float* dst) {
+  blur_strip_f32(plane, h, w, 0, h, g, buf, dst);
+}
+
+inline void blur_plane(const uint8_t* plane, int h, int w, const GaussKernel& g, BlurBuffer& buf, float* dst) {
+  blur_strip_u8(plane, h, w, 0, h, g, buf, dst);
 }
 
 // ---- Canny -----------------------------------------------------------------------------------
@@ -203,11 +251,11 @@ void canny_impl(const P* src, int64_t planes, int h, int w, double low, double h
     const bool int_path = u8 && !blur;
     WorkU8 iwork(int_path ? h : 1, int_path ? w : 1);
     WorkF32 fwork(int_path ? 1 : h, int_path ? 1 : w);
-    std::vector<float> fplane, tmp, pad;
+    std::vector<float> fplane;
+    BlurBuffer buf;
     if (blur) {
       fplane.resize(static_cast<size_t>(plane));
-      tmp.resize(static_cast<size_t>(plane));
-      pad.resize(static_cast<size_t>(w) + 2 * g.radius);
+      buf.reserve(w, g.radius, h);
     }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t p = 0; p < planes; ++p) {
@@ -221,21 +269,7 @@ void canny_impl(const P* src, int64_t planes, int h, int w, double low, double h
         }
         continue;
       }
-      // Blur into fplane: horizontal pass into tmp (uint8 rows converted into fplane first),
-      // then the vertical pass back into fplane.
-      for (int y = 0; y < h; ++y) {
-        const P* row = s + static_cast<int64_t>(y) * w;
-        const float* frow = nullptr;
-        if constexpr (u8) {
-          float* conv = fplane.data() + static_cast<int64_t>(y) * w;
-          for (int x = 0; x < w; ++x) conv[x] = static_cast<float>(row[x]);
-          frow = conv;
-        } else {
-          frow = row;
-        }
-        blur_row_horizontal(frow, w, g, pad.data(), tmp.data() + static_cast<int64_t>(y) * w);
-      }
-      for (int y = 0; y < h; ++y) blur_row_vertical(tmp.data(), h, w, y, g, fplane.data() + static_cast<int64_t>(y) * w);
+      blur_plane(s, h, w, g, buf, fplane.data());
       canny_plane_f32(fplane.data(), fwork, fl, fh, d);
     }
   }
@@ -246,18 +280,26 @@ void canny_impl(const P* src, int64_t planes, int h, int w, double low, double h
 void gaussian_blur_cpu(const float* src, int64_t planes, int h, int w, double sigma, float* dst) {
   if (planes <= 0) return;
   const GaussKernel g = gaussian_kernel(sigma);
-  const int64_t rows = planes * h;
-  std::vector<float> tmp(static_cast<size_t>(rows) * w);
+  const int64_t plane = static_cast<int64_t>(h) * w;
+  // Units of work: strips of rows, at least 64 rows (halo overhead 2r/64) unless the plane is
+  // smaller, and enough of them to keep every thread busy.
+  int threads = 1;
+#ifdef _OPENMP
+  threads = omp_get_max_threads();
+#endif
+  const int64_t wanted = (4 * threads + planes - 1) / planes;
+  const int strip = std::max(std::min(h, 64), static_cast<int>((h + wanted - 1) / wanted));
+  const int per_plane = (h + strip - 1) / strip;
+  const int64_t units = planes * per_plane;
 #pragma omp parallel
   {
-    std::vector<float> pad(static_cast<size_t>(w) + 2 * g.radius);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) blur_row_horizontal(src + r * w, w, g, pad.data(), tmp.data() + r * w);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t p = r / h;
-      const int y = static_cast<int>(r % h);
-      blur_row_vertical(tmp.data() + p * h * w, h, w, y, g, dst + r * w);
+    BlurBuffer buf;
+    buf.reserve(w, g.radius, strip);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t u = 0; u < units; ++u) {
+      const int64_t p = u / per_plane;
+      const int y0 = static_cast<int>(u % per_plane) * strip, y1 = std::min(h, y0 + strip);
+      blur_strip_f32(src + p * plane, h, w, y0, y1, g, buf, dst + p * plane);
     }
   }
 }

@@ -18,7 +18,9 @@
 //                 [0, n-1]; weights 1-f and f on floor(s) and floor(s)+1 (the edge is clamped,
 //                 i.e. replicated).
 //        equal   (S == n): identity.
-//      out[n,c,oy,ox] = sum_ky wy[oy,ky] * ( sum_kx wx[ox,kx] * v[sy+ky, sx+kx] ).
+//      out[n,c,oy,ox] = sum_kx wx[ox,kx] * ( sum_ky wy[oy,ky] * v[sy+ky, sx+kx] )
+//      (vertical first: the CPU sums whole rows, contiguous and vectorised, and gathers once per
+//      output pixel).
 //   3. float32 output is that sum; uint8 output is floor(sum*255 + 0.5) (round half up), for
 //      display. For uint8 the kernels window straight to 0..255, v255 = (HU - lo)*255 / width, and
 //      resample v255 (the same value, mathematically): with integer HU that keeps the exact .5 ties
@@ -27,8 +29,9 @@
 // Implementation notes
 //   The per-axis weights are a dense [S, taps] table plus the first source index of each row
 //   (resample_taps / resample_weights below, used by the CPU kernel on the host and by the CUDA
-//   kernel on the device). Both kernels accumulate in float32 in the same order (kx inner, then
-//   ky), with padded zero-weight taps skipped, so CPU and CUDA results are bitwise identical.
+//   kernel on the device). Both kernels accumulate in float32 in the same order (ky inner, then
+//   kx), with per-operation rounding (fadd/fmul), so CPU and CUDA results are bitwise identical;
+//   zero-weight padded taps add exactly 0 and may be skipped.
 #pragma once
 
 #include <cmath>

@@ -4,7 +4,8 @@
 // resample_weights() as the CPU kernel (integer overlaps and one IEEE division: identical
 // weights); window_kernel then computes one output pixel per thread for all channels, reading the
 // source taps directly (the row cache of the CPU kernel is not needed on a GPU), and accumulates
-// in the CPU kernel's order with per-operation rounding, so the results are bitwise equal.
+// in the CPU kernel's order (vertical sums, then horizontal taps) with per-operation rounding, so
+// the results are bitwise equal.
 #include <cuda_runtime.h>
 
 #include "check.h"
@@ -34,20 +35,22 @@ __global__ void window_kernel(const int16_t* __restrict__ hu, int64_t slice0, in
   const float top = sizeof(Out) == 1 ? 255.0f : 1.0f;
   float acc[kMaxWindows];
   for (int c = 0; c < channels; ++c) acc[c] = 0.0f;
+  // Vertical sums first (ky inner), then the horizontal taps: the CPU kernel's order.
   const float* wxo = wx + static_cast<size_t>(ox) * tx;
-  for (int ky = 0; ky < ty; ++ky) {
-    const float wyk = wy[static_cast<size_t>(oy) * ty + ky];
-    if (wyk == 0.0f) continue;  // padded tap (skipped on the CPU too)
-    const int16_t* row = hu + (slice * h + fy[oy] + ky) * static_cast<int64_t>(w) + fx[ox];
-    float hsum[kMaxWindows];
-    for (int c = 0; c < channels; ++c) hsum[c] = 0.0f;
-    for (int kx = 0; kx < tx; ++kx) {
-      const float v = static_cast<float>(row[kx]);
-      const float wxk = wxo[kx];
+  const float* wyo = wy + static_cast<size_t>(oy) * ty;
+  for (int kx = 0; kx < tx; ++kx) {
+    const float wxk = wxo[kx];
+    const int16_t* col = hu + (slice * h + fy[oy]) * static_cast<int64_t>(w) + fx[ox] + kx;
+    float vsum[kMaxWindows];
+    for (int c = 0; c < channels; ++c) vsum[c] = 0.0f;
+    for (int ky = 0; ky < ty; ++ky) {
+      const float wyk = wyo[ky];
+      if (wyk == 0.0f) continue;  // padded tap (skipped on the CPU too)
+      const float v = static_cast<float>(col[static_cast<int64_t>(ky) * w]);
       for (int c = 0; c < channels; ++c)
-        hsum[c] = fadd(hsum[c], fmul(wxk, window_value(v, params.lo[c], params.width[c], top)));
+        vsum[c] = fadd(vsum[c], fmul(wyk, window_value(v, params.lo[c], params.width[c], top)));
     }
-    for (int c = 0; c < channels; ++c) acc[c] = fadd(acc[c], fmul(wyk, hsum[c]));
+    for (int c = 0; c < channels; ++c) acc[c] = fadd(acc[c], fmul(wxk, vsum[c]));
   }
   const size_t plane = static_cast<size_t>(s) * s;
   Out* o = out + static_cast<size_t>(slice) * channels * plane + static_cast<size_t>(oy) * s + ox;
