@@ -1,57 +1,132 @@
-"""Throughput of the isl-rt native kernels against their references, on 512x512 phantom slices.
+"""How fast are the native kernels against their references and cv2/skimage, on the same inputs, in one run?
 
-    python benchmarks/bench_kernels.py [--quick] [--kernels window,canny] [--slices N]
+    python benchmarks/bench_kernels.py [--quick] [--kernels window,canny] [--shapes 512,tiny]
 
-Prints one JSON object per line: first the machine (CPU, cores, library versions, how the
-extensions were built), then one line per (kernel, impl) with ``mpix_per_s`` (median over the
-repeats after a warm-up; ``mpix_per_s_iqr`` is the 25-75 % range), then a summary line with the
-ratios measured in this run. ``impl`` is one of native (OpenMP, all threads), native-1t,
-reference (the numpy twin), cv2, cv2-1t, skimage, cuda (only with CuPy and a device).
+Prints one JSON object per line: first the machine (CPU, cores, load, library versions, how
+the extensions were built), then one row per (kernel, shape, impl) with ``mpix_per_s`` (slice
+pixels per second, the median over the repeats), ``spread`` (min and max over the repeats, same
+unit), ``speedup_vs_reference`` and, on canny rows, ``edge_f1_vs_cv2``. ``impl`` is one of
+native (OpenMP, all threads), native-1t, reference (the numpy twin), cv2, cv2-1t, skimage and
+cuda (with CuPy and a device). Impls are timed round-robin after one warm-up each, so that
+background load on a shared machine hits all of them alike; inputs come from fixed seeds and
+timed calls write into preallocated outputs where the API allows it. Ratios are the result;
+absolute numbers only compare on the same machine.
 
-Adding a kernel: write ``def bench_<name>(ctx: Context) -> Iterator[dict]`` that yields
-``ctx.line(kernel, impl, seconds_per_call_fn, pixels, **extra)`` results and decorate it with
-``@register("<name>")``; ``ctx`` holds the phantom slices (HU, windowed float32 and uint8) and
-the timing helpers, and ``ctx.native_threads(1)`` runs a block single-threaded.
+Adding a kernel: append a function to ``CASES`` that takes the :class:`Bench` and yields
+``(kernel, shape_name, pixels, params, impls)``; ``impls`` maps impl names to zero-argument
+callables (cuda ones synchronise: wrap them in ``bench.cuda_sync``). A "native" impl is also
+timed single-threaded as "native-1t", a "cv2" one as "cv2-1t". Fields that differ per impl go in
+``params["per_impl"] = {impl: {...}}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+# The numpy references run single-threaded: OpenBLAS worker threads spinning after a matmul
+# would otherwise compete with the kernels timed next on a small machine. OpenMP workers sleep
+# when idle (OMP_WAIT_POLICY=PASSIVE): with libgomp's default spinning, an idle worker that keeps
+# a core busy while other processes need it delays the next parallel region by a whole scheduler
+# time slice on a contended 2-core machine (measured: 2-thread canny 3-6x slower than 1 thread);
+# the kernels' parallel regions are milliseconds long, so spinning gains nothing here. Set the
+# variable yourself to measure the other policy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from isl_rt import extensions, kernels
-from isl_rt.kernels import reference
+import numpy as np  # noqa: E402
 
-WINDOWS = [(40.0, 80.0), (75.0, 215.0), (600.0, 2800.0)]  # brain, subdural, bone
-CANNY_U8_THRESHOLDS = [(20.0, 60.0), (50.0, 150.0)]      # on uint8 brain-window slices
-CANNY_FLOAT = (0.1, 0.3, 1.5)                            # low, high, sigma on float [0, 1] slices
-BLUR_SIGMA = 1.5
+from isl_rt import extensions  # noqa: E402
+from isl_rt import kernels as K  # noqa: E402
+from isl_rt.kernels import reference as R  # noqa: E402
 
-Case = Callable[["Context"], Iterator[dict[str, Any]]]
-CASES: list[tuple[str, Case]] = []
+Impls = dict[str, Callable[[], Any]]
+CaseRow = tuple[str, str, int, dict[str, Any], Impls]
+
+try:
+    import cv2
+except ImportError:  # the cv2 rows are left out
+    cv2 = None
 
 
-def register(name: str) -> Callable[[Case], Case]:
-    """Add a benchmark case; it runs when ``--kernels`` is not given or names it."""
+class Bench:
+    """Options, timing and the optional CuPy module shared by every case."""
 
-    def wrap(fn: Case) -> Case:
-        CASES.append((name, fn))
-        return fn
+    def __init__(self, quick: bool, shapes: set[str]) -> None:
+        self.quick = quick
+        self.shapes = shapes
+        self.repeats = 3 if quick else 9
+        self.cupy = _cupy_with_device()
 
-    return wrap
+    def time(self, impls: Impls, before: Callable[[str], None]) -> dict[str, list[float]]:
+        """Seconds per call of every impl: one warm-up each, then the repeats round-robin."""
+        for impl, fn in impls.items():
+            before(impl)
+            fn()
+        times: dict[str, list[float]] = {impl: [] for impl in impls}
+        for _ in range(self.repeats):
+            for impl, fn in impls.items():
+                before(impl)
+                start = time.perf_counter()
+                fn()
+                times[impl].append(time.perf_counter() - start)
+        return times
+
+    def cuda_sync(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        cupy = self.cupy
+
+        def run() -> Any:
+            result = fn()
+            cupy.cuda.get_current_stream().synchronize()
+            return result
+
+        return run
+
+
+def _cupy_with_device() -> Any:
+    try:
+        import cupy  # type: ignore[import-not-found]
+
+        if extensions.cuda().device_count() > 0:
+            return cupy
+    except Exception:  # noqa: BLE001 - any failure here just means "no cuda rows"
+        pass
+    return None
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in ("cv2", "skimage", "scipy", "cupy"):
+        with contextlib.suppress(ImportError):
+            versions[name] = __import__(name).__version__
+    out: dict[str, Any] = {"kind": "machine", "cpu": cpu, "cpus": os.cpu_count(),
+                           "omp_threads": extensions.native().build_info()["openmp_max_threads"],
+                           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+                           "loadavg_1min": round(os.getloadavg()[0], 2), "platform": platform.platform(),
+                           "versions": versions, "extensions": extensions.status()}
+    if out["extensions"].get("_cuda", {}).get("devices"):
+        import cupy  # type: ignore[import-not-found]
+
+        out["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    return out
 
 
 # ---- phantom slices ------------------------------------------------------------------------------
+
+WINDOWS = [(40.0, 80.0), (75.0, 215.0), (600.0, 2800.0)]  # brain, subdural, bone
 
 
 def head_slice(size: int, seed: int) -> np.ndarray:
@@ -72,295 +147,209 @@ def head_slice(size: int, seed: int) -> np.ndarray:
     return np.clip(np.round(hu), -32768, 32767).astype(np.int16)
 
 
-# ---- timing --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Context:
-    quick: bool
-    slices: int
-    size: int = 512
-    hu: np.ndarray = field(init=False)
-    u8: np.ndarray = field(init=False)       # [N, 1, S, S] brain window, uint8
-    x: np.ndarray = field(init=False)        # [N, 1, S, S] brain window, float32 in [0, 1]
-
-    def __post_init__(self) -> None:
-        self.hu = np.stack([head_slice(self.size, seed=1000 + k) for k in range(self.slices)])
-        self.u8 = kernels.window(self.hu, WINDOWS[:1], self.size, dtype=np.uint8)
-        self.x = kernels.window(self.hu, WINDOWS[:1], self.size)
-
-    @property
-    def repeats(self) -> int:
-        return 5 if self.quick else 20
-
-    @contextlib.contextmanager
-    def native_threads(self, n: int) -> Iterator[None]:
-        native = extensions.native()
-        default = native.build_info()["openmp_max_threads"]
-        native.set_num_threads(n)
-        try:
-            yield
-        finally:
-            native.set_num_threads(default)
-
-    def time(self, fn: Callable[[], Any], repeats: int | None = None, sync: Callable[[], None] | None = None) -> list[float]:
-        """Seconds per call of ``fn`` over ``repeats`` runs after one warm-up run."""
-        fn()
-        if sync:
-            sync()
-        times = []
-        for _ in range(repeats or self.repeats):
-            start = time.perf_counter()
-            fn()
-            if sync:
-                sync()
-            times.append(time.perf_counter() - start)
-        return times
-
-    def line(self, kernel: str, impl: str, times: list[float], pixels: int, **extra: Any) -> dict[str, Any]:
-        rates = pixels / np.asarray(times) / 1e6
-        return {
-            "kernel": kernel,
-            "impl": impl,
-            "mpix_per_s": round(float(np.median(rates)), 2),
-            "mpix_per_s_iqr": [round(float(np.percentile(rates, 25)), 2), round(float(np.percentile(rates, 75)), 2)],
-            "repeats": len(times),
-            "pixels": pixels,
-            **extra,
-        }
-
-
-def _cupy() -> Any | None:
-    try:
-        import cupy
-    except ImportError:
-        return None
-    try:
-        return cupy if extensions.cuda().device_count() > 0 else None
-    except Exception:  # noqa: BLE001 - no extension or no driver: no CUDA lines
-        return None
-
-
-def _cuda_skip(kernel: str) -> dict[str, Any]:
-    return {"kernel": kernel, "impl": "cuda", "skipped": "no CuPy or no CUDA device here"}
+@functools.lru_cache(maxsize=None)
+def _hu(n: int) -> np.ndarray:
+    """n phantom slices in HU, int16 [n, 512, 512] (cached; read-only)."""
+    hu = np.stack([head_slice(512, seed=1000 + k) for k in range(n)])
+    hu.flags.writeable = False
+    return hu
 
 
 def edge_f1(edges: np.ndarray, truth: np.ndarray) -> float:
-    a, b = edges != 0, truth != 0
+    a, b = np.asarray(edges) != 0, np.asarray(truth) != 0
     total = int(a.sum()) + int(b.sum())
     return 1.0 if total == 0 else round(2.0 * int((a & b).sum()) / total, 5)
 
 
-# ---- cases ---------------------------------------------------------------------------------------
+# ---- engineer A: window, gaussian_blur, canny ----------------------------------------------------
+#
+# Shapes: "512" = 512x512 slices (2 with --quick, else 4); "tiny" = the tiny preset's batch of a
+# scan: 32 slices windowed 512 -> 128 with 3 windows, canny with blur on [32, 3, 128, 128].
 
 
-@register("window")
-def bench_window(ctx: Context) -> Iterator[dict[str, Any]]:
-    hu, size = ctx.hu, 256
-    pixels = hu.size  # source pixels
-    common = {"windows": len(WINDOWS), "source": list(hu.shape), "size": size, "note": "pixels = source HU pixels"}
-    out = np.empty((hu.shape[0], len(WINDOWS), size, size), np.float32)
-    yield ctx.line("window", "native", ctx.time(lambda: kernels.window(hu, WINDOWS, size, out=out)), pixels, **common)
-    with ctx.native_threads(1):
-        yield ctx.line("window", "native-1t", ctx.time(lambda: kernels.window(hu, WINDOWS, size, out=out)), pixels, **common)
-    small = hu[:2]
-    yield ctx.line("window", "reference", ctx.time(lambda: reference.window(small, WINDOWS, size), repeats=3), small.size, **common)
-    try:
-        import cv2
-    except ImportError:
+def window_cases(bench: Bench) -> Iterator[CaseRow]:
+    if "512" in bench.shapes:
+        hu = _hu(2 if bench.quick else 4)
+        out = np.empty((hu.shape[0], 3, 256, 256), np.float32)
+        impls: Impls = {
+            "native": lambda: K.window(hu, WINDOWS, 256, out=out),
+            "reference": lambda: R.window(hu, WINDOWS, 256, out=out),
+        }
+        if cv2 is not None:
+            def numpy_cv2() -> None:  # the same work: numpy windowing + cv2.resize(INTER_AREA)
+                for n in range(hu.shape[0]):
+                    v = hu[n].astype(np.float32)
+                    for c, (level, width) in enumerate(WINDOWS):
+                        w = np.clip((v - (level - width / 2)) / width, 0, 1)
+                        out[n, c] = cv2.resize(w, (256, 256), interpolation=cv2.INTER_AREA)
+
+            impls["cv2"] = numpy_cv2
+        if bench.cupy is not None:
+            cp = bench.cupy
+            dhu, dout = cp.asarray(hu), cp.empty(out.shape, cp.float32)
+            impls["cuda"] = bench.cuda_sync(lambda: K.window(dhu, WINDOWS, 256, out=dout))
+        params = {"size": 256, "windows": 3, "pixels_are": "source HU pixels",
+                  "per_impl": {"cv2": {"note": "numpy clip + cv2.resize INTER_AREA per window"}}}
+        yield "window", "512", hu.size, params, impls
+    if "tiny" in bench.shapes:
+        hu = _hu(32)
+        out = np.empty((32, 3, 128, 128), np.float32)
+        impls = {"native": lambda: K.window(hu, WINDOWS, 128, out=out)}
+        if bench.cupy is not None:
+            cp = bench.cupy
+            dhu, dout = cp.asarray(hu), cp.empty(out.shape, cp.float32)
+            impls["cuda"] = bench.cuda_sync(lambda: K.window(dhu, WINDOWS, 128, out=dout))
+        yield "window", "tiny", hu.size, {"size": 128, "windows": 3, "pixels_are": "source HU pixels"}, impls
+
+
+def gaussian_blur_cases(bench: Bench) -> Iterator[CaseRow]:
+    if "512" not in bench.shapes:
         return
-
-    def numpy_cv2() -> None:  # the same work with numpy windowing + cv2.resize(INTER_AREA)
-        for n in range(hu.shape[0]):
-            v = hu[n].astype(np.float32)
-            for c, (level, width) in enumerate(WINDOWS):
-                w = np.clip((v - (level - width / 2)) / width, 0, 1)
-                out[n, c] = cv2.resize(w, (size, size), interpolation=cv2.INTER_AREA)
-
-    yield ctx.line("window", "cv2", ctx.time(numpy_cv2), pixels, **common, note_impl="numpy clip + cv2.resize INTER_AREA")
-    cp = _cupy()
-    if cp is None:
-        yield _cuda_skip("window")
-        return
-    dhu = cp.asarray(hu)
-    dout = cp.empty(out.shape, cp.float32)
-    sync = cp.cuda.get_current_stream().synchronize
-    yield ctx.line("window", "cuda", ctx.time(lambda: kernels.window(dhu, WINDOWS, size, out=dout), sync=sync), pixels, **common)
-
-
-@register("gaussian_blur")
-def bench_gaussian_blur(ctx: Context) -> Iterator[dict[str, Any]]:
-    x, sigma = ctx.x, BLUR_SIGMA
+    sigma = 1.5
+    x = K.window(_hu(2 if bench.quick else 4), WINDOWS[:1], 512)
     out = np.empty_like(x)
-    common = {"sigma": sigma, "shape": list(x.shape)}
-    yield ctx.line("gaussian_blur", "native", ctx.time(lambda: kernels.gaussian_blur(x, sigma, out=out)), x.size, **common)
-    with ctx.native_threads(1):
-        yield ctx.line("gaussian_blur", "native-1t", ctx.time(lambda: kernels.gaussian_blur(x, sigma, out=out)), x.size, **common)
-    small = x[:2]
-    yield ctx.line("gaussian_blur", "reference", ctx.time(lambda: reference.gaussian_blur(small, sigma), repeats=3), small.size, **common)
+    impls: Impls = {
+        "native": lambda: K.gaussian_blur(x, sigma, out=out),
+        "reference": lambda: R.gaussian_blur(x, sigma, out=out),
+    }
     radius = int(np.ceil(4 * sigma))
-    try:
-        import cv2
-
+    if cv2 is not None:
         def run_cv2() -> None:
             for n in range(x.shape[0]):
                 cv2.GaussianBlur(x[n, 0], (2 * radius + 1, 2 * radius + 1), sigma, dst=out[n, 0],
                                  borderType=cv2.BORDER_REFLECT_101)
 
-        yield ctx.line("gaussian_blur", "cv2", ctx.time(run_cv2), x.size, **common)
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
-        try:
-            yield ctx.line("gaussian_blur", "cv2-1t", ctx.time(run_cv2), x.size, **common)
-        finally:
-            cv2.setNumThreads(threads)
-    except ImportError:
-        pass
-    try:
+        impls["cv2"] = run_cv2
+    with contextlib.suppress(ImportError):
         from skimage.filters import gaussian
 
-        yield ctx.line("gaussian_blur", "skimage",
-                       ctx.time(lambda: [gaussian(x[n, 0], sigma=sigma, mode="mirror", truncate=4.0) for n in range(2)],
-                                repeats=3), 2 * x[0, 0].size, **common)
-    except ImportError:
-        pass
-    cp = _cupy()
-    if cp is None:
-        yield _cuda_skip("gaussian_blur")
-        return
-    dx, dout = cp.asarray(x), cp.empty(x.shape, cp.float32)
-    sync = cp.cuda.get_current_stream().synchronize
-    yield ctx.line("gaussian_blur", "cuda", ctx.time(lambda: kernels.gaussian_blur(dx, sigma, out=dout), sync=sync), x.size, **common)
+        def run_skimage() -> None:
+            for n in range(x.shape[0]):
+                out[n, 0] = gaussian(x[n, 0], sigma=sigma, mode="mirror", truncate=4.0)
+
+        impls["skimage"] = run_skimage
+    if bench.cupy is not None:
+        cp = bench.cupy
+        dx, dout = cp.asarray(x), cp.empty(x.shape, cp.float32)
+        impls["cuda"] = bench.cuda_sync(lambda: K.gaussian_blur(dx, sigma, out=dout))
+    yield "gaussian_blur", "512", x.size, {"sigma": sigma, "radius": radius}, impls
 
 
-@register("canny")
-def bench_canny(ctx: Context) -> Iterator[dict[str, Any]]:
-    """uint8 input, no blur, L2 gradient: the same work as cv2.Canny(..., L2gradient=True)."""
-    import cv2
+def canny_cases(bench: Bench) -> Iterator[CaseRow]:
+    if "512" in bench.shapes and cv2 is not None:
+        # uint8 input, no blur, L2 gradient: the same work as cv2.Canny(..., L2gradient=True).
+        u8 = K.window(_hu(2 if bench.quick else 4), WINDOWS[:1], 512, dtype=np.uint8)
+        out = np.empty_like(u8)
+        for low, high in [(20.0, 60.0), (50.0, 150.0), (100.0, 200.0)]:
+            truth = np.stack([[cv2.Canny(p, low, high, L2gradient=True) // 255 for p in planes] for planes in u8])
 
-    u8 = ctx.u8
-    out = np.empty_like(u8)
-    cv2_threads = cv2.getNumThreads()
-    for low, high in CANNY_U8_THRESHOLDS:
-        truth = np.stack([[cv2.Canny(p, low, high, L2gradient=True) // 255 for p in planes] for planes in u8])
-        common = {"input": "uint8", "low": low, "high": high, "shape": list(u8.shape)}
-        edges = kernels.canny(u8, low, high)
-        common_native = {**common, "edge_f1_vs_cv2": edge_f1(edges, truth), "edge_pixels": int(edges.sum())}
-        yield ctx.line("canny", "native", ctx.time(lambda: kernels.canny(u8, low, high, out=out)), u8.size, **common_native)
-        with ctx.native_threads(1):
-            yield ctx.line("canny", "native-1t", ctx.time(lambda: kernels.canny(u8, low, high, out=out)), u8.size, **common_native)
+            def run_cv2(low: float = low, high: float = high) -> None:
+                for n in range(u8.shape[0]):
+                    cv2.Canny(u8[n, 0], low, high, edges=out[n, 0], L2gradient=True)
 
-        def run_cv2() -> None:
-            for n in range(u8.shape[0]):
-                cv2.Canny(u8[n, 0], low, high, edges=out[n, 0], L2gradient=True)
+            impls: Impls = {
+                "native": lambda low=low, high=high: K.canny(u8, low, high, out=out),
+                "cv2": run_cv2,
+                "reference": lambda low=low, high=high: R.canny(u8, low, high, out=out),
+            }
+            f1 = {"native": edge_f1(K.canny(u8, low, high), truth), "reference": edge_f1(R.canny(u8, low, high), truth),
+                  "cv2": 1.0}
+            with contextlib.suppress(ImportError):
+                from skimage.feature import canny as sk_canny
 
-        yield ctx.line("canny", "cv2", ctx.time(run_cv2), u8.size, **common, edge_f1_vs_cv2=1.0)
-        cv2.setNumThreads(1)
-        try:
-            yield ctx.line("canny", "cv2-1t", ctx.time(run_cv2), u8.size, **common, edge_f1_vs_cv2=1.0)
-        finally:
-            cv2.setNumThreads(cv2_threads)
-        small = u8[:1]
-        ref_edges = reference.canny(small, low, high)
-        yield ctx.line("canny", "reference", ctx.time(lambda: reference.canny(small, low, high), repeats=3), small.size,
-                       **common, edge_f1_vs_cv2=edge_f1(ref_edges, truth[:1]))
-        try:
-            from skimage.feature import canny as sk_canny
+                img = u8.astype(np.float64)
 
-            img = u8[0, 0].astype(np.float64)
-            sk_edges = sk_canny(img, sigma=0.0, low_threshold=low, high_threshold=high)
-            yield ctx.line("canny", "skimage",
-                           ctx.time(lambda: sk_canny(img, sigma=0.0, low_threshold=low, high_threshold=high), repeats=3),
-                           img.size, **common, edge_f1_vs_cv2=edge_f1(sk_edges, truth[0, 0]),
-                           note_impl="float64 input, sigma=0, interpolated NMS")
-        except ImportError:
-            pass
-        cp = _cupy()
-        if cp is None:
-            yield _cuda_skip("canny")
-        else:
-            du8, dout = cp.asarray(u8), cp.empty(u8.shape, cp.uint8)
-            sync = cp.cuda.get_current_stream().synchronize
-            cuda_edges = cp.asnumpy(kernels.canny(du8, low, high))
-            yield ctx.line("canny", "cuda", ctx.time(lambda: kernels.canny(du8, low, high, out=dout), sync=sync), u8.size,
-                           **common, edge_f1_vs_cv2=edge_f1(cuda_edges, truth))
+                def run_skimage(low: float = low, high: float = high) -> None:
+                    for n in range(u8.shape[0]):
+                        sk_canny(img[n, 0], sigma=0.0, low_threshold=low, high_threshold=high)
 
-    # The pipeline's variant: float32 [0, 1] slices with the blur inside the kernel (no cv2 twin).
-    low, high, sigma = CANNY_FLOAT
-    x = ctx.x
-    common = {"input": "float32", "low": low, "high": high, "sigma": sigma, "shape": list(x.shape)}
-    yield ctx.line("canny", "native", ctx.time(lambda: kernels.canny(x, low, high, sigma=sigma, out=out)), x.size, **common)
-    with ctx.native_threads(1):
-        yield ctx.line("canny", "native-1t", ctx.time(lambda: kernels.canny(x, low, high, sigma=sigma, out=out)), x.size, **common)
+                impls["skimage"] = run_skimage
+                f1["skimage"] = edge_f1(
+                    np.stack([[sk_canny(img[n, 0], sigma=0.0, low_threshold=low, high_threshold=high)]
+                              for n in range(u8.shape[0])]), truth)
+            if bench.cupy is not None:
+                cp = bench.cupy
+                du8, dout = cp.asarray(u8), cp.empty(u8.shape, cp.uint8)
+                impls["cuda"] = bench.cuda_sync(lambda low=low, high=high: K.canny(du8, low, high, out=dout))
+                f1["cuda"] = edge_f1(cp.asnumpy(K.canny(du8, low, high)), truth)
+            per_impl = {impl: {"edge_f1_vs_cv2": value} for impl, value in f1.items()}
+            per_impl["native-1t"] = per_impl["native"]
+            per_impl["cv2-1t"] = per_impl["cv2"]
+            per_impl.setdefault("skimage", {})["note"] = "float64 input, sigma=0, interpolated NMS"
+            params = {"input": "uint8", "low": low, "high": high, "edge_pixels": int(truth.sum()), "per_impl": per_impl}
+            yield "canny", "512", u8.size, params, impls
+    if "tiny" in bench.shapes:
+        # The pipeline's variant: float32 [0, 1] windows of a scan, blurred inside the kernel.
+        low, high, sigma = 0.1, 0.3, 1.5
+        x = K.window(_hu(32), WINDOWS, 128)
+        out = np.empty(x.shape, np.uint8)
+        impls = {"native": lambda: K.canny(x, low, high, sigma=sigma, out=out)}
+        if bench.cupy is not None:
+            cp = bench.cupy
+            dx, dout = cp.asarray(x), cp.empty(x.shape, cp.uint8)
+            impls["cuda"] = bench.cuda_sync(lambda: K.canny(dx, low, high, sigma=sigma, out=dout))
+        yield "canny", "tiny", x.size, {"input": "float32", "low": low, "high": high, "sigma": sigma}, impls
 
 
-# ---- main ----------------------------------------------------------------------------------------
+# ---- the registry --------------------------------------------------------------------------------
+CASES: list[Callable[[Bench], Iterator[CaseRow]]] = [
+    # engineer A
+    window_cases,
+    gaussian_blur_cases,
+    canny_cases,
+]
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for row in f:
-                if row.startswith("model name"):
-                    cpu = row.split(":", 1)[1].strip()
-                    break
-    versions: dict[str, str] = {"python": platform.python_version(), "numpy": np.__version__}
-    for name, module in [("cv2", "cv2"), ("skimage", "skimage"), ("scipy", "scipy"), ("cupy", "cupy")]:
-        with contextlib.suppress(ImportError):
-            versions[name] = __import__(module).__version__
-    return {
-        "kind": "machine",
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "loadavg_1min": round(os.getloadavg()[0], 2),
-        "versions": versions,
-        "extensions": extensions.status(),
-    }
+def run(bench: Bench, kernels: set[str] | None) -> Iterator[dict[str, Any]]:
+    native = extensions.native()
+    threads = native.build_info()["openmp_max_threads"]
+    cv2_threads = cv2.getNumThreads() if cv2 is not None else 0
 
+    def before(impl: str) -> None:
+        native.set_num_threads(1 if impl == "native-1t" else threads)
+        if cv2 is not None:
+            cv2.setNumThreads(1 if impl == "cv2-1t" else cv2_threads)
 
-def summary(lines: list[dict[str, Any]]) -> dict[str, Any]:
-    """Ratios of this run: native vs the others for every kernel (and thresholds for canny)."""
-    ratios: dict[str, float] = {}
-    by_key: dict[tuple[str, str, str], float] = {}
-    for row in lines:
-        if "mpix_per_s" not in row:
-            continue
-        variant = f"{row.get('input', '')}{row.get('low', '')}-{row.get('high', '')}" if row["kernel"] == "canny" else ""
-        by_key[(row["kernel"], variant, row["impl"])] = row["mpix_per_s"]
-    for (kernel, variant, impl), rate in by_key.items():
-        for base in ("reference", "cv2", "cv2-1t", "skimage"):
-            if impl in ("native", "native-1t", "cuda") and (kernel, variant, base) in by_key:
-                if impl == "native-1t" and base == "cv2":
-                    continue
-                if impl == "native" and base == "cv2-1t":
-                    continue
-                name = f"{kernel}{'[' + variant + ']' if variant else ''}: {impl} / {base}"
-                ratios[name] = round(rate / by_key[(kernel, variant, base)], 2)
-    return {"kind": "summary", "speedups": ratios}
+    for case in CASES:
+        for kernel, shape_name, pixels, params, impls in case(bench):
+            if kernels and kernel not in kernels:
+                continue
+            params = dict(params)
+            per_impl = params.pop("per_impl", {})
+            for name in ("native", "cv2"):  # the same callable, one thread
+                if name in impls:
+                    impls = {**impls, f"{name}-1t": impls[name]}
+            try:
+                timings = bench.time(impls, before)
+            finally:
+                before("")
+            rates = {impl: pixels / statistics.median(times) / 1e6 for impl, times in timings.items()}
+            for impl, times in timings.items():
+                row = {"kernel": kernel, "impl": impl, "shape": shape_name, "pixels": pixels,
+                       "mpix_per_s": round(rates[impl], 3),
+                       "spread": [round(pixels / max(times) / 1e6, 3), round(pixels / min(times) / 1e6, 3)],
+                       "median_ms": round(1e3 * statistics.median(times), 3), "repeats": len(times),
+                       **params, **per_impl.get(impl, {})}
+                if "reference" in rates:
+                    row["speedup_vs_reference"] = round(rates[impl] / rates["reference"], 2)
+                if impl == "native-1t" and "cv2-1t" in rates:
+                    row["speedup_vs_cv2_1t"] = round(rates[impl] / rates["cv2-1t"], 2)
+                if impl == "native" and "cv2" in rates:
+                    row["speedup_vs_cv2"] = round(rates[impl] / rates["cv2"], 2)
+                yield row
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="4 slices, 5 repeats (< 1 minute)")
-    parser.add_argument("--slices", type=int, default=None, help="number of 512x512 slices (default 16, 4 with --quick)")
-    parser.add_argument("--kernels", default="", help="comma-separated case names (default: all)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer slices and repeats (well under a minute)")
+    parser.add_argument("--kernels", default="", help="comma-separated kernel names (default: all)")
+    parser.add_argument("--shapes", default="512,tiny", help="comma-separated shape names")
     args = parser.parse_args(argv)
-    wanted = {k.strip() for k in args.kernels.split(",") if k.strip()}
-    unknown = wanted - {name for name, _ in CASES}
-    if unknown:
-        parser.error(f"unknown kernels {sorted(unknown)}; known: {[name for name, _ in CASES]}")
-    ctx = Context(quick=args.quick, slices=args.slices or (4 if args.quick else 16))
-    print(json.dumps(machine_info()), flush=True)
-    lines: list[dict[str, Any]] = []
-    for name, case in CASES:
-        if wanted and name not in wanted:
-            continue
-        for row in case(ctx):
-            lines.append(row)
-            print(json.dumps(row), flush=True)
-    print(json.dumps(summary(lines)), flush=True)
+    bench = Bench(args.quick, set(filter(None, args.shapes.split(","))))
+    kernels = set(filter(None, args.kernels.split(","))) or None
+    print(json.dumps(machine()), flush=True)
+    for row in run(bench, kernels):
+        print(json.dumps(row), flush=True)
     return 0
 
 

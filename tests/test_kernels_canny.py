@@ -326,8 +326,9 @@ class TestCannyCuda:
         got = cupy.asnumpy(kernels.canny(cupy.asarray(img), 50, 150))
         np.testing.assert_array_equal(got, kernels.canny(img, 50, 150))
 
-    def test_long_spiral_chain(self, cupy):
-        # One weak chain winding across the plane from a single strong pixel: union-find must link it all.
+    def test_nested_rings_of_weak_edges(self, cupy):
+        # Concentric weak rings around a strong block: long closed candidate chains that the
+        # union-find labelling must link (or keep apart) exactly as the CPU stack does.
         img = np.zeros((1, 1, 129, 129), np.uint8)
         for k in range(0, 64, 4):
             img[0, 0, k : 129 - k, k : 129 - k] = 30 if (k // 4) % 2 == 0 else 0
