@@ -24,7 +24,9 @@
 //      The asymmetric ">" / ">=" ties are OpenCV's: of two equal neighbours along a horizontal
 //      or vertical gradient, the left / upper one is kept.
 //   5. Double threshold: candidate if kept and m > low^2, strong if also m > high^2 (both strict,
-//      as cv2; requires 0 <= low <= high).
+//      as cv2; requires 0 <= low <= high — cv2 swaps low > high, here it is an error). cv2 compares
+//      the int magnitude with cvFloor(t*t); for integer m, m > floor(t^2) <=> m > t^2, so the two
+//      agree (cv2 also caps t at 32767, above any uint8 magnitude, sqrt(2)*1020).
 //   6. Hysteresis: the edges are the candidates 8-connected, through candidates, to a strong
 //      pixel. CPU: one pass with an explicit stack seeded with the strong pixels.
 //      CUDA: union-find connected-component labelling of the candidates, then every component

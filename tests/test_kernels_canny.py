@@ -264,6 +264,12 @@ class TestCannyValues:
             for dtype in (np.uint8, np.float32):
                 assert not kernels.canny(np.full(shape, 77, dtype), 0, 0).any()
 
+    def test_float64_and_big_endian_input_are_converted(self, head_slice):
+        x = _float_slices(head_slice, n=1, size=64)
+        expected = kernels.canny(x, 0.1, 0.3)
+        np.testing.assert_array_equal(kernels.canny(x.astype(np.float64), 0.1, 0.3), expected)
+        np.testing.assert_array_equal(kernels.canny(x.astype(">f4"), 0.1, 0.3), expected)
+
     def test_non_contiguous_input(self, head_slice):
         img = _u8_slices(head_slice, n=1, size=256)
         view = np.concatenate([img, img[:, :, ::-1]], axis=1)[:, :, 1::2, ::-1]

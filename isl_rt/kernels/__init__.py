@@ -139,6 +139,8 @@ def _planes(img: Any, name: str, dtypes: tuple[type, ...]) -> np.ndarray:
     if arr.shape[1] < 1 or arr.shape[2] < 1 or arr.shape[3] < 1:
         raise IslError(f"{name} must have at least one channel of at least 1x1 pixels, got shape {arr.shape}.")
     allowed = [np.dtype(d) for d in dtypes]
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype == np.float64 and np.dtype(np.float32) in allowed:
         arr = arr.astype(np.float32)
     if arr.dtype not in allowed:
