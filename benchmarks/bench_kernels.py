@@ -1,22 +1,29 @@
-"""How fast are the native kernels against their numpy twins, on the same inputs, in one run?
+"""How fast are the native kernels against their references and cv2/skimage, on the same inputs, in one run?
 
-    python benchmarks/bench_kernels.py [--quick] [--kernels fanout,heatmap] [--shapes 512,tiny]
+    python benchmarks/bench_kernels.py [--quick] [--kernels window,canny] [--shapes 512,tiny]
 
-Prints one JSON object per line: ``kernel``, ``impl`` (native = all OpenMP threads, native-1t,
-reference = the numpy twin, cuda when CuPy and a device are present), ``shape``, ``mpix_per_s``
-(slice pixels N·H·W per second; the median over repeats), ``spread`` (min and max over repeats,
-in the same unit), ``speedup_vs_reference`` (from this run), and the ``machine``. Inputs come
-from fixed seeds; every timed call writes into preallocated outputs where the API allows it.
-Absolute numbers are only comparable on the same machine; the ratios are the result.
+Prints one JSON object per line: first the machine (CPU, cores, load, library versions, how
+the extensions were built), then one row per (kernel, shape, impl) with ``mpix_per_s`` (slice
+pixels per second, the median over the repeats), ``spread`` (min and max over the repeats, same
+unit), ``speedup_vs_reference`` and, on canny rows, ``edge_f1_vs_cv2``. ``impl`` is one of
+native (OpenMP, all threads), native-1t, reference (the numpy twin), cv2, cv2-1t, skimage and
+cuda (with CuPy and a device). Impls are timed round-robin after one warm-up each, so that
+background load on a shared machine hits all of them alike; inputs come from fixed seeds and
+timed calls write into preallocated outputs where the API allows it. Ratios are the result;
+absolute numbers only compare on the same machine.
 
-Each kernel adds its cases as a function appended to ``CASES``: it takes the :class:`Bench`
-and yields ``(kernel, shape_name, pixels, params, impls)`` with ``impls`` mapping impl names to
-zero-argument callables (``cuda`` callables must synchronise before returning).
+Adding a kernel: append a function to ``CASES`` that takes the :class:`Bench` and yields
+``(kernel, shape_name, pixels, params, impls)``; ``impls`` maps impl names to zero-argument
+callables (cuda ones synchronise: wrap them in ``bench.cuda_sync``). A "native" impl is also
+timed single-threaded as "native-1t", a "cv2" one as "cv2-1t". Fields that differ per impl go in
+``params["per_impl"] = {impl: {...}}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import platform
@@ -26,19 +33,34 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
+# The numpy references run single-threaded: OpenBLAS worker threads spinning after a matmul
+# would otherwise compete with the kernels timed next on a small machine. OpenMP workers sleep
+# when idle (OMP_WAIT_POLICY=PASSIVE): with libgomp's default spinning, an idle worker that keeps
+# a core busy while other processes need it delays the next parallel region by a whole scheduler
+# time slice on a contended 2-core machine (measured: 2-thread canny 3-6x slower than 1 thread);
+# the kernels' parallel regions are milliseconds long, so spinning gains nothing here. Set the
+# variable yourself to measure the other policy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from isl_rt import extensions
-from isl_rt import kernels as K
-from isl_rt.kernels import reference as R
-from isl_rt.kernels.partition import Partition
+import numpy as np  # noqa: E402
+
+from isl_rt import extensions  # noqa: E402
+from isl_rt import kernels as K  # noqa: E402
+from isl_rt.kernels import reference as R  # noqa: E402
+from isl_rt.kernels.partition import Partition  # noqa: E402
 
 Impls = dict[str, Callable[[], Any]]
 CaseRow = tuple[str, str, int, dict[str, Any], Impls]
 
+try:
+    import cv2
+except ImportError:  # the cv2 rows are left out
+    cv2 = None
+
 
 class Bench:
-    """Options, timing and the machine description shared by every case."""
+    """Options, timing and the optional CuPy module shared by every case."""
 
     def __init__(self, quick: bool, shapes: set[str]) -> None:
         self.quick = quick
@@ -46,10 +68,8 @@ class Bench:
         self.repeats = 3 if quick else 9
         self.cupy = _cupy_with_device()
 
-    def time(self, impls: dict[str, Callable[[], Any]], before: Callable[[str], None]) -> dict[str, list[float]]:
-        """Seconds per call of every impl: one warm-up each (first touch of outputs, thread pool,
-        CUDA module load), then the repeats round-robin over the impls, so that a background
-        disturbance on this shared 2-core machine hits all of them alike."""
+    def time(self, impls: Impls, before: Callable[[str], None]) -> dict[str, list[float]]:
+        """Seconds per call of every impl: one warm-up each, then the repeats round-robin."""
         for impl, fn in impls.items():
             before(impl)
             fn()
@@ -85,23 +105,194 @@ def _cupy_with_device() -> Any:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    info = extensions.native().build_info()
-    out = {"cpu": cpu, "cpus": os.cpu_count(), "omp_threads": info["openmp_max_threads"], "python": platform.python_version(),
-           "numpy": np.__version__, "platform": platform.platform()}
-    status = extensions.status().get("_cuda", {})
-    if status.get("built") and status.get("devices"):
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in ("cv2", "skimage", "scipy", "cupy"):
+        with contextlib.suppress(ImportError):
+            versions[name] = __import__(name).__version__
+    out: dict[str, Any] = {"kind": "machine", "cpu": cpu, "cpus": os.cpu_count(),
+                           "omp_threads": extensions.native().build_info()["openmp_max_threads"],
+                           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+                           "loadavg_1min": round(os.getloadavg()[0], 2), "platform": platform.platform(),
+                           "versions": versions, "extensions": extensions.status()}
+    if out["extensions"].get("_cuda", {}).get("devices"):
         import cupy  # type: ignore[import-not-found]
 
         out["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
     return out
 
 
+# ---- phantom slices ------------------------------------------------------------------------------
+
+WINDOWS = [(40.0, 80.0), (75.0, 215.0), (600.0, 2800.0)]  # brain, subdural, bone
+
+
+def head_slice(size: int, seed: int) -> np.ndarray:
+    """A synthetic axial head CT slice in HU (int16): skull ring, brain texture, ventricles, a bleed, noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    cy, cx = size / 2 + rng.uniform(-5, 5), size / 2 + rng.uniform(-5, 5)
+    r = np.hypot((yy - cy) / (0.42 * size), (xx - cx) / (0.36 * size))
+    hu = np.full((size, size), -1000.0)
+    hu[r < 1.0] = 1200.0
+    brain = r < 0.92
+    hu[brain] = 35.0 + 6.0 * (np.sin(xx / 9.0) * np.cos(yy / 13.0))[brain]
+    for side in (-1, 1):
+        rv = np.hypot((yy - cy + 0.05 * size) / (0.12 * size), (xx - cx - side * 0.06 * size) / (0.035 * size))
+        hu[rv < 1.0] = 8.0
+    hu[np.hypot(yy - cy - 0.15 * size, xx - cx + 0.12 * size) < 0.05 * size] = 70.0
+    hu += rng.normal(0.0, 4.0, size=(size, size))
+    return np.clip(np.round(hu), -32768, 32767).astype(np.int16)
+
+
+@functools.lru_cache(maxsize=None)
+def _hu(n: int) -> np.ndarray:
+    """n phantom slices in HU, int16 [n, 512, 512] (cached; read-only)."""
+    hu = np.stack([head_slice(512, seed=1000 + k) for k in range(n)])
+    hu.flags.writeable = False
+    return hu
+
+
+def edge_f1(edges: np.ndarray, truth: np.ndarray) -> float:
+    a, b = np.asarray(edges) != 0, np.asarray(truth) != 0
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else round(2.0 * int((a & b).sum()) / total, 5)
+
+
+# ---- engineer A: window, gaussian_blur, canny ----------------------------------------------------
+#
+# Shapes: "512" = 512x512 slices (2 with --quick, else 4); "tiny" = the tiny preset's batch of a
+# scan: 32 slices windowed 512 -> 128 with 3 windows, canny with blur on [32, 3, 128, 128].
+
+
+def window_cases(bench: Bench) -> Iterator[CaseRow]:
+    if "512" in bench.shapes:
+        hu = _hu(2 if bench.quick else 4)
+        out = np.empty((hu.shape[0], 3, 256, 256), np.float32)
+        impls: Impls = {
+            "native": lambda: K.window(hu, WINDOWS, 256, out=out),
+            "reference": lambda: R.window(hu, WINDOWS, 256, out=out),
+        }
+        if cv2 is not None:
+            def numpy_cv2() -> None:  # the same work: numpy windowing + cv2.resize(INTER_AREA)
+                for n in range(hu.shape[0]):
+                    v = hu[n].astype(np.float32)
+                    for c, (level, width) in enumerate(WINDOWS):
+                        w = np.clip((v - (level - width / 2)) / width, 0, 1)
+                        out[n, c] = cv2.resize(w, (256, 256), interpolation=cv2.INTER_AREA)
+
+            impls["cv2"] = numpy_cv2
+        if bench.cupy is not None:
+            cp = bench.cupy
+            dhu, dout = cp.asarray(hu), cp.empty(out.shape, cp.float32)
+            impls["cuda"] = bench.cuda_sync(lambda: K.window(dhu, WINDOWS, 256, out=dout))
+        params = {"size": 256, "windows": 3, "pixels_are": "source HU pixels",
+                  "per_impl": {"cv2": {"note": "numpy clip + cv2.resize INTER_AREA per window"}}}
+        yield "window", "512", hu.size, params, impls
+    if "tiny" in bench.shapes:
+        hu = _hu(32)
+        out = np.empty((32, 3, 128, 128), np.float32)
+        impls = {"native": lambda: K.window(hu, WINDOWS, 128, out=out)}
+        if bench.cupy is not None:
+            cp = bench.cupy
+            dhu, dout = cp.asarray(hu), cp.empty(out.shape, cp.float32)
+            impls["cuda"] = bench.cuda_sync(lambda: K.window(dhu, WINDOWS, 128, out=dout))
+        yield "window", "tiny", hu.size, {"size": 128, "windows": 3, "pixels_are": "source HU pixels"}, impls
+
+
+def gaussian_blur_cases(bench: Bench) -> Iterator[CaseRow]:
+    if "512" not in bench.shapes:
+        return
+    sigma = 1.5
+    x = K.window(_hu(2 if bench.quick else 4), WINDOWS[:1], 512)
+    out = np.empty_like(x)
+    impls: Impls = {
+        "native": lambda: K.gaussian_blur(x, sigma, out=out),
+        "reference": lambda: R.gaussian_blur(x, sigma, out=out),
+    }
+    radius = int(np.ceil(4 * sigma))
+    if cv2 is not None:
+        def run_cv2() -> None:
+            for n in range(x.shape[0]):
+                cv2.GaussianBlur(x[n, 0], (2 * radius + 1, 2 * radius + 1), sigma, dst=out[n, 0],
+                                 borderType=cv2.BORDER_REFLECT_101)
+
+        impls["cv2"] = run_cv2
+    with contextlib.suppress(ImportError):
+        from skimage.filters import gaussian
+
+        def run_skimage() -> None:
+            for n in range(x.shape[0]):
+                out[n, 0] = gaussian(x[n, 0], sigma=sigma, mode="mirror", truncate=4.0)
+
+        impls["skimage"] = run_skimage
+    if bench.cupy is not None:
+        cp = bench.cupy
+        dx, dout = cp.asarray(x), cp.empty(x.shape, cp.float32)
+        impls["cuda"] = bench.cuda_sync(lambda: K.gaussian_blur(dx, sigma, out=dout))
+    yield "gaussian_blur", "512", x.size, {"sigma": sigma, "radius": radius}, impls
+
+
+def canny_cases(bench: Bench) -> Iterator[CaseRow]:
+    if "512" in bench.shapes and cv2 is not None:
+        # uint8 input, no blur, L2 gradient: the same work as cv2.Canny(..., L2gradient=True).
+        u8 = K.window(_hu(2 if bench.quick else 4), WINDOWS[:1], 512, dtype=np.uint8)
+        out = np.empty_like(u8)
+        for low, high in [(20.0, 60.0), (50.0, 150.0), (100.0, 200.0)]:
+            truth = np.stack([[cv2.Canny(p, low, high, L2gradient=True) // 255 for p in planes] for planes in u8])
+
+            def run_cv2(low: float = low, high: float = high) -> None:
+                for n in range(u8.shape[0]):
+                    cv2.Canny(u8[n, 0], low, high, edges=out[n, 0], L2gradient=True)
+
+            impls: Impls = {
+                "native": lambda low=low, high=high: K.canny(u8, low, high, out=out),
+                "cv2": run_cv2,
+                "reference": lambda low=low, high=high: R.canny(u8, low, high, out=out),
+            }
+            f1 = {"native": edge_f1(K.canny(u8, low, high), truth), "reference": edge_f1(R.canny(u8, low, high), truth),
+                  "cv2": 1.0}
+            with contextlib.suppress(ImportError):
+                from skimage.feature import canny as sk_canny
+
+                img = u8.astype(np.float64)
+
+                def run_skimage(low: float = low, high: float = high) -> None:
+                    for n in range(u8.shape[0]):
+                        sk_canny(img[n, 0], sigma=0.0, low_threshold=low, high_threshold=high)
+
+                impls["skimage"] = run_skimage
+                f1["skimage"] = edge_f1(
+                    np.stack([[sk_canny(img[n, 0], sigma=0.0, low_threshold=low, high_threshold=high)]
+                              for n in range(u8.shape[0])]), truth)
+            if bench.cupy is not None:
+                cp = bench.cupy
+                du8, dout = cp.asarray(u8), cp.empty(u8.shape, cp.uint8)
+                impls["cuda"] = bench.cuda_sync(lambda low=low, high=high: K.canny(du8, low, high, out=dout))
+                f1["cuda"] = edge_f1(cp.asnumpy(K.canny(du8, low, high)), truth)
+            per_impl = {impl: {"edge_f1_vs_cv2": value} for impl, value in f1.items()}
+            per_impl["native-1t"] = per_impl["native"]
+            per_impl["cv2-1t"] = per_impl["cv2"]
+            per_impl.setdefault("skimage", {})["note"] = "float64 input, sigma=0, interpolated NMS"
+            params = {"input": "uint8", "low": low, "high": high, "edge_pixels": int(truth.sum()), "per_impl": per_impl}
+            yield "canny", "512", u8.size, params, impls
+    if "tiny" in bench.shapes:
+        # The pipeline's variant: float32 [0, 1] windows of a scan, blurred inside the kernel.
+        low, high, sigma = 0.1, 0.3, 1.5
+        x = K.window(_hu(32), WINDOWS, 128)
+        out = np.empty(x.shape, np.uint8)
+        impls = {"native": lambda: K.canny(x, low, high, sigma=sigma, out=out)}
+        if bench.cupy is not None:
+            cp = bench.cupy
+            dx, dout = cp.asarray(x), cp.empty(x.shape, cp.uint8)
+            impls["cuda"] = bench.cuda_sync(lambda: K.canny(dx, low, high, sigma=sigma, out=dout))
+        yield "canny", "tiny", x.size, {"input": "float32", "low": low, "high": high, "sigma": sigma}, impls
+
+
+# ---- fanout, compose_diff, heatmap ----------------------------------------------------------------
 def _head_slices(n: int, c: int, s: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:s, 0:s]
@@ -194,57 +385,66 @@ def heatmap_cases(bench: Bench) -> Iterator[CaseRow]:
         yield "heatmap", name, n * s * s, dict(HEAT_PARAMS), impls
 
 
-# ---- the registry: engineer A's cases (window, gaussian_blur, canny) go before B's ----------------
+# ---- the registry --------------------------------------------------------------------------------
 CASES: list[Callable[[Bench], Iterator[CaseRow]]] = [
-    # engineer B
+    window_cases,
+    gaussian_blur_cases,
+    canny_cases,
     fanout_cases,
     compose_diff_cases,
     heatmap_cases,
 ]
 
 
+
 def run(bench: Bench, kernels: set[str] | None) -> Iterator[dict[str, Any]]:
     native = extensions.native()
     threads = native.build_info()["openmp_max_threads"]
-    info = machine()
+    cv2_threads = cv2.getNumThreads() if cv2 is not None else 0
+
+    def before(impl: str) -> None:
+        native.set_num_threads(1 if impl == "native-1t" else threads)
+        if cv2 is not None:
+            cv2.setNumThreads(1 if impl == "cv2-1t" else cv2_threads)
+
     for case in CASES:
         for kernel, shape_name, pixels, params, impls in case(bench):
             if kernels and kernel not in kernels:
                 continue
-            if "native" in impls:  # one thread, same callable
-                impls = {**impls, "native-1t": impls["native"]}
+            params = dict(params)
+            per_impl = params.pop("per_impl", {})
+            for name in ("native", "cv2"):  # the same callable, one thread
+                if name in impls:
+                    impls = {**impls, f"{name}-1t": impls[name]}
             try:
-                timings = bench.time(impls, lambda impl: native.set_num_threads(1 if impl == "native-1t" else threads))
+                timings = bench.time(impls, before)
             finally:
-                native.set_num_threads(threads)
-            rates: dict[str, float] = {}
-            rows = []
+                before("")
+            rates = {impl: pixels / statistics.median(times) / 1e6 for impl, times in timings.items()}
             for impl, times in timings.items():
-                median = statistics.median(times)
-                rate = pixels / median / 1e6
-                rates[impl] = rate
                 row = {"kernel": kernel, "impl": impl, "shape": shape_name, "pixels": pixels,
-                       "mpix_per_s": round(rate, 3),
+                       "mpix_per_s": round(rates[impl], 3),
                        "spread": [round(pixels / max(times) / 1e6, 3), round(pixels / min(times) / 1e6, 3)],
-                       "median_ms": round(1e3 * median, 3), "repeats": len(times), **params}
-                if "bytes_per_call" in params:
-                    row["gb_per_s"] = round(params["bytes_per_call"] / median / 1e9, 3)
-                rows.append(row)
-            for row in rows:
+                       "median_ms": round(1e3 * statistics.median(times), 3), "repeats": len(times),
+                       **params, **per_impl.get(impl, {})}
                 if "reference" in rates:
-                    row["speedup_vs_reference"] = round(rates[row["impl"]] / rates["reference"], 2)
-                row["machine"] = info
+                    row["speedup_vs_reference"] = round(rates[impl] / rates["reference"], 2)
+                if impl == "native-1t" and "cv2-1t" in rates:
+                    row["speedup_vs_cv2_1t"] = round(rates[impl] / rates["cv2-1t"], 2)
+                if impl == "native" and "cv2" in rates:
+                    row["speedup_vs_cv2"] = round(rates[impl] / rates["cv2"], 2)
                 yield row
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="fewer slices and repeats (well under a minute)")
     parser.add_argument("--kernels", default="", help="comma-separated kernel names (default: all)")
-    parser.add_argument("--shapes", default=",".join(B_SHAPES), help="comma-separated shape names")
+    parser.add_argument("--shapes", default="512,tiny", help="comma-separated shape names")
     args = parser.parse_args(argv)
     bench = Bench(args.quick, set(filter(None, args.shapes.split(","))))
     kernels = set(filter(None, args.kernels.split(","))) or None
+    print(json.dumps(machine()), flush=True)
     for row in run(bench, kernels):
         print(json.dumps(row), flush=True)
     return 0

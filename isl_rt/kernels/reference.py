@@ -16,6 +16,185 @@ from numpy.lib.stride_tricks import sliding_window_view
 from isl_rt.errors import IslError
 from isl_rt.kernels.partition import group_ids_error
 
+# ---- window: fused CT windowing + resampling (csrc/window.h) -------------------------------------
+
+
+def resample_matrix(n: int, s: int) -> np.ndarray:
+    """Dense [s, n] matrix that resamples an axis of n pixels to s samples (rows sum to 1).
+
+    s < n: area averaging, output o covers [o*n/s, (o+1)*n/s) and pixel i covers [i, i+1).
+    s > n: bilinear with half-pixel centres, source coordinate clamped to [0, n-1].
+    s == n: identity.
+    """
+    r = np.zeros((s, n))
+    if s == n:
+        return np.eye(n)
+    if s < n:
+        scale = n / s
+        for o in range(s):
+            lo, hi = o * scale, (o + 1) * scale
+            for i in range(int(np.floor(lo)), min(n, int(np.ceil(hi)))):
+                overlap = min(hi, i + 1) - max(lo, i)
+                if overlap > 0:
+                    r[o, i] = overlap / scale
+        return r
+    for o in range(s):
+        src = min(max((o + 0.5) * n / s - 0.5, 0.0), n - 1.0)
+        i0 = int(np.floor(src))
+        f = src - i0
+        r[o, i0] += 1.0 - f
+        if f > 0:
+            r[o, i0 + 1] += f
+    return r
+
+
+def window(
+    hu: np.ndarray,
+    windows: Any,
+    size: int,
+    *,
+    out: np.ndarray | None = None,
+    dtype: Any = np.float32,
+    stream: Any = None,
+) -> np.ndarray:
+    """[N, C, S, S]: clip((HU - (level - width/2)) / width, 0, 1) per source pixel, then Ry @ v @ Rx.T.
+
+    dtype uint8 gives floor(value*255 + 0.5) (round half up).
+    """
+    hu = np.asarray(hu)
+    wins = np.asarray(windows, dtype=np.float64).reshape(-1, 2)
+    n, h, w = hu.shape
+    ry, rx = resample_matrix(h, size), resample_matrix(w, size)
+    # uint8 output works on the 0..255 scale from the start (the same value as 255 * the [0, 1]
+    # one); it keeps exact .5 ties exact for windows such as 40/80, where 255/80 = 3.1875.
+    top = 255.0 if np.dtype(dtype) == np.uint8 else 1.0
+    values = np.empty((n, len(wins), size, size))
+    for c, (level, width) in enumerate(wins):
+        windowed = np.clip((hu.astype(np.float64) - (level - width / 2)) * top / width, 0.0, top)
+        values[:, c] = ry @ windowed @ rx.T
+    if top == 255.0:
+        result = np.floor(values + 0.5).astype(np.uint8)
+    else:
+        result = values.astype(np.float32)
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+# ---- gaussian_blur and canny (csrc/canny.h) ------------------------------------------------------
+
+
+def gaussian_taps(sigma: float) -> np.ndarray:
+    """Normalised taps for offsets -radius..radius, radius = ceil(4*sigma)."""
+    radius = int(np.ceil(4.0 * sigma))
+    offsets = np.arange(-radius, radius + 1)
+    taps = np.exp(-0.5 * offsets**2 / sigma**2)
+    return taps / taps.sum()
+
+
+def reflect101_index(index: np.ndarray, n: int) -> np.ndarray:
+    """Reflect-101 (..., 2, 1 | 0, 1, ..., n-1 | n-2, ...) folded into [0, n); n == 1 gives 0."""
+    if n == 1:
+        return np.zeros_like(index)
+    period = 2 * (n - 1)
+    folded = np.mod(index, period)
+    return np.where(folded < n, folded, period - folded)
+
+
+def _blur_axis(img: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
+    n = img.shape[axis]
+    radius = len(taps) // 2
+    out = np.zeros(img.shape)
+    positions = np.arange(n)
+    for k, tap in enumerate(taps):
+        out += tap * np.take(img, reflect101_index(positions + k - radius, n), axis=axis)
+    return out
+
+
+def _blur64(img: np.ndarray, sigma: float) -> np.ndarray:
+    taps = gaussian_taps(sigma)
+    return _blur_axis(_blur_axis(np.asarray(img, dtype=np.float64), taps, axis=3), taps, axis=2)
+
+
+def gaussian_blur(img: np.ndarray, sigma: float, *, out: np.ndarray | None = None, stream: Any = None) -> np.ndarray:
+    """[N, C, H, W] float32: separable Gaussian (radius ceil(4 sigma)), reflect-101 border."""
+    blurred = _blur64(img, sigma)
+    if out is None:
+        return blurred.astype(np.float32)
+    out[...] = blurred
+    return out
+
+
+TAN22_Q15 = 13573  # round(tan(22.5 deg) * 2**15), OpenCV's fixed-point sector boundary
+
+
+def _canny_plane(plane: np.ndarray, low: float, high: float) -> np.ndarray:
+    # 3x3 Sobel with a replicated border.
+    p = np.pad(plane, 1, mode="edge")
+    smooth_rows = p[:-2] + 2 * p[1:-1] + p[2:]          # [1 2 1] down the columns
+    diff_rows = p[2:] - p[:-2]                           # [-1 0 1] down the columns
+    dx = smooth_rows[:, 2:] - smooth_rows[:, :-2]
+    dy = diff_rows[:, :-2] + 2 * diff_rows[:, 1:-1] + diff_rows[:, 2:]
+    mag2 = dx**2 + dy**2
+
+    # Non-maximum suppression in four sectors, with OpenCV's tie rule (> before, >= after).
+    m = np.pad(mag2, 1, mode="constant")                 # 0 outside the plane
+    centre = m[1:-1, 1:-1]
+    left, right = m[1:-1, :-2], m[1:-1, 2:]
+    up, down = m[:-2, 1:-1], m[2:, 1:-1]
+    up_left, up_right = m[:-2, :-2], m[:-2, 2:]
+    down_left, down_right = m[2:, :-2], m[2:, 2:]
+    ax, ay = np.abs(dx) * TAN22_Q15, np.abs(dy) * 2.0**15
+    horizontal = ay < ax
+    vertical = ~horizontal & (ay > ax + np.abs(dx) * 2.0**16)
+    diagonal = ~horizontal & ~vertical
+    same_sign = (dx < 0) == (dy < 0)
+    keep = np.where(horizontal, (centre > left) & (centre >= right), False)
+    keep |= vertical & (centre > up) & (centre >= down)
+    keep |= diagonal & same_sign & (centre > up_left) & (centre > down_right)
+    keep |= diagonal & ~same_sign & (centre > up_right) & (centre > down_left)
+
+    # Double threshold on the squared magnitude, then hysteresis: keep the 8-connected
+    # components of candidates that contain a strong pixel.
+    candidate = keep & (mag2 > low * low)
+    strong = candidate & (mag2 > high * high)
+    try:
+        from scipy import ndimage
+    except ImportError as err:  # scipy is not a runtime dependency; the test extra brings it
+        raise IslError("The reference canny needs scipy for its hysteresis; install it with `pip install scipy`.") from err
+    labels, count = ndimage.label(candidate, structure=np.ones((3, 3), dtype=bool))
+    has_strong = np.zeros(count + 1, dtype=bool)
+    has_strong[labels[strong]] = True
+    has_strong[0] = False
+    return has_strong[labels].astype(np.uint8)
+
+
+def canny(
+    img: np.ndarray,
+    low: float,
+    high: float,
+    *,
+    sigma: float = 0.0,
+    out: np.ndarray | None = None,
+    stream: Any = None,
+) -> np.ndarray:
+    """[N, C, H, W] uint8 of 0/1 edges, as cv2.Canny(img, low, high, L2gradient=True) per plane.
+
+    Thresholds are on the L2 Sobel magnitude in the units of the input; sigma > 0 blurs first.
+    """
+    img = np.asarray(img)
+    planes = _blur64(img, sigma) if sigma > 0 else img.astype(np.float64)
+    result = np.zeros(img.shape, dtype=np.uint8)
+    for n in range(img.shape[0]):
+        for c in range(img.shape[1]):
+            result[n, c] = _canny_plane(planes[n, c], float(low), float(high))
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
 # ---- partition fan-out, composition and heat map (fanout.h, heatmap.h) --------------------------
 
 
