@@ -1,0 +1,518 @@
+"""The model bundle: the contract between training and the runtime.
+
+A bundle is a folder ``export/<name>/`` holding ``manifest.json``, ``dedn.onnx`` and ``drn.onnx``.
+The manifest (:class:`Manifest`) says how to turn HU into model input (windows, size S, Canny
+parameters), how slices are split for inpainting (the mask partition), the names and sha256 of
+both networks, the DRN centre ``c``, the calibrated scan-score threshold, the heat-map
+parameters, and what the models were trained on.
+
+:func:`load_bundle` refuses a bundle that is incomplete, of an unknown format version, or whose
+files were changed after export, each time with a :class:`~isl_rt.errors.BundleError` sentence
+naming the file and what is wrong. :func:`calibrate_threshold` turns the scan scores of held-out
+healthy scans into the threshold.
+
+This module is part of the runtime: it imports numpy and the standard library only, never torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from isl_rt.errors import BundleError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from isl_rt.kernels.partition import Partition
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "DEFAULT_WINDOWS",
+    "QUANTILE_LEVELS",
+    "Bundle",
+    "CannySpec",
+    "DRNSpec",
+    "FileSpec",
+    "HeatmapSpec",
+    "Manifest",
+    "PartitionSpec",
+    "ThresholdSpec",
+    "TrainingSpec",
+    "WindowSpec",
+    "calibrate_threshold",
+    "load_bundle",
+    "manifest_from_dict",
+    "sha256_file",
+    "write_manifest",
+]
+
+#: The manifest format this isl-rt reads and writes.
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+#: Quantile levels of the healthy scan scores stored with the threshold.
+QUANTILE_LEVELS: tuple[str, ...] = ("0.5", "0.9", "0.95", "0.99")
+
+
+# ---- schema ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WindowSpec:
+    """One HU display window: channel ``name`` shows HU in [level - width/2, level + width/2]."""
+
+    name: str
+    level: float
+    width: float
+
+
+#: brain (40, 80), subdural (75, 215), bone (600, 2800): the usual clinical head-CT windows.
+DEFAULT_WINDOWS: tuple[WindowSpec, ...] = (
+    WindowSpec("brain", 40.0, 80.0),
+    WindowSpec("subdural", 75.0, 215.0),
+    WindowSpec("bone", 600.0, 2800.0),
+)
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """The mask partition: a K×K grid and the group of every cell (``Partition.to_dict`` form)."""
+
+    k: int
+    cell_group: list[list[int]]
+
+    @property
+    def groups(self) -> int:
+        return int(max(max(row) for row in self.cell_group)) + 1
+
+    def partition(self) -> Partition:
+        """The :class:`isl_rt.kernels.partition.Partition` this spec describes."""
+        from isl_rt.kernels.partition import Partition
+
+        return Partition(self.k, np.asarray(self.cell_group, dtype=np.int32))
+
+
+@dataclass(frozen=True)
+class CannySpec:
+    """Canny on the windowed [0,1] image: Gaussian ``sigma`` first, then hysteresis thresholds
+    ``low``/``high`` on the L2 magnitude of the 3×3 Sobel gradient (units of the [0,1] image)."""
+
+    sigma: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One ONNX network of the bundle, its sha256 and its input/output tensor names."""
+
+    file: str
+    sha256: str
+    input: str
+    output: str
+    opset: int = 17
+
+
+@dataclass(frozen=True)
+class DRNSpec:
+    """The DRN centre c (mean embedding of healthy difference images); slice score = ||h - c||₂."""
+
+    centre: list[float]
+    embedding_dim: int
+
+
+@dataclass(frozen=True)
+class ThresholdSpec:
+    """A scan is flagged when its scan score is > ``scan_score``; calibrated on healthy scans only."""
+
+    scan_score: float
+    target_specificity: float
+    healthy_quantiles: dict[str, float]
+    n_healthy_scans: int
+    #: the calibration scores themselves, sorted (lets the runtime report a healthy percentile)
+    healthy_scores: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HeatmapSpec:
+    """Heat-map parameters (see ``isl_rt.kernels.heatmap``): difference threshold t, box size s
+    (odd) and the exponential enhancement ``gamma``."""
+
+    threshold: float
+    box: int
+    gamma: float
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """What the networks were trained on and how."""
+
+    data: str
+    series: int
+    slices: int
+    seed: int
+    command: str
+    feature_network: str  # "vgg19" | "self-supervised"
+    epochs: dict[str, int]
+    losses: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The typed content of ``manifest.json`` (format version 1)."""
+
+    format_version: int
+    name: str
+    preset: str
+    size: int
+    windows: list[WindowSpec]
+    partition: PartitionSpec
+    canny: CannySpec
+    files: dict[str, FileSpec]
+    drn: DRNSpec
+    threshold: ThresholdSpec | None
+    heatmap: HeatmapSpec
+    training: TrainingSpec
+    versions: dict[str, str]
+
+    @property
+    def channels(self) -> int:
+        """C, the number of windows (= image channels)."""
+        return len(self.windows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A validated bundle on disk: its folder, its manifest and the paths of both networks."""
+
+    root: Path
+    manifest: Manifest
+
+    @property
+    def dedn_path(self) -> Path:
+        return self.root / self.manifest.files["dedn"].file
+
+    @property
+    def drn_path(self) -> Path:
+        return self.root / self.manifest.files["drn"].file
+
+    @property
+    def windows_array(self) -> np.ndarray:
+        """float32 [C, 2] of (level, width), the form ``isl_rt.kernels.window`` takes."""
+        return np.asarray([(w.level, w.width) for w in self.manifest.windows], dtype=np.float32)
+
+    @property
+    def centre(self) -> np.ndarray:
+        """float32 [D], the DRN centre c."""
+        return np.asarray(self.manifest.drn.centre, dtype=np.float32)
+
+    def partition(self) -> Partition:
+        return self.manifest.partition.partition()
+
+    def require_threshold(self) -> ThresholdSpec:
+        """The calibrated threshold, or a BundleError saying how to calibrate one."""
+        if self.manifest.threshold is None:
+            raise BundleError(
+                f"{self.root / MANIFEST_NAME} has no calibrated scan-score threshold: export the bundle with "
+                "calibration scores of held-out healthy scans (isl-rt export --calibration-scores)."
+            )
+        return self.manifest.threshold
+
+    def summary(self) -> dict[str, Any]:
+        """A short, JSON-able description for ``isl-rt info --bundle``."""
+        m = self.manifest
+        t = m.threshold
+        return {
+            "bundle": str(self.root),
+            "name": m.name,
+            "format_version": m.format_version,
+            "preset": m.preset,
+            "size": m.size,
+            "windows": [f"{w.name} {w.level:g}/{w.width:g}" for w in m.windows],
+            "partition": {"k": m.partition.k, "groups": m.partition.groups},
+            "canny": asdict(m.canny),
+            "files": {key: f"{f.file} ({f.input} -> {f.output}, sha256 {f.sha256[:12]}…)" for key, f in m.files.items()},
+            "embedding_dim": m.drn.embedding_dim,
+            "threshold": None
+            if t is None
+            else {
+                "scan_score": t.scan_score,
+                "target_specificity": t.target_specificity,
+                "n_healthy_scans": t.n_healthy_scans,
+                "healthy_quantiles": t.healthy_quantiles,
+            },
+            "heatmap": asdict(m.heatmap),
+            "training": {
+                "data": m.training.data,
+                "series": m.training.series,
+                "slices": m.training.slices,
+                "seed": m.training.seed,
+                "feature_network": m.training.feature_network,
+                "epochs": m.training.epochs,
+            },
+            "versions": m.versions,
+        }
+
+
+# ---- hashing, writing -----------------------------------------------------------------------------
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(root: Path, manifest: Manifest) -> Path:
+    """Write ``root/manifest.json`` atomically (readers see the old manifest or the new one)."""
+    from isl_rt.outputs import write_json_atomic
+
+    path = Path(root) / MANIFEST_NAME
+    write_json_atomic(path, manifest.to_dict())
+    return path
+
+
+# ---- calibration ----------------------------------------------------------------------------------
+def calibrate_threshold(healthy_scan_scores: Sequence[float], target_specificity: float = 0.95) -> ThresholdSpec:
+    """The scan-score threshold from the scan scores of held-out healthy scans.
+
+    The threshold is the smallest calibration score with at least ``target_specificity`` of the
+    healthy scores at or below it (numpy's ``"higher"`` quantile), so with the runtime's rule
+    "flag when score > threshold" the specificity on the calibration scans is at least the target.
+    The stored quantiles (0.5, 0.9, 0.95, 0.99) use linear interpolation.
+    """
+    if not 0.0 < target_specificity < 1.0:
+        raise BundleError(f"target specificity must be between 0 and 1 (exclusive), got {target_specificity}.")
+    scores = np.asarray(list(healthy_scan_scores), dtype=np.float64).ravel()
+    if scores.size == 0:
+        raise BundleError("calibration needs the scan scores of at least one held-out healthy scan, got none.")
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise BundleError(
+            f"{int(bad.sum())} of {scores.size} healthy calibration scan scores are not finite numbers; "
+            "check the calibration scans (their rows in scores.csv) before exporting."
+        )
+    threshold = float(np.quantile(scores, target_specificity, method="higher"))
+    quantiles = {level: float(np.quantile(scores, float(level))) for level in QUANTILE_LEVELS}
+    return ThresholdSpec(
+        scan_score=threshold,
+        target_specificity=float(target_specificity),
+        healthy_quantiles=quantiles,
+        n_healthy_scans=int(scores.size),
+        healthy_scores=[float(s) for s in np.sort(scores)],
+    )
+
+
+# ---- parsing and validation -----------------------------------------------------------------------
+class _Reader:
+    """Typed field access into the parsed manifest; every failure names the manifest and field."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, what: str) -> BundleError:
+        return BundleError(f"{self.path} {what}: re-export the bundle with isl-rt export.")
+
+    def get(self, data: Any, key: str, where: str) -> Any:
+        if not isinstance(data, dict):
+            raise self.fail(f"has no object at {where or 'the top level'}")
+        if key not in data:
+            raise self.fail(f"lacks the field '{_join(where, key)}'")
+        return data[key]
+
+    def num(self, data: Any, key: str, where: str, *, integer: bool = False) -> Any:
+        value = self.get(data, key, where)
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok or (not integer and not math.isfinite(value)):
+            kind = "an integer" if integer else "a finite number"
+            raise self.fail(f"has '{_join(where, key)}' = {value!r}, which is not {kind}")
+        return int(value) if integer else float(value)
+
+    def text(self, data: Any, key: str, where: str) -> str:
+        value = self.get(data, key, where)
+        if not isinstance(value, str):
+            raise self.fail(f"has '{_join(where, key)}' = {value!r}, which is not a string")
+        return value
+
+    def obj(self, data: Any, key: str, where: str) -> dict[str, Any]:
+        value = self.get(data, key, where)
+        if not isinstance(value, dict):
+            raise self.fail(f"has '{_join(where, key)}' that is not an object")
+        return value
+
+    def items(self, data: Any, key: str, where: str) -> list[Any]:
+        value = self.get(data, key, where)
+        if not isinstance(value, list):
+            raise self.fail(f"has '{_join(where, key)}' that is not a list")
+        return value
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def manifest_from_dict(data: Any, path: Path) -> Manifest:
+    """Validate the parsed ``manifest.json`` at ``path`` and build the typed :class:`Manifest`."""
+    r = _Reader(path)
+    if not isinstance(data, dict):
+        raise r.fail("does not hold a JSON object")
+    version = r.get(data, "format_version", "")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{path} has format_version {version!r}, but this isl-rt reads format version {FORMAT_VERSION} only: "
+            "use the isl-rt version that exported it or re-export the bundle."
+        )
+    size = r.num(data, "size", "", integer=True)
+    if size < 8:
+        raise r.fail(f"has size {size}, which is too small for an input image")
+
+    windows_raw = r.items(data, "windows", "")
+    if not windows_raw:
+        raise r.fail("lists no windows")
+    windows = []
+    for i, w in enumerate(windows_raw):
+        where = f"windows[{i}]"
+        spec = WindowSpec(r.text(w, "name", where), r.num(w, "level", where), r.num(w, "width", where))
+        if spec.width <= 0:
+            raise r.fail(f"has window '{spec.name}' with width {spec.width:g}, which is not positive")
+        windows.append(spec)
+
+    part = r.obj(data, "partition", "")
+    k = r.num(part, "k", "partition", integer=True)
+    cells = r.items(part, "cell_group", "partition")
+    if (
+        k < 1
+        or len(cells) != k
+        or any(not isinstance(row, list) or len(row) != k for row in cells)
+        or any(isinstance(v, bool) or not isinstance(v, int) for row in cells for v in row)
+    ):
+        raise r.fail(f"has a partition whose cell_group is not a {k}×{k} grid of integer group ids")
+    ids = {v for row in cells for v in row}
+    if ids != set(range(len(ids))):
+        raise r.fail("has a partition whose group ids are not exactly 0..G-1")
+    partition = PartitionSpec(k=k, cell_group=[list(row) for row in cells])
+
+    canny_raw = r.obj(data, "canny", "")
+    canny = CannySpec(*(r.num(canny_raw, key, "canny") for key in ("sigma", "low", "high")))
+
+    files_raw = r.obj(data, "files", "")
+    files: dict[str, FileSpec] = {}
+    for key in ("dedn", "drn"):
+        f = r.obj(files_raw, key, "files")
+        where = f"files.{key}"
+        sha = r.text(f, "sha256", where).lower()
+        if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
+            raise r.fail(f"has '{where}.sha256' that is not a 64-digit hex sha256")
+        name = r.text(f, "file", where)
+        if Path(name).name != name:
+            raise r.fail(f"has '{where}.file' = {name!r}, which is not a plain file name inside the bundle")
+        opset = r.num(f, "opset", where, integer=True) if "opset" in f else 17
+        files[key] = FileSpec(name, sha, r.text(f, "input", where), r.text(f, "output", where), opset)
+
+    drn_raw = r.obj(data, "drn", "")
+    dim = r.num(drn_raw, "embedding_dim", "drn", integer=True)
+    centre = r.items(drn_raw, "centre", "drn")
+    if len(centre) != dim or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in centre):
+        raise r.fail(f"has a DRN centre that is not a list of {dim} numbers (embedding_dim)")
+    if not all(math.isfinite(v) for v in centre):
+        raise r.fail("has a DRN centre with non-finite values")
+    drn = DRNSpec(centre=[float(v) for v in centre], embedding_dim=dim)
+
+    threshold: ThresholdSpec | None = None
+    t_raw = r.get(data, "threshold", "")
+    if t_raw is not None:
+        q_raw = r.obj(t_raw, "healthy_quantiles", "threshold")
+        quantiles = {level: r.num(q_raw, level, "threshold.healthy_quantiles") for level in QUANTILE_LEVELS}
+        scores = t_raw.get("healthy_scores", []) if isinstance(t_raw, dict) else []
+        if not isinstance(scores, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in scores):
+            raise r.fail("has 'threshold.healthy_scores' that is not a list of numbers")
+        threshold = ThresholdSpec(
+            scan_score=r.num(t_raw, "scan_score", "threshold"),
+            target_specificity=r.num(t_raw, "target_specificity", "threshold"),
+            healthy_quantiles=quantiles,
+            n_healthy_scans=r.num(t_raw, "n_healthy_scans", "threshold", integer=True),
+            healthy_scores=[float(v) for v in scores],
+        )
+
+    h_raw = r.obj(data, "heatmap", "")
+    heatmap = HeatmapSpec(
+        threshold=r.num(h_raw, "threshold", "heatmap"),
+        box=r.num(h_raw, "box", "heatmap", integer=True),
+        gamma=r.num(h_raw, "gamma", "heatmap"),
+    )
+    if heatmap.box < 1 or heatmap.box % 2 == 0:
+        raise r.fail(f"has heatmap.box = {heatmap.box}, which is not a positive odd number")
+
+    tr = r.obj(data, "training", "")
+    training = TrainingSpec(
+        data=r.text(tr, "data", "training"),
+        series=r.num(tr, "series", "training", integer=True),
+        slices=r.num(tr, "slices", "training", integer=True),
+        seed=r.num(tr, "seed", "training", integer=True),
+        command=r.text(tr, "command", "training"),
+        feature_network=r.text(tr, "feature_network", "training"),
+        epochs={str(key): int(v) for key, v in r.obj(tr, "epochs", "training").items()},
+        losses=dict(r.obj(tr, "losses", "training")),
+    )
+    versions = {str(key): str(v) for key, v in r.obj(data, "versions", "").items()}
+
+    return Manifest(
+        format_version=FORMAT_VERSION,
+        name=r.text(data, "name", ""),
+        preset=r.text(data, "preset", ""),
+        size=size,
+        windows=windows,
+        partition=partition,
+        canny=canny,
+        files=files,
+        drn=drn,
+        threshold=threshold,
+        heatmap=heatmap,
+        training=training,
+        versions=versions,
+    )
+
+
+def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
+    """Load and validate the bundle at ``path`` (its folder or its ``manifest.json``).
+
+    Checks, in order: the folder and manifest exist, the manifest is JSON of a known format
+    version with every field of the schema, both networks exist and (unless ``verify_hashes`` is
+    False) match their sha256. Each failure is a :class:`BundleError` naming the file.
+    """
+    path = Path(path)
+    root = path.parent if path.name == MANIFEST_NAME and path.is_file() else path
+    if not root.exists():
+        raise BundleError(f"{root} does not exist: pass the folder of a model bundle (export/<name>).")
+    if not root.is_dir():
+        raise BundleError(f"{root} is not a folder: pass the folder of a model bundle (export/<name>).")
+    manifest_path = root / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise BundleError(f"{manifest_path} is missing: {root} is not a model bundle; export one with isl-rt export.")
+    try:
+        data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise BundleError(f"{manifest_path} is not UTF-8 text: the file is damaged; re-export the bundle.") from None
+    except json.JSONDecodeError as err:
+        raise BundleError(
+            f"{manifest_path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}): "
+            "the file is damaged; re-export the bundle."
+        ) from None
+    manifest = manifest_from_dict(data, manifest_path)
+    for key, spec in manifest.files.items():
+        file_path = root / spec.file
+        if not file_path.is_file():
+            raise BundleError(f"{file_path} is missing: the bundle is incomplete ({key} network); re-export the bundle.")
+        if verify_hashes and sha256_file(file_path) != spec.sha256:
+            raise BundleError(
+                f"{file_path} does not match the sha256 in {manifest_path}: the file was changed after export; "
+                "re-export the bundle."
+            )
+    return Bundle(root=root, manifest=manifest)

@@ -1,0 +1,374 @@
+"""Training of the DeDN on healthy slices (EdgeConnect's adversarial inpainting recipe).
+
+Each step erases one group of a random runtime partition per image
+(:class:`~isl_rt.training.masks.MaskSampler`), builds the input in the runtime's fan-out order
+(x·m, 1-m, edges of the whole image), updates the PatchGAN discriminator on real slices against
+the raw output, then the generator on L1 (erased-region weighted) + adversarial + perceptual +
+style (:mod:`isl_rt.training.losses`). Adam with EdgeConnect's settings: lr 1e-4, betas (0, 0.9),
+discriminator lr 0.1× the generator's.
+
+Every epoch writes ``ckpt_dir/dedn_last.pt`` (everything needed to resume); an epoch whose
+selection loss (the generator loss without its adversarial term, which does not measure
+reconstruction) is the lowest so far also writes ``dedn_best.pt``. Training stops after
+``max_epochs`` or when the selection loss has not decreased for ``patience`` (5) epochs: the
+paper's rule, which uses no disorder data. Data order and masks of epoch e come from generators
+seeded by (seed, e), so a resumed run continues exactly as an uninterrupted one would (on CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from isl_rt.models.dedn import PRESETS, DeDN, build_dedn
+from isl_rt.models.discriminator import PatchDiscriminator
+from isl_rt.models.features import SelfSupervisedFeatures, freeze, load_vgg19
+from isl_rt.training import losses as L
+from isl_rt.training.common import (
+    EarlyStopping,
+    TrainingError,
+    batches,
+    check_device_name,
+    epoch_rng,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+    set_threads,
+)
+from isl_rt.training.data import PrepParams, SliceSet
+from isl_rt.training.features import train_self_supervised_features
+from isl_rt.training.masks import MaskSampler
+from isl_rt.training.progress import ProgressCallback, ProgressEvent, emit
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "DeDNTrainConfig",
+    "DeDNTrainResult",
+    "DeDNTrainer",
+    "build_input",
+    "dedn_prep_params",
+    "load_dedn",
+    "train_dedn",
+]
+
+CHECKPOINT_FORMAT = "isl-rt-dedn/1"
+LAST, BEST = "dedn_last.pt", "dedn_best.pt"
+
+
+@dataclass(frozen=True)
+class DeDNTrainConfig:
+    """Options of a DeDN training run (all recorded in the checkpoint and the bundle)."""
+
+    preset: str = "tiny"
+    max_epochs: int = 100
+    patience: int = 5
+    batch_size: int = 8
+    #: optimisation steps per epoch; 0 = one pass over the slices
+    steps_per_epoch: int = 0
+    lr: float = 1e-4
+    d_lr_ratio: float = 0.1
+    beta1: float = 0.0
+    beta2: float = 0.9
+    weights: L.LossWeights = field(default_factory=L.LossWeights)
+    k_min: int = 2
+    k_max: int = 8
+    p_cell: float = 0.5
+    p_strided: float = 0.25
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0
+    #: torchvision VGG-19 state dict for the perceptual/style features; "" = self-supervised fallback
+    vgg19_weights: str = ""
+    feature_steps: int = 300
+    feature_batch: int = 16
+    command: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeDNTrainConfig:
+        values = dict(data)
+        values["weights"] = L.LossWeights(**values["weights"])
+        return cls(**values)
+
+    def validate(self) -> None:
+        check_device_name(self.device)
+        if self.preset not in PRESETS:
+            raise TrainingError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}.")
+        for name in ("max_epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
+        if self.steps_per_epoch < 0 or self.feature_steps < 0:
+            raise TrainingError("steps per epoch and feature steps must be 0 or more.")
+        if self.weights.adversarial_kind not in ("nsgan", "hinge"):
+            raise TrainingError(f"the adversarial loss must be nsgan or hinge, got {self.weights.adversarial_kind!r}.")
+
+
+@dataclass(frozen=True)
+class DeDNTrainResult:
+    """How a run ended: epochs done, best epoch and loss, per-epoch history, checkpoint paths."""
+
+    epochs: int
+    best_epoch: int
+    best_loss: float
+    stopped_early: bool
+    history: list[dict[str, float]]
+    last_path: Path
+    best_path: Path
+
+
+def build_input(x: torch.Tensor, edges: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    """concat(x·m, 1-m, edges) with m = 1 - hole: the runtime's fan-out order, in torch."""
+    return torch.cat([x * (1.0 - hole), hole, edges.to(x.dtype)], dim=1)
+
+
+class DeDNTrainer:
+    """The DeDN, its discriminator, the frozen feature network and their optimisers."""
+
+    def __init__(self, config: DeDNTrainConfig, channels: int, size: int, device: torch.device) -> None:
+        config.validate()
+        if size % 4 or size < 32:
+            raise TrainingError(f"the DeDN needs an input size that is a multiple of 4 and at least 32, got {size}.")
+        self.config = config
+        self.device = device
+        self.channels = channels
+        self.size = size
+        torch.manual_seed(config.seed)
+        self.generator = build_dedn(config.preset, channels).to(device)
+        self.discriminator = PatchDiscriminator(channels, base=PRESETS[config.preset].base).to(device)
+        c = config
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=c.lr * c.d_lr_ratio, betas=(c.beta1, c.beta2))
+        self.features: torch.nn.Module | None = None
+        self.feature_kind = "vgg19" if c.vgg19_weights else "self-supervised"
+        self.feature_summary: dict[str, float] = {}
+        self.masks = MaskSampler(size, k_min=c.k_min, k_max=min(c.k_max, size), p_cell=c.p_cell, p_strided=c.p_strided)
+
+    # ---- features -------------------------------------------------------------------------------
+    def prepare_features(self, x: np.ndarray, progress: ProgressCallback | None) -> None:
+        c = self.config
+        if c.vgg19_weights:
+            self.features = load_vgg19(c.vgg19_weights).to(self.device)
+            self.feature_summary = {}
+        else:
+            net, self.feature_summary = train_self_supervised_features(
+                x, steps=c.feature_steps, batch_size=c.feature_batch, base=PRESETS[c.preset].base,
+                seed=c.seed, device=self.device, progress=progress,
+            )
+            self.features = net
+
+    def feature_state(self) -> dict[str, Any]:
+        if self.feature_kind == "vgg19" or self.features is None:
+            return {"kind": self.feature_kind, "path": self.config.vgg19_weights, "summary": self.feature_summary}
+        assert isinstance(self.features, SelfSupervisedFeatures)
+        return {
+            "kind": self.feature_kind,
+            "channels": self.features.channels,
+            "base": self.features.base,
+            "state": self.features.state_dict(),
+            "summary": self.feature_summary,
+        }
+
+    def load_feature_state(self, state: dict[str, Any]) -> None:
+        if state["kind"] == "vgg19":
+            self.features = load_vgg19(state["path"]).to(self.device)
+        else:
+            net = SelfSupervisedFeatures(channels=int(state["channels"]), base=int(state["base"]))
+            net.load_state_dict(state["state"])
+            self.features = freeze(net).to(self.device)
+        self.feature_summary = dict(state.get("summary", {}))
+
+    # ---- one step -------------------------------------------------------------------------------
+    def step(self, x: torch.Tensor, edges: torch.Tensor, hole: torch.Tensor) -> dict[str, float]:
+        """One discriminator and one generator update on a batch; returns the step's losses."""
+        assert self.features is not None, "prepare_features first"
+        w = self.config.weights
+        kind = w.adversarial_kind
+        self.generator.train()
+        self.discriminator.train()
+        out = self.generator(build_input(x, edges, hole))
+
+        # discriminator: real slices against the raw output
+        loss_d = L.discriminator_loss(self.discriminator(x), self.discriminator(out.detach()), kind)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+
+        # generator
+        l_adv = L.generator_adversarial_loss(self.discriminator(out), kind)
+        l1 = L.masked_l1(out, x, hole, w.l1_valid)
+        with torch.no_grad():
+            f_x = self.features(x)
+            f_xh = self.features(x * hole)
+        l_perc = L.perceptual_loss(self.features(out), f_x)
+        l_style = L.style_loss(self.features(out * hole), f_xh)
+        recon = w.l1 * l1 + w.perceptual * l_perc + w.style * l_style
+        loss_g = recon + w.adversarial * l_adv
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        return {
+            "g": float(loss_g.detach()),
+            "recon": float(recon.detach()),
+            "l1": float(l1.detach()),
+            "adv": float(l_adv.detach()),
+            "perc": float(l_perc.detach()),
+            "style": float(l_style.detach()),
+            "d": float(loss_d.detach()),
+        }
+
+    # ---- state ----------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "features": self.feature_state(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.load_feature_state(state["features"])
+
+
+def _epoch_batches(slices: SliceSet, config: DeDNTrainConfig, epoch: int) -> list[np.ndarray]:
+    rng = epoch_rng(config.seed, epoch, 0)
+    n = len(slices)
+    if config.steps_per_epoch == 0:
+        return batches(n, config.batch_size, rng)
+    return [np.sort(rng.choice(n, size=min(config.batch_size, n), replace=n < config.batch_size)) for _ in range(config.steps_per_epoch)]
+
+
+def train_dedn(
+    slices: SliceSet,
+    ckpt_dir: Path,
+    config: DeDNTrainConfig,
+    *,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+) -> DeDNTrainResult:
+    """Train (or, with ``resume``, continue training) the DeDN on ``slices``; see the module docstring."""
+    ckpt_dir = Path(ckpt_dir)
+    last_path, best_path = ckpt_dir / LAST, ckpt_dir / BEST
+    set_threads(config.threads)
+    device = resolve_device(config.device)
+    size, channels = slices.params.size, slices.params.channels
+    data_summary = slices.summary()
+
+    start_epoch = 0
+    history: list[dict[str, float]] = []
+    stopper = EarlyStopping(config.patience)
+    stopped = False
+    if last_path.exists() and not resume:
+        raise TrainingError(f"{last_path} exists: pass --resume to continue that run, or choose another --ckpt folder.")
+    trainer = DeDNTrainer(config, channels, size, device)
+    if resume and last_path.exists():
+        state = load_checkpoint(last_path)
+        _check_compatible(state, config, slices, last_path)
+        trainer.load_state(state["trainer"])
+        start_epoch = int(state["epoch"])
+        history = list(state["history"])
+        stopper = EarlyStopping.from_state(state["stopper"])
+        stopped = bool(state["stopped"])
+    else:
+        trainer.prepare_features(slices.x, progress)
+
+    x_all, e_all = slices.x, slices.edges
+    epoch = start_epoch
+    while not stopped and epoch < config.max_epochs:
+        batch_list = _epoch_batches(slices, config, epoch)
+        mask_rng = epoch_rng(config.seed, epoch, 1)
+        emit(progress, ProgressEvent("dedn", "start", epoch + 1, config.max_epochs, 0, len(batch_list)))
+        sums: dict[str, float] = {}
+        for step, idx in enumerate(batch_list, start=1):
+            x = torch.from_numpy(np.ascontiguousarray(x_all[idx])).to(device)
+            e = torch.from_numpy(np.ascontiguousarray(e_all[idx])).to(device)
+            hole = torch.from_numpy(trainer.masks.sample(idx.size, mask_rng)).to(device)
+            step_losses = trainer.step(x, e, hole)
+            for key, value in step_losses.items():
+                sums[key] = sums.get(key, 0.0) + value
+            emit(progress, ProgressEvent("dedn", "step", epoch + 1, config.max_epochs, step, len(batch_list), step_losses))
+        epoch_losses = {key: value / len(batch_list) for key, value in sums.items()}
+        epoch += 1
+        improved = stopper.update(epoch_losses["recon"], epoch)
+        stopped = stopper.should_stop
+        history.append({"epoch": float(epoch), **epoch_losses})
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "config": config.to_dict(),
+            "data": data_summary,
+            "channels": channels,
+            "size": size,
+            "epoch": epoch,
+            "history": history,
+            "stopper": stopper.state(),
+            "stopped": stopped,
+            "trainer": trainer.state(),
+        }
+        save_checkpoint(last_path, state)
+        if improved:
+            save_checkpoint(best_path, state)
+        note = "best" if improved else ""
+        if stopped:
+            note = f"stopped: no decrease for {config.patience} epochs"
+        emit(progress, ProgressEvent("dedn", "epoch", epoch, config.max_epochs, len(batch_list), len(batch_list), epoch_losses, note))
+
+    return DeDNTrainResult(
+        epochs=epoch,
+        best_epoch=stopper.best_epoch,
+        best_loss=stopper.best,
+        stopped_early=stopped,
+        history=history,
+        last_path=last_path,
+        best_path=best_path,
+    )
+
+
+def _check_compatible(state: dict[str, Any], config: DeDNTrainConfig, slices: SliceSet, path: Path) -> None:
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} is not a DeDN checkpoint of this isl-rt ({state.get('format')!r}).")
+    saved = DeDNTrainConfig.from_dict(state["config"])
+    for name in ("preset", "seed", "batch_size", "steps_per_epoch", "k_min", "k_max", "vgg19_weights"):
+        if getattr(saved, name) != getattr(config, name):
+            raise TrainingError(
+                f"{path} was trained with {name.replace('_', '-')}={getattr(saved, name)!r}, not {getattr(config, name)!r}: "
+                "resume with the same options, or train into another --ckpt folder."
+            )
+    data = state["data"]
+    now = slices.summary()
+    for name in ("size", "windows", "canny", "slices"):
+        if data.get(name) != now.get(name):
+            raise TrainingError(f"{path} was trained on other data ({name} differs): resume with the same data, or train into another --ckpt folder.")
+
+
+def load_dedn(path: Path, device: torch.device = torch.device("cpu")) -> tuple[DeDN, dict[str, Any]]:
+    """The generator of a DeDN checkpoint (eval mode) and the checkpoint's metadata."""
+    state = load_checkpoint(path)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} is not a DeDN checkpoint of this isl-rt ({state.get('format')!r}).")
+    config = DeDNTrainConfig.from_dict(state["config"])
+    model = build_dedn(config.preset, int(state["channels"]))
+    model.load_state_dict(state["trainer"]["generator"])
+    model.to(device).eval()
+    meta = {key: value for key, value in state.items() if key != "trainer"}
+    meta["feature_network"] = state["trainer"]["features"]["kind"]
+    meta["feature_summary"] = state["trainer"]["features"].get("summary", {})
+    return model, meta
+
+
+def dedn_prep_params(ckpt_dir: Path) -> PrepParams:
+    """How the DeDN in ``ckpt_dir`` saw its slices (size, windows, Canny): the DRN must see the same."""
+    path = Path(ckpt_dir) / BEST
+    state = load_checkpoint(path)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} is not a DeDN checkpoint of this isl-rt ({state.get('format')!r}).")
+    return PrepParams.from_dict(state["data"])
