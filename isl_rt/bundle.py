@@ -516,3 +516,30 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
                 "re-export the bundle."
             )
     return Bundle(root=root, manifest=manifest)
+
+
+# ---- the shipped default ------------------------------------------------------------------------
+#: name of the bundle `scan` and `demo` use when --bundle is not given
+DEFAULT_BUNDLE = "head-ct-tiny"
+
+
+def default_bundle_path(name: str = DEFAULT_BUNDLE) -> Path:
+    """Where the shipped bundle ``name`` lives: inside the installed package (``isl_rt/bundles``,
+    put there by ``pip install``) or, in a source checkout, ``export/<name>``."""
+    package = Path(__file__).resolve().parent
+    candidates = [package / "bundles" / name, package.parent / "export" / name]
+    try:  # an editable install keeps compiled and installed files in site-packages
+        import importlib.util
+
+        spec = importlib.util.find_spec("isl_rt._native")
+        if spec is not None and spec.origin:
+            candidates.insert(0, Path(spec.origin).resolve().parent / "bundles" / name)
+    except ImportError:
+        pass
+    for candidate in candidates:
+        if (candidate / MANIFEST_NAME).is_file():
+            return candidate
+    raise BundleError(
+        f"The shipped bundle {name!r} is not installed (looked in {', '.join(str(c) for c in candidates)}); "
+        "pass --bundle PATH or reinstall isl-rt."
+    )

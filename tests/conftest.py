@@ -365,3 +365,40 @@ def edge_f1(edges: np.ndarray, truth: np.ndarray) -> float:
 def f1_score() -> Callable[[np.ndarray, np.ndarray], float]:
     """``f1_score(edges, truth)``: edge-pixel F1 (see :func:`edge_f1`)."""
     return edge_f1
+
+
+# ---- a small real bundle for pipeline tests ---------------------------------------------------
+@pytest.fixture(scope="session")
+def small_bundle(tmp_path_factory):
+    """A calibrated S=32, K=2 bundle whose networks were trained for a few steps on two healthy
+    phantom studies: real ONNX files through the real export, small enough for quick scans."""
+    torch = pytest.importorskip("torch")
+    from isl_rt.bundle import load_bundle
+    from isl_rt.export import export_bundle
+    from isl_rt.training.data import PrepParams, prepare
+    from isl_rt.training.dedn import DeDNTrainConfig, train_dedn
+    from isl_rt.training.drn import DRNTrainConfig, train_drn
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ckpt = tmp_path_factory.mktemp("small-ckpt")
+        slices = prepare("phantom:2:5000", PrepParams(size=32), cache_dir=ckpt / "data")
+        train_dedn(slices, ckpt, DeDNTrainConfig(max_epochs=1, batch_size=4, steps_per_epoch=2, feature_steps=2, feature_batch=4, k_max=4))
+        train_drn(slices, ckpt, DRNTrainConfig(k=2, pretrain_epochs=1, max_epochs=1, batch_size=4, steps_per_epoch=2,
+                                               queue_size=8, embedding_dim=8, projection_dim=8))
+        out = tmp_path_factory.mktemp("bundles") / "small"
+        export_bundle(ckpt, out, healthy_scan_scores=[0.1, 0.2, 0.3, 0.4], slices=slices)
+    finally:
+        torch.set_num_threads(threads)
+    return load_bundle(out)
+
+
+@pytest.fixture(scope="session")
+def phantom_cohort(tmp_path_factory):
+    """Three phantom series (one with a disorder) written as DICOM, with labels.csv."""
+    from isl_rt.io.phantom import write_cohort
+
+    out = tmp_path_factory.mktemp("cohort") / "cohort"
+    write_cohort(out, 3, 0.34, 11)
+    return out

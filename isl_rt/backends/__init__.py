@@ -1,0 +1,74 @@
+"""Inference backends and the choice between them.
+
+Every backend subclasses :class:`isl_rt.backends.base.Backend`. Importing this package imports
+no backend library: each is imported when a backend is activated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from isl_rt.backends.base import Backend
+from isl_rt.errors import BackendError
+
+if TYPE_CHECKING:
+    from isl_rt.bundle import Bundle
+
+#: what ``--backend`` accepts
+BACKEND_NAMES: tuple[str, ...] = ("auto", "onnxruntime", "onnxruntime-cuda")
+
+
+@dataclass
+class BackendPair:
+    """The DeDN and DRN runners of one bundle, and a sentence saying what runs them."""
+
+    dedn: Backend
+    drn: Backend
+    name: str
+    description: str
+
+    def __enter__(self) -> "BackendPair":
+        self.dedn.activate()
+        try:
+            self.drn.activate()
+        except BaseException:
+            self.dedn.deactivate()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.drn.deactivate()
+        self.dedn.deactivate()
+
+
+def open_backends(bundle: "Bundle", name: str = "auto", *, threads: int = 0) -> BackendPair:
+    """Runners for the bundle's DeDN and DRN (not yet active; use the pair as a context manager).
+
+    ``auto`` picks the fastest backend available here: ONNX Runtime with its CUDA execution
+    provider when the installed onnxruntime has one, else ONNX Runtime on the CPU.
+    """
+    from isl_rt.backends.onnxruntime import OnnxRuntimeBackend, available_providers
+
+    if name not in BACKEND_NAMES:
+        raise BackendError(f"--backend {name!r} is not one of {', '.join(BACKEND_NAMES)}.")
+    providers = available_providers()
+    if name == "auto":
+        name = "onnxruntime-cuda" if "CUDAExecutionProvider" in providers else "onnxruntime"
+    if name == "onnxruntime-cuda":
+        if "CUDAExecutionProvider" not in providers:
+            raise BackendError(
+                "--backend onnxruntime-cuda needs onnxruntime with the CUDA execution provider "
+                f"(pip install onnxruntime-gpu); this one has {providers}."
+            )
+        chosen = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        description = "ONNX Runtime, CUDA execution provider"
+    else:
+        chosen = ["CPUExecutionProvider"]
+        description = f"ONNX Runtime, CPU ({threads or 'all'} threads)"
+    return BackendPair(
+        dedn=OnnxRuntimeBackend(bundle.dedn_path, providers=chosen, threads=threads),
+        drn=OnnxRuntimeBackend(bundle.drn_path, providers=chosen, threads=threads),
+        name=name,
+        description=description,
+    )

@@ -1,0 +1,386 @@
+"""The ISL data flow of DESIGN.md, batched and streamed.
+
+For one volume (:class:`Scorer`):
+
+    HU int16 [N,H,W] -window+resize-> x [N,C,S,S] -canny-> e [N,C,S,S]
+    -fanout-> [n·G, 2C+1, S, S] per chunk of n slices -DeDN-> x̂ [n·G, C, S, S]
+    -compose_diff-> x_dd, x_dif [N,C,S,S] -DRN-> h [N,D]; slice score ‖h − c‖₂
+    -heatmap-> heat [N,S,S], APDS [N];  scan score = mean of slice scores
+
+The fan-out buffer is allocated once per scorer (sized for the DeDN batch) and written in place
+by the native kernel, so the hot loop allocates only what the backend returns.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from isl_rt import kernels
+from isl_rt.backends.base import Backend
+from isl_rt.errors import InputError, IslError
+from isl_rt.kernels.partition import Partition
+from isl_rt.outputs import ScoreTable, row_key, safe_name, write_atomic, write_json_atomic
+
+if TYPE_CHECKING:
+    from isl_rt.bundle import Bundle
+
+
+@dataclass(frozen=True)
+class ScanParams:
+    """Everything the data flow needs from a model bundle, in runtime types."""
+
+    size: int
+    windows: np.ndarray  # float32 [C, 2] (level, width)
+    partition: Partition
+    canny_sigma: float
+    canny_low: float
+    canny_high: float
+    heat_threshold: float
+    heat_box: int
+    heat_gamma: float
+    centre: np.ndarray  # float32 [D]
+    dedn_input: str = "masked"
+    dedn_output: str = "inpainted"
+    drn_input: str = "difference"
+    drn_output: str = "embedding"
+
+    @property
+    def channels(self) -> int:
+        return int(self.windows.shape[0])
+
+
+@dataclass
+class VolumeScores:
+    """Scores of one volume; arrays are per slice in the volume's slice order."""
+
+    slice_scores: np.ndarray  # float32 [N]
+    apds: np.ndarray  # float32 [N]
+    heat: np.ndarray  # float32 [N,S,S]
+    x: np.ndarray  # float32 [N,C,S,S], the windowed input
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def scan_score(self) -> float:
+        return float(np.mean(self.slice_scores)) if self.slice_scores.size else float("nan")
+
+    @property
+    def top_slice(self) -> int:
+        return int(np.argmax(self.slice_scores))
+
+
+class Scorer:
+    """Scores HU volumes with a DeDN and a DRN backend (both already active)."""
+
+    def __init__(self, params: ScanParams, dedn: Backend, drn: Backend, *, dedn_batch: int = 16, drn_batch: int = 32) -> None:
+        if dedn_batch < 1 or drn_batch < 1:
+            raise InputError(f"Batch sizes must be at least 1, got DeDN {dedn_batch} and DRN {drn_batch}.")
+        self.params = params
+        self.dedn = dedn
+        self.drn = drn
+        self.groups = params.partition.groups
+        self.group_map = params.partition.group_map(params.size)
+        # slices per DeDN call: as many whole slices (G images each) as fit the batch, at least one
+        self.slices_per_call = max(1, dedn_batch // self.groups)
+        self.drn_batch = drn_batch
+        c, s = params.channels, params.size
+        self._fan = np.empty((self.slices_per_call * self.groups, 2 * c + 1, s, s), dtype=np.float32)
+
+    def score(self, hu: np.ndarray) -> VolumeScores:
+        p = self.params
+        if hu.ndim != 3 or hu.shape[0] == 0:
+            raise InputError(f"A volume must be [slices, rows, columns] with at least one slice, got shape {hu.shape}.")
+        timer = _Timer()
+        with timer("kernels"):
+            x = kernels.window(hu, p.windows, p.size)
+            edges = kernels.canny(x, p.canny_low, p.canny_high, sigma=p.canny_sigma)
+            x_dd = np.empty_like(x)
+            x_dif = np.empty_like(x)
+        n_slices = x.shape[0]
+        for start in range(0, n_slices, self.slices_per_call):
+            stop = min(n_slices, start + self.slices_per_call)
+            n_images = (stop - start) * self.groups
+            with timer("kernels"):
+                batch = kernels.fanout(x[start:stop], edges[start:stop], self.group_map, self.groups, out=self._fan[:n_images])
+            with timer("dedn"):
+                xhat = self.dedn.infer({p.dedn_input: batch}, check=start == 0)[p.dedn_output]
+            with timer("kernels"):
+                kernels.compose_diff(
+                    x[start:stop], xhat, self.group_map, self.groups, out_dd=x_dd[start:stop], out_dif=x_dif[start:stop]
+                )
+        embeddings = []
+        with timer("drn"):
+            for start in range(0, n_slices, self.drn_batch):
+                chunk = x_dif[start : start + self.drn_batch]
+                embeddings.append(self.drn.infer({p.drn_input: chunk}, check=start == 0)[p.drn_output])
+        with timer("kernels"):
+            h = np.concatenate(embeddings, axis=0).astype(np.float64)
+            slice_scores = np.linalg.norm(h - p.centre.astype(np.float64)[None, :], axis=1).astype(np.float32)
+            heat, apds = kernels.heatmap(x_dif, x, p.heat_threshold, p.heat_box, p.heat_gamma)
+        return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, seconds=timer.seconds)
+
+
+class _Timer:
+    """Accumulates wall time per stage name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str) -> "_Stage":
+        return _Stage(self, name)
+
+
+class _Stage:
+    def __init__(self, timer: _Timer, name: str) -> None:
+        self.timer, self.name = timer, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.timer.seconds[self.name] = self.timer.seconds.get(self.name, 0.0) + time.perf_counter() - self.start
+
+
+# ---- bundle -> parameters ----------------------------------------------------------------------
+def params_from_bundle(bundle: "Bundle") -> ScanParams:
+    """The runtime parameters a bundle's manifest holds."""
+    m = bundle.manifest
+    return ScanParams(
+        size=m.size,
+        windows=bundle.windows_array,
+        partition=bundle.partition(),
+        canny_sigma=m.canny.sigma,
+        canny_low=m.canny.low,
+        canny_high=m.canny.high,
+        heat_threshold=m.heatmap.threshold,
+        heat_box=m.heatmap.box,
+        heat_gamma=m.heatmap.gamma,
+        centre=bundle.centre,
+        dedn_input=m.files["dedn"].input,
+        dedn_output=m.files["dedn"].output,
+        drn_input=m.files["drn"].input,
+        drn_output=m.files["drn"].output,
+    )
+
+
+# ---- scanning a folder tree --------------------------------------------------------------------
+@dataclass
+class ScanSummary:
+    """What one `scan` run did."""
+
+    out: Path
+    backend: str
+    ok: int = 0
+    errors: int = 0
+    resumed: int = 0
+    slices: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def slices_per_second(self) -> float:
+        return self.slices / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class SeriesDone:
+    """Progress event: one series finished (ok or error)."""
+
+    index: int
+    total: int
+    row: dict[str, Any]
+    slices_per_second: float
+
+
+def healthy_percentile(score: float, healthy_scores: Sequence[float]) -> float:
+    """Share (in %) of the healthy calibration scans scoring at or below ``score``."""
+    if not healthy_scores:
+        return float("nan")
+    ordered = np.sort(np.asarray(healthy_scores, dtype=np.float64))
+    return float(100.0 * np.searchsorted(ordered, score, side="right") / ordered.size)
+
+
+def series_json_dir(out_csv: Path) -> Path:
+    """Where the per-series JSON files of ``out_csv`` go: ``<stem>.series/`` beside it."""
+    return out_csv.parent / f"{out_csv.stem}.series"
+
+
+def scan_directory(
+    root: Path,
+    out_csv: Path,
+    bundle: "Bundle",
+    scorer: Scorer,
+    *,
+    backend_name: str,
+    resume: bool = True,
+    heatmaps: Path | None = None,
+    top_slices: int = 3,
+    on_series: Callable[[SeriesDone], None] | None = None,
+) -> ScanSummary:
+    """Score every axial CT series under ``root``; one CSV row per series (and per unreadable or
+    skipped item, as an ``error`` row with its reason), written as each finishes.
+
+    Pixel data of the next series is decoded on a worker thread while the current one is scored.
+    A bad series becomes an error row and the run goes on.
+    """
+    from isl_rt.io import dicom
+
+    out_csv = Path(out_csv)
+    threshold = bundle.manifest.threshold
+    discovery = dicom.discover(Path(root))
+    summary = ScanSummary(out=out_csv, backend=backend_name)
+    json_dir = series_json_dir(out_csv)
+    start = time.perf_counter()
+    with ScoreTable(out_csv, resume=resume) as table, ThreadPoolExecutor(max_workers=1, thread_name_prefix="isl-load") as pool:
+        # Files and series discovery could not use: one error row each, keyed by path (a bad file
+        # of a good series must not mark that series as done for --resume).
+        skipped_rows = [
+            {"path": str(item.path), "status": "error", "error": _skip_reason(item)} for item in discovery.skipped
+        ]
+        todo = []
+        for ref in discovery.series:
+            if table.done(ref.series_uid):
+                summary.resumed += 1
+            else:
+                todo.append(ref)
+        total = len(todo) + sum(not table.done(row_key(r)) for r in skipped_rows)
+        index = 0
+        for row in skipped_rows:
+            if table.done(row_key(row)):
+                summary.resumed += 1
+                continue
+            table.append(row)
+            summary.errors += 1
+            index += 1
+            if on_series:
+                on_series(SeriesDone(index, total, row, summary.slices_per_second))
+        pending = pool.submit(_load, todo[0]) if todo else None
+        for i, ref in enumerate(todo):
+            assert pending is not None
+            loaded = pending.result()
+            pending = pool.submit(_load, todo[i + 1]) if i + 1 < len(todo) else None
+            row = _score_series(ref, loaded, bundle, scorer, threshold, json_dir, heatmaps, top_slices, summary)
+            table.append(row)
+            index += 1
+            summary.seconds = time.perf_counter() - start
+            if on_series:
+                on_series(SeriesDone(index, total, row, summary.slices_per_second))
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _skip_reason(item: Any) -> str:
+    reason = item.reason if item.status == "error" else f"skipped: {item.reason}"
+    if item.series_uid:
+        reason += f" (series {item.series_uid})"
+    return reason
+
+
+def _load(ref: Any) -> Any:
+    """Decode one series; an IslError is returned (not raised) so the batch goes on."""
+    from isl_rt.io import dicom
+
+    try:
+        return dicom.load_volume(ref)
+    except IslError as err:
+        return err
+
+
+def _score_series(
+    ref: Any,
+    loaded: Any,
+    bundle: "Bundle",
+    scorer: Scorer,
+    threshold: Any,
+    json_dir: Path,
+    heatmaps: Path | None,
+    top_slices: int,
+    summary: ScanSummary,
+) -> dict[str, Any]:
+    began = time.perf_counter()
+    row: dict[str, Any] = {
+        "path": str(ref.path),
+        "StudyInstanceUID": ref.study_uid,
+        "SeriesInstanceUID": ref.series_uid,
+        "n_slices": ref.n_slices,
+    }
+    try:
+        if isinstance(loaded, IslError):
+            raise loaded
+        volume = loaded
+        scores = scorer.score(volume.hu)
+    except IslError as err:
+        summary.errors += 1
+        return {**row, "status": "error", "error": str(err), "seconds": time.perf_counter() - began}
+    scan_score = scores.scan_score
+    flagged = None if threshold is None else scan_score > threshold.scan_score
+    percentile = None if threshold is None else healthy_percentile(scan_score, threshold.healthy_scores)
+    apds = float(np.mean(scores.apds))
+    row.update(
+        n_slices=int(scores.slice_scores.size),
+        scan_score=scan_score,
+        healthy_percentile=percentile,
+        flagged=flagged,
+        top_slice=scores.top_slice,
+        max_slice_score=float(scores.slice_scores.max()),
+        apds=apds,
+        status="ok",
+        error="",
+    )
+    for stage, seconds in scores.seconds.items():
+        summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
+    summary.slices += int(scores.slice_scores.size)
+    summary.ok += 1
+    name = safe_name(ref.series_uid)
+    if heatmaps is not None:
+        write_heatmaps(Path(heatmaps) / name, volume.hu, scores, threshold=None if threshold is None else threshold.scan_score, top=top_slices)
+    row["seconds"] = time.perf_counter() - began
+    write_json_atomic(
+        json_dir / f"{name}.json",
+        {
+            **row,
+            "bundle": bundle.manifest.name,
+            "backend": summary.backend,
+            "threshold": None if threshold is None else threshold.scan_score,
+            "slice_scores": scores.slice_scores,
+            "slice_apds": scores.apds,
+            "slice_positions_mm": np.asarray(volume.positions)[:, 2] if len(volume.positions) else [],
+            "warnings": list(volume.warnings),
+            "stage_seconds": scores.seconds,
+        },
+    )
+    return row
+
+
+def write_heatmaps(folder: Path, hu: np.ndarray, scores: VolumeScores, *, threshold: float | None, top: int) -> None:
+    """Heat maps of one series: ``heatmaps.npz`` (float16 [N,H,W] on the original pixel grid),
+    PNG overlays of the ``top`` highest-scoring slices on the brain window, and the slice-score
+    curve (the paper's Figure 5) as ``slice_scores.png``."""
+    from isl_rt import plots
+    from isl_rt.kernels.reference import resample_matrix
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n, h, w = hu.shape
+    s = scores.heat.shape[-1]
+    ry, rx = resample_matrix(s, h).astype(np.float32), resample_matrix(s, w).astype(np.float32)
+    full = np.stack([ry @ scores.heat[i] @ rx.T for i in range(n)]).astype(np.float16)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, heat=full, slice_scores=scores.slice_scores, apds=scores.apds)
+    write_atomic(folder / "heatmaps.npz", buffer.getvalue())
+    brain = np.clip((hu.astype(np.float32) - 0.0) / 80.0, 0.0, 1.0)  # brain window 40/80
+    for rank, index in enumerate(np.argsort(-scores.slice_scores)[:top]):
+        plots.heat_overlay(folder / f"top{rank + 1}_slice{int(index):03d}.png", brain[index], full[index].astype(np.float32))
+    plots.line_chart(
+        folder / "slice_scores.png",
+        [plots.Series(np.arange(n), scores.slice_scores, "slice score")],
+        title="Slice scores from skull base (left) to vertex (right)",
+        xlabel="slice",
+        ylabel="slice score",
+        hline=threshold,
+    )

@@ -1,0 +1,118 @@
+"""`isl-rt scan`: end to end on phantom series with junk beside them, error rows, resume."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+from typer.testing import CliRunner
+
+from isl_rt.backends import open_backends
+from isl_rt.cli import app
+from isl_rt.outputs import safe_name
+from isl_rt.pipeline import Scorer, healthy_percentile, params_from_bundle, scan_directory, series_json_dir
+
+pytest.importorskip("torch")  # the small bundle is trained and exported here
+
+
+def _rows(path):
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture()
+def messy_folder(phantom_cohort, tmp_path):
+    """The three phantom series, a text file, a truncated DICOM, and a non-CT (MR) series."""
+    root = tmp_path / "dicom"
+    shutil.copytree(phantom_cohort, root, ignore=shutil.ignore_patterns("labels.csv", "masks", ".isl-rt-phantom.json"))
+    (root / "notes.txt").write_text("not DICOM")
+    first = sorted((root / "series_0001").iterdir())[0]
+    (root / "broken.dcm").write_bytes(first.read_bytes()[:4000])
+    mr = root / "mr"
+    mr.mkdir()
+    for i, path in enumerate(sorted((root / "series_0002").iterdir())[:3]):
+        ds = pydicom.dcmread(path)
+        ds.Modality = "MR"
+        ds.SeriesInstanceUID = "1.2.3.4.5.6.7"
+        ds.save_as(mr / f"{i}.dcm")
+    return root
+
+
+def test_scan_writes_ok_rows_error_rows_and_json(small_bundle, messy_folder, tmp_path):
+    out = tmp_path / "out" / "scores.csv"
+    result = CliRunner().invoke(app, ["scan", str(messy_folder), "--out", str(out), "--bundle", str(small_bundle.root),
+                                      "--threads", "1", "--heatmaps", str(tmp_path / "heat")])
+    assert result.exit_code == 0, result.output
+    assert "PASSED" in result.output
+    rows = _rows(out)
+    ok = [r for r in rows if r["status"] == "ok"]
+    errors = {r["path"].rsplit("/", 1)[-1]: r["error"] for r in rows if r["status"] == "error"}
+    assert len(ok) == 3
+    assert "not a DICOM file" in errors["notes.txt"]
+    assert "truncated" in errors["broken.dcm"]
+    assert any("MR" in e or "not CT" in e or "modality" in e.lower() for e in errors.values())
+    threshold = small_bundle.manifest.threshold.scan_score
+    for row in ok:
+        score = float(row["scan_score"])
+        assert np.isfinite(score) and score > 0
+        assert row["flagged"] == ("1" if score > threshold else "0")
+        assert 0 <= int(row["top_slice"]) < int(row["n_slices"])
+        detail = json.loads((series_json_dir(out) / f"{safe_name(row['SeriesInstanceUID'])}.json").read_text())
+        assert len(detail["slice_scores"]) == int(row["n_slices"])
+        assert np.mean(detail["slice_scores"]) == pytest.approx(score, rel=1e-5)
+        assert int(np.argmax(detail["slice_scores"])) == int(row["top_slice"])
+        heat = tmp_path / "heat" / safe_name(row["SeriesInstanceUID"])
+        with np.load(heat / "heatmaps.npz") as npz:
+            assert npz["heat"].shape == (int(row["n_slices"]), 512, 512)
+        assert (heat / "slice_scores.png").is_file() and len(list(heat.glob("top*_slice*.png"))) == 3
+
+
+def test_nothing_scannable_exits_1(small_bundle, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "a.txt").write_text("x")
+    result = CliRunner().invoke(app, ["scan", str(tmp_path / "empty"), "--out", str(tmp_path / "s.csv"), "--bundle", str(small_bundle.root)])
+    assert result.exit_code == 1 and "No series" in result.output
+    assert _rows(tmp_path / "s.csv")[0]["status"] == "error"
+
+
+def test_a_run_killed_half_way_resumes_to_the_same_csv(small_bundle, messy_folder, tmp_path):
+    params = params_from_bundle(small_bundle)
+
+    def run(out, stop_after=None, resume=True):
+        seen = []
+
+        def on_series(event):
+            seen.append(event)
+            if stop_after is not None and event.row.get("status") == "ok" and sum(e.row.get("status") == "ok" for e in seen) == stop_after:
+                raise KeyboardInterrupt
+
+        with open_backends(small_bundle, "onnxruntime", threads=1) as pair:
+            scorer = Scorer(params, pair.dedn, pair.drn)
+            return scan_directory(messy_folder, out, small_bundle, scorer, backend_name=pair.name, resume=resume, on_series=on_series)
+
+    whole = run(tmp_path / "whole.csv")
+    assert whole.ok == 3
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut.csv", stop_after=1)
+    assert sum(r["status"] == "ok" for r in _rows(tmp_path / "cut.csv")) == 1
+    resumed = run(tmp_path / "cut.csv")
+    assert resumed.ok == 2 and resumed.resumed >= 1
+
+    def key(r):
+        return (r["path"], r["SeriesInstanceUID"])
+
+    def stable(rows):
+        return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in rows), key=key)
+
+    assert stable(_rows(tmp_path / "cut.csv")) == stable(_rows(tmp_path / "whole.csv"))
+    again = run(tmp_path / "cut.csv")
+    assert again.ok == 0 and again.errors == 0
+
+
+def test_healthy_percentile():
+    assert healthy_percentile(0.25, [0.1, 0.2, 0.3, 0.4]) == 50.0
+    assert healthy_percentile(1.0, [0.1, 0.2]) == 100.0
+    assert healthy_percentile(0.0, [0.1, 0.2]) == 0.0
+    assert np.isnan(healthy_percentile(0.5, []))
