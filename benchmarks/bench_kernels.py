@@ -436,6 +436,67 @@ def run(bench: Bench, kernels: set[str] | None) -> Iterator[dict[str, Any]]:
                 yield row
 
 
+def _tiny_dedn_onnx() -> tuple[str, str]:
+    """The DeDN of the shipped bundle, or (without one) a randomly initialised tiny-preset DeDN
+    exported here: its inference time does not depend on the weights."""
+    from isl_rt.bundle import default_bundle_path, load_bundle
+    from isl_rt.errors import BundleError
+
+    try:
+        bundle = load_bundle(default_bundle_path())
+        return str(bundle.dedn_path), f"shipped bundle {bundle.manifest.name}"
+    except BundleError:
+        import tempfile
+
+        import torch
+
+        from isl_rt.export import export_onnx
+        from isl_rt.models.dedn import build_dedn
+
+        torch.manual_seed(0)
+        path = os.path.join(tempfile.mkdtemp(prefix="isl-bench-"), "dedn.onnx")
+        example = np.random.default_rng(0).random((2, 7, 128, 128), dtype=np.float32)
+        export_onnx(build_dedn("tiny", 3), path, input_name="masked", output_name="inpainted", example=example)
+        return path, "randomly initialised tiny DeDN"
+
+
+def slice_share(bench: Bench) -> dict[str, Any]:
+    """All native pre- and post-processing of one 512x512 slice for the tiny preset (window to
+    S=128 with 3 windows, canny, fan-out to K=4 -> 16 images, compose/diff, heat map) against the
+    tiny DeDN's ONNX Runtime time for that slice's 16 images, measured in the same run."""
+    import onnxruntime as ort
+
+    path, source = _tiny_dedn_onnx()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    part = Partition.cells(4)
+    gm, g = part.group_map(128), part.groups
+    hu = _hu(1)
+    wins = np.asarray(WINDOWS, np.float32)
+    fan = np.empty((g, 7, 128, 128), np.float32)
+    dd = np.empty((1, 3, 128, 128), np.float32)
+    dif = np.empty_like(dd)
+    xhat = session.run(None, {"masked": fan})[0]
+
+    def kernels_of_one_slice() -> None:
+        x = K.window(hu, wins, 128)
+        e = K.canny(x, 0.15, 0.3, sigma=1.0)
+        K.fanout(x, e, gm, g, out=fan)
+        K.compose_diff(x, xhat, gm, g, out_dd=dd, out_dif=dif)
+        K.heatmap(dif, x, 0.1, 5, 0.25)
+
+    def dedn_of_one_slice() -> None:
+        session.run(None, {"masked": fan})
+
+    timings = bench.time({"native": kernels_of_one_slice, "dedn": dedn_of_one_slice}, lambda impl: None)
+    native_ms = 1e3 * statistics.median(timings["native"])
+    dedn_ms = 1e3 * statistics.median(timings["dedn"])
+    return {"kernel": "slice_pre_post", "impl": "native", "shape": "tiny", "ms_per_slice": round(native_ms, 3),
+            "dedn_ms_per_slice": round(dedn_ms, 2), "share_of_dedn": round(native_ms / dedn_ms, 4),
+            "dedn": source, "k": 4, "groups": g, "repeats": len(timings["native"])}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer slices and repeats (well under a minute)")
@@ -447,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(machine()), flush=True)
     for row in run(bench, kernels):
         print(json.dumps(row), flush=True)
+    if kernels is None or "slice_pre_post" in kernels:
+        print(json.dumps(slice_share(bench)), flush=True)
     return 0
 
 
