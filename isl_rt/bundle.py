@@ -45,6 +45,7 @@ __all__ = [
     "ThresholdSpec",
     "TrainingSpec",
     "WindowSpec",
+    "calibrate_bundle",
     "calibrate_threshold",
     "load_bundle",
     "manifest_from_dict",
@@ -516,6 +517,16 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
                 "re-export the bundle."
             )
     return Bundle(root=root, manifest=manifest)
+
+
+def calibrate_bundle(bundle_dir: Path, healthy_scan_scores: Sequence[float], target_specificity: float = 0.95) -> Bundle:
+    """Write the threshold calibrated on ``healthy_scan_scores`` into an existing bundle's manifest."""
+    from dataclasses import replace
+
+    bundle = load_bundle(bundle_dir)
+    manifest = replace(bundle.manifest, threshold=calibrate_threshold(healthy_scan_scores, target_specificity))
+    write_manifest(bundle.root, manifest)
+    return load_bundle(bundle.root)
 
 
 # ---- the shipped default ------------------------------------------------------------------------

@@ -623,6 +623,44 @@ def demo(
     typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {_command_line()}")
 
 
+@app.command()
+@_user_errors
+def calibrate(
+    directory: Annotated[Path, typer.Argument(metavar="HEALTHY_DIR", help="DICOM tree of held-out healthy scans (never used for training).", show_default=False)],
+    bundle: Annotated[Path, typer.Option("--bundle", help="Bundle folder whose threshold to calibrate (written into its manifest).")],
+    target_specificity: Annotated[float, typer.Option(help="Share of the healthy scans that must stay below the threshold.")] = 0.95,
+    labels: Annotated[Path | None, typer.Option("--labels", help="labels.csv (SeriesInstanceUID,label): only series labelled 0 are used.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Scores CSV of the calibration scans.")] = Path("calibration-scores.csv"),
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
+) -> None:
+    """Scan held-out healthy scans and set the bundle's scan-score threshold from their scores."""
+    import csv
+    import time
+
+    from isl_rt.backends import open_backends
+    from isl_rt.bundle import calibrate_bundle, load_bundle
+    from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory
+
+    start = time.perf_counter()
+    loaded = load_bundle(bundle)
+    pair = open_backends(loaded, "auto", threads=threads)
+    with pair:
+        summary = scan_directory(directory, out, loaded, Scorer(params_from_bundle(loaded), pair.dedn, pair.drn),
+                                 backend_name=pair.name, resume=False)
+    healthy: set[str] | None = None
+    if labels is not None:
+        with labels.open(newline="") as handle:
+            healthy = {r["SeriesInstanceUID"] for r in csv.DictReader(handle) if r.get("label", "").strip() == "0"}
+    with out.open(newline="") as handle:
+        scores = [float(r["scan_score"]) for r in csv.DictReader(handle)
+                  if r["status"] == "ok" and (healthy is None or r["SeriesInstanceUID"] in healthy)]
+    calibrated = calibrate_bundle(loaded.root, scores, target_specificity)
+    t = calibrated.require_threshold()
+    typer.echo(f"{len(scores)} healthy scans ({summary.slices} slices, {summary.errors} error rows): threshold "
+               f"scan score > {t.scan_score:.6g} for specificity {t.target_specificity:g}; written to {calibrated.root}")
+    typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {_command_line()}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -46,6 +46,7 @@ from isl_rt.bundle import (
     ThresholdSpec,
     TrainingSpec,
     WindowSpec,
+    calibrate_bundle,
     calibrate_threshold,
     load_bundle,
     sha256_file,
@@ -395,13 +396,3 @@ def _write_bundle(
     for file_name in ("dedn.onnx", "drn.onnx", "manifest.json"):  # manifest last
         os.replace(stage / file_name, out / file_name)
     return load_bundle(out)
-
-
-def calibrate_bundle(bundle_dir: Path, healthy_scan_scores: Sequence[float], target_specificity: float = 0.95) -> Bundle:
-    """Write the threshold calibrated on ``healthy_scan_scores`` into an existing bundle's manifest."""
-    from dataclasses import replace
-
-    bundle = load_bundle(bundle_dir)
-    manifest = replace(bundle.manifest, threshold=calibrate_threshold(healthy_scan_scores, target_specificity))
-    write_manifest(bundle.root, manifest)
-    return load_bundle(bundle.root)

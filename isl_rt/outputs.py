@@ -153,5 +153,5 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.9g}"  # round-trips float32 scores exactly
     return str(value)

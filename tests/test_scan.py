@@ -116,3 +116,21 @@ def test_healthy_percentile():
     assert healthy_percentile(1.0, [0.1, 0.2]) == 100.0
     assert healthy_percentile(0.0, [0.1, 0.2]) == 0.0
     assert np.isnan(healthy_percentile(0.5, []))
+
+
+def test_calibrate_writes_the_threshold_from_healthy_scans(small_bundle, phantom_cohort, tmp_path):
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(small_bundle.root, bundle_dir)
+    out = tmp_path / "calibration.csv"
+    result = CliRunner().invoke(app, ["calibrate", str(phantom_cohort), "--bundle", str(bundle_dir), "--labels",
+                                      str(phantom_cohort / "labels.csv"), "--out", str(out), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    with (phantom_cohort / "labels.csv").open() as handle:
+        healthy = {r["SeriesInstanceUID"] for r in csv.DictReader(handle) if r["label"] == "0"}
+    scores = sorted(float(r["scan_score"]) for r in _rows(out) if r["SeriesInstanceUID"] in healthy)
+    from isl_rt.bundle import load_bundle
+
+    threshold = load_bundle(bundle_dir).require_threshold()
+    assert threshold.n_healthy_scans == len(scores) == 2
+    assert threshold.healthy_scores == pytest.approx(scores, rel=1e-5)
+    assert threshold.scan_score == pytest.approx(max(scores), rel=1e-5)  # the "higher" 95% quantile of two
