@@ -56,6 +56,10 @@ __all__ = [
 #: The manifest format this isl-rt reads and writes.
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+#: The networks every bundle holds (ONNX), and the torch weights a bundle may carry for the
+#: torch backend (state dicts of the same networks, see isl_rt.backends.torch).
+REQUIRED_FILES: tuple[str, ...] = ("dedn", "drn")
+OPTIONAL_FILES: tuple[str, ...] = ("dedn_torch", "drn_torch")
 #: Quantile levels of the healthy scan scores stored with the threshold.
 QUANTILE_LEVELS: tuple[str, ...] = ("0.5", "0.9", "0.95", "0.99")
 
@@ -202,6 +206,11 @@ class Bundle:
     @property
     def drn_path(self) -> Path:
         return self.root / self.manifest.files["drn"].file
+
+    def torch_path(self, network: str) -> Path | None:
+        """The torch weights of ``network`` ("dedn" or "drn") when the bundle carries them."""
+        spec = self.manifest.files.get(f"{network}_torch")
+        return None if spec is None else self.root / spec.file
 
     @property
     def windows_array(self) -> np.ndarray:
@@ -405,7 +414,10 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
 
     files_raw = r.obj(data, "files", "")
     files: dict[str, FileSpec] = {}
-    for key in ("dedn", "drn"):
+    unknown = sorted(set(files_raw) - set(REQUIRED_FILES) - set(OPTIONAL_FILES))
+    if unknown:
+        raise r.fail(f"lists unknown network files {unknown} (known: {', '.join(REQUIRED_FILES + OPTIONAL_FILES)})")
+    for key in REQUIRED_FILES + tuple(k for k in OPTIONAL_FILES if k in files_raw):
         f = r.obj(files_raw, key, "files")
         where = f"files.{key}"
         sha = r.text(f, "sha256", where).lower()

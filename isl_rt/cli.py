@@ -515,7 +515,7 @@ def scan(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder tree of DICOM files.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Scores CSV, one row per series; per-series JSON go to <stem>.series/ beside it.")] = Path("scores.csv"),
     bundle: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder; default the shipped head-ct-tiny.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime or onnxruntime-cuda.")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, onnxruntime-cuda, torch or torch-cuda.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="DeDN images per inference call (whole slices of G images each).")] = 16,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
     heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Folder for heat maps (NPZ), overlays of the top slices and slice-score curves.")] = None,
@@ -579,7 +579,7 @@ def demo(
     scans: Annotated[int, typer.Option("--scans", help="Series in the demo cohort (about half with a disorder).")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Cohort seed (the default was never used for training).")] = 20241122,
     bundle: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder; default the shipped head-ct-tiny.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime or onnxruntime-cuda.")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, onnxruntime-cuda, torch or torch-cuda.")] = "auto",
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
 ) -> None:
     """Generate a small phantom cohort, scan it with the shipped bundle, print the scores and the AUC."""

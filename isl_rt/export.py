@@ -316,6 +316,15 @@ def export_bundle(
     return bundle
 
 
+def _save_torch(path: Path, model: torch.nn.Module, **config: Any) -> str:
+    """Save ``model``'s weights with what rebuilds it (kind, preset, channels, ...); returns the sha256."""
+    import torch
+
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    torch.save({"config": config, "state_dict": state}, path)
+    return sha256_file(path)
+
+
 def _write_bundle(
     stage: Path,
     out: Path,
@@ -342,6 +351,12 @@ def _write_bundle(
                            doc=f"isl-rt DRN: difference [B,{channels},{size},{size}] -> embedding [B,{drn.embedding_dim}]"),
     }
     dedn_cfg, drn_cfg = dedn_meta["config"], drn_meta["config"]
+    # the same weights for the torch backend (reference runs, the GPU path without TensorRT)
+    torch_files = {
+        "dedn_torch": _save_torch(stage / "dedn.pt", dedn, kind="dedn", preset=str(dedn_cfg["preset"]), channels=channels),
+        "drn_torch": _save_torch(stage / "drn.pt", drn, kind="drn", preset=str(drn_cfg["preset"]), channels=channels,
+                                 embedding_dim=int(drn.embedding_dim)),
+    }
     data = dedn_meta["data"]
     dedn_hist = dedn_meta["history"]
     drn_hist = drn_meta["history"]
@@ -383,6 +398,8 @@ def _write_bundle(
         files={
             "dedn": FileSpec("dedn.onnx", sha256_file(stage / "dedn.onnx"), DEDN_IO[0], DEDN_IO[1], OPSET),
             "drn": FileSpec("drn.onnx", sha256_file(stage / "drn.onnx"), DRN_IO[0], DRN_IO[1], OPSET),
+            "dedn_torch": FileSpec("dedn.pt", torch_files["dedn_torch"], DEDN_IO[0], DEDN_IO[1], 0),
+            "drn_torch": FileSpec("drn.pt", torch_files["drn_torch"], DRN_IO[0], DRN_IO[1], 0),
         },
         drn=DRNSpec(centre=list(drn_meta["centre"]), embedding_dim=int(drn.embedding_dim)),
         threshold=threshold,
@@ -393,6 +410,6 @@ def _write_bundle(
     write_manifest(stage, manifest)
     load_bundle(stage)  # the staged bundle must pass the runtime's own validation
     out.mkdir(parents=True, exist_ok=True)
-    for file_name in ("dedn.onnx", "drn.onnx", "manifest.json"):  # manifest last
+    for file_name in ("dedn.onnx", "drn.onnx", "dedn.pt", "drn.pt", "manifest.json"):  # manifest last
         os.replace(stage / file_name, out / file_name)
     return load_bundle(out)

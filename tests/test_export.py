@@ -159,7 +159,7 @@ def test_export_bundle_writes_a_valid_parity_checked_bundle(trained_ckpt, tmp_pa
     assert set(m.versions) >= {"isl_rt", "torch", "onnx", "numpy"}
     assert max(m.training.losses["parity_max_abs_error"].values()) <= 1e-4
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["unit"]  # no staging folder left
-    assert sorted(p.name for p in bundle.root.iterdir()) == ["dedn.onnx", "drn.onnx", "manifest.json"]
+    assert sorted(p.name for p in bundle.root.iterdir()) == ["dedn.onnx", "dedn.pt", "drn.onnx", "drn.pt", "manifest.json"]
 
     # the runtime's own data flow on the exported files reproduces torch's slice scores
     from isl_rt.training.dedn import load_dedn

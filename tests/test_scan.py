@@ -134,3 +134,22 @@ def test_calibrate_writes_the_threshold_from_healthy_scans(small_bundle, phantom
     assert threshold.n_healthy_scans == len(scores) == 2
     assert threshold.healthy_scores == pytest.approx(scores, rel=1e-5)
     assert threshold.scan_score == pytest.approx(max(scores), rel=1e-5)  # the "higher" 95% quantile of two
+
+
+def test_onnxruntime_and_torch_backends_agree(small_bundle, phantom_cohort, tmp_path):
+    assert small_bundle.torch_path("dedn") is not None and small_bundle.torch_path("drn") is not None
+    params = params_from_bundle(small_bundle)
+    series = {}
+    for name in ("onnxruntime", "torch"):
+        with open_backends(small_bundle, name, threads=1) as pair:
+            scan_directory(phantom_cohort, tmp_path / f"{name}.csv", small_bundle, Scorer(params, pair.dedn, pair.drn),
+                           backend_name=pair.name)
+        series[name] = {r["SeriesInstanceUID"]: r for r in _rows(tmp_path / f"{name}.csv") if r["status"] == "ok"}
+        for uid in series[name]:
+            detail = json.loads((series_json_dir(tmp_path / f"{name}.csv") / f"{safe_name(uid)}.json").read_text())
+            series[name][uid]["slices"] = np.asarray(detail["slice_scores"])
+    assert series["onnxruntime"].keys() == series["torch"].keys() and len(series["torch"]) == 3
+    for uid, ort_row in series["onnxruntime"].items():
+        torch_row = series["torch"][uid]
+        assert abs(float(ort_row["scan_score"]) - float(torch_row["scan_score"])) <= 1e-4
+        np.testing.assert_allclose(ort_row["slices"], torch_row["slices"], atol=1e-4, rtol=0)

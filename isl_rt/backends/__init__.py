@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from isl_rt.bundle import Bundle
 
 #: what ``--backend`` accepts
-BACKEND_NAMES: tuple[str, ...] = ("auto", "onnxruntime", "onnxruntime-cuda")
+BACKEND_NAMES: tuple[str, ...] = ("auto", "onnxruntime", "onnxruntime-cuda", "torch", "torch-cuda")
 
 
 @dataclass
@@ -52,6 +52,8 @@ def open_backends(bundle: "Bundle", name: str = "auto", *, threads: int = 0) -> 
 
     if name not in BACKEND_NAMES:
         raise BackendError(f"--backend {name!r} is not one of {', '.join(BACKEND_NAMES)}.")
+    if name in ("torch", "torch-cuda"):
+        return _torch_pair(bundle, name, threads)
     providers = available_providers()
     if name == "auto":
         name = "onnxruntime-cuda" if "CUDAExecutionProvider" in providers else "onnxruntime"
@@ -72,3 +74,21 @@ def open_backends(bundle: "Bundle", name: str = "auto", *, threads: int = 0) -> 
         name=name,
         description=description,
     )
+
+
+def _torch_pair(bundle: "Bundle", name: str, threads: int) -> BackendPair:
+    from isl_rt.backends.torch import TorchBackend
+
+    files = bundle.manifest.files
+    runners = []
+    for network in ("dedn", "drn"):
+        path = bundle.torch_path(network)
+        if path is None:
+            raise BackendError(
+                f"{bundle.root} carries no torch weights ({network}.pt); use an ONNX backend or re-export the bundle."
+            )
+        spec = files[network]
+        runners.append(TorchBackend(path, input_name=spec.input, output_name=spec.output, channels=bundle.manifest.channels,
+                                    size=bundle.manifest.size, device="cuda" if name == "torch-cuda" else "cpu", threads=threads))
+    device = "CUDA" if name == "torch-cuda" else f"CPU ({threads or 'all'} threads)"
+    return BackendPair(dedn=runners[0], drn=runners[1], name=name, description=f"PyTorch eager, {device}")
