@@ -9,6 +9,7 @@ swallowed: the error text is kept and shown by ``isl-rt info`` and by :func:`nat
 from __future__ import annotations
 
 import importlib
+import os
 from functools import lru_cache
 from types import ModuleType
 
@@ -17,6 +18,12 @@ from isl_rt.errors import ExtensionError
 
 @lru_cache(maxsize=None)
 def _load(name: str) -> tuple[ModuleType | None, str]:
+    if name == "_native":
+        # Idle OpenMP workers sleep instead of spinning unless the user chose otherwise: the kernels'
+        # parallel regions are milliseconds long and alternate with the inference backend's own
+        # thread pool, which spinning workers would starve (benchmarks/RESULTS.md, Kernels). libgomp
+        # reads this when the extension loads, so it is set just before.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         return importlib.import_module(f"isl_rt.{name}"), ""
     except ImportError as err:
