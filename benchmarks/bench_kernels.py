@@ -368,7 +368,7 @@ def heatmap_cases(bench: Bench) -> Iterator[CaseRow]:
         if name not in bench.shapes:
             continue
         d = _b_inputs(shape)
-        n, c, s = shape["n"], shape["c"], shape["s"]
+        n, s = shape["n"], shape["s"]
         x_dif = np.abs(d["x"] - d["xhat"][:: d["g"]])
         x_dif[:, :, s // 3: s // 3 + s // 10, s // 2: s // 2 + s // 10] += 0.6  # one lesion-like blob
         heat = np.empty((n, s, s), np.float32)

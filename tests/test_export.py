@@ -19,7 +19,7 @@ from isl_rt.bundle import load_bundle  # noqa: E402
 from isl_rt.cli import app  # noqa: E402
 from isl_rt.errors import BundleError  # noqa: E402
 from isl_rt.export import ExportError, calibrate_bundle, export_bundle, export_onnx, fold_constants  # noqa: E402
-from isl_rt.models.dedn import DeDN, build_dedn  # noqa: E402
+from isl_rt.models.dedn import build_dedn  # noqa: E402
 from isl_rt.models.drn import build_drn  # noqa: E402
 
 S = 32

@@ -72,6 +72,16 @@ def batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarra
     return [np.sort(order[i : i + batch_size]) for i in range(0, n, batch_size)]
 
 
+def epoch_batches(n: int, batch_size: int, steps_per_epoch: int, seed: int, epoch: int, stream: int) -> list[np.ndarray]:
+    """The batches of one epoch, determined by (seed, epoch, stream): one pass over a random order
+    when ``steps_per_epoch`` is 0, else that many random batches (with replacement only when the
+    data holds fewer than ``batch_size`` items)."""
+    rng = epoch_rng(seed, epoch, stream)
+    if steps_per_epoch == 0:
+        return batches(n, batch_size, rng)
+    return [np.sort(rng.choice(n, size=min(batch_size, n), replace=n < batch_size)) for _ in range(steps_per_epoch)]
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """``torch.save`` to a temporary file, then an atomic rename: a crash never leaves half a checkpoint."""
     path = Path(path)

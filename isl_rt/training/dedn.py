@@ -31,7 +31,7 @@ from isl_rt.training import losses as L
 from isl_rt.training.common import (
     EarlyStopping,
     TrainingError,
-    batches,
+    epoch_batches,
     check_device_name,
     epoch_rng,
     load_checkpoint,
@@ -240,14 +240,6 @@ class DeDNTrainer:
         self.load_feature_state(state["features"])
 
 
-def _epoch_batches(slices: SliceSet, config: DeDNTrainConfig, epoch: int) -> list[np.ndarray]:
-    rng = epoch_rng(config.seed, epoch, 0)
-    n = len(slices)
-    if config.steps_per_epoch == 0:
-        return batches(n, config.batch_size, rng)
-    return [np.sort(rng.choice(n, size=min(config.batch_size, n), replace=n < config.batch_size)) for _ in range(config.steps_per_epoch)]
-
-
 def train_dedn(
     slices: SliceSet,
     ckpt_dir: Path,
@@ -285,7 +277,7 @@ def train_dedn(
     x_all, e_all = slices.x, slices.edges
     epoch = start_epoch
     while not stopped and epoch < config.max_epochs:
-        batch_list = _epoch_batches(slices, config, epoch)
+        batch_list = epoch_batches(len(slices), config.batch_size, config.steps_per_epoch, config.seed, epoch, 0)
         mask_rng = epoch_rng(config.seed, epoch, 1)
         emit(progress, ProgressEvent("dedn", "start", epoch + 1, config.max_epochs, 0, len(batch_list)))
         sums: dict[str, float] = {}

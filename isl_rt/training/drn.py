@@ -47,9 +47,8 @@ from isl_rt.models.drn import DRN, DRN_PRESETS, ProjectionHead, build_drn
 from isl_rt.training.common import (
     EarlyStopping,
     TrainingError,
-    batches,
+    epoch_batches,
     check_device_name,
-    epoch_rng,
     load_checkpoint,
     resolve_device,
     save_checkpoint,
@@ -437,13 +436,6 @@ def _foreground(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(x).max(axis=1) > 0.05)
 
 
-def _epoch_batches(n: int, config: DRNTrainConfig, stream: int, epoch: int) -> list[np.ndarray]:
-    rng = epoch_rng(config.seed, epoch, stream)
-    if config.steps_per_epoch == 0:
-        return batches(n, config.batch_size, rng)
-    return [np.sort(rng.choice(n, size=min(config.batch_size, n), replace=n < config.batch_size)) for _ in range(config.steps_per_epoch)]
-
-
 def train_drn(
     slices: SliceSet,
     ckpt_dir: Path,
@@ -507,7 +499,7 @@ def train_drn(
         }
 
     while moco_done < config.pretrain_epochs:
-        batch_list = _epoch_batches(n, config, _PHASE_MOCO, moco_done)
+        batch_list = epoch_batches(n, config.batch_size, config.steps_per_epoch, config.seed, moco_done, _PHASE_MOCO)
         gen = torch_generator(config.seed, moco_done, _PHASE_MOCO)
         emit(progress, ProgressEvent("moco", "start", moco_done + 1, config.pretrain_epochs, 0, len(batch_list)))
         sums: dict[str, float] = {}
@@ -527,7 +519,7 @@ def train_drn(
         save_checkpoint(last_path, snapshot())
 
     while not stopped and ft_done < config.max_epochs:
-        batch_list = _epoch_batches(n, config, _PHASE_FINETUNE, ft_done)
+        batch_list = epoch_batches(n, config.batch_size, config.steps_per_epoch, config.seed, ft_done, _PHASE_FINETUNE)
         gen = torch_generator(config.seed, ft_done, _PHASE_FINETUNE)
         emit(progress, ProgressEvent("finetune", "start", ft_done + 1, config.max_epochs, 0, len(batch_list)))
         sums = {}
