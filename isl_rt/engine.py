@@ -70,6 +70,7 @@ __all__ = [
     "engine_mismatch",
     "error_stats",
     "find_engine",
+    "gpu_or_reason",
     "load_engine_record",
     "phantom_slices",
     "require_gpu",
@@ -130,6 +131,11 @@ def _driver_gpu(index: int) -> tuple[GpuInfo | None, str]:
             or cuda.cuDeviceGetAttribute(ctypes.byref(minor), _CU_ATTR_CC_MINOR, device) != 0):
         return None, f"the CUDA driver cannot describe device {index}"
     return GpuInfo(name.value.decode(errors="replace"), f"{major.value}.{minor.value}", index), ""
+
+
+def gpu_or_reason(index: int = 0) -> tuple[GpuInfo | None, str]:
+    """CUDA device ``index``, or None and why there is none (for reports)."""
+    return _driver_gpu(index)
 
 
 def detect_gpu(index: int = 0) -> GpuInfo | None:

@@ -338,3 +338,17 @@ def test_tensorrt_engines_build_run_and_match_onnxruntime(tmp_path, small_bundle
     assert all(c.passed for c in comparisons), [c.to_dict() for c in comparisons]
     record, _ = engine.find_engine(small_bundle, GPU, result.record.key.tensorrt_version, cache=tmp_path / "cache")
     assert record is not None and record.folder == result.folder
+
+
+def test_gpu_benchmark_without_a_gpu_prints_one_line_and_exits_0():
+    import subprocess
+    import sys
+
+    if GPU is not None:
+        pytest.skip("a GPU is visible here")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and len(lines) == 1
+    report = json.loads(lines[0])
+    assert report["gpu"] is None and report["skipped"].startswith("no CUDA GPU visible")

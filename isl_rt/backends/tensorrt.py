@@ -27,7 +27,6 @@ from isl_rt.backends.base import Backend, TensorMeta
 from isl_rt.engine import (
     EngineRecord,
     engine_mismatch,
-    load_engine_record,
     require_gpu,
     require_tensorrt,
 )
