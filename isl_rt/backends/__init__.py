@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from isl_rt.bundle import Bundle
 
 #: what ``--backend`` accepts
-BACKEND_NAMES: tuple[str, ...] = ("auto", "onnxruntime", "onnxruntime-cuda", "torch", "torch-cuda")
+BACKEND_NAMES: tuple[str, ...] = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cuda", "torch", "torch-cuda")
 
 
 @dataclass
@@ -42,18 +42,31 @@ class BackendPair:
         self.dedn.deactivate()
 
 
-def open_backends(bundle: "Bundle", name: str = "auto", *, threads: int = 0) -> BackendPair:
+def open_backends(bundle: "Bundle", name: str = "auto", *, threads: int = 0, torch_fp16: bool = False,
+                  cuda_graph_batch: int = 0) -> BackendPair:
     """Runners for the bundle's DeDN and DRN (not yet active; use the pair as a context manager).
 
-    ``auto`` picks the fastest backend available here: ONNX Runtime with its CUDA execution
-    provider when the installed onnxruntime has one, else ONNX Runtime on the CPU.
+    ``auto`` picks the fastest backend available here: TensorRT when it is installed, a GPU is
+    visible and ``isl-rt build-engine`` has cached engines for this bundle on it; else ONNX
+    Runtime with its CUDA execution provider when the installed onnxruntime has one; else ONNX
+    Runtime on the CPU. ``tensorrt`` needs those engines and says what is missing.
+    ``torch_fp16`` and ``cuda_graph_batch`` are the torch-cuda options (FP16 autocast, a CUDA graph
+    for DeDN batches of that size; see :class:`isl_rt.backends.torch.TorchBackend`).
     """
     from isl_rt.backends.onnxruntime import OnnxRuntimeBackend, available_providers
 
     if name not in BACKEND_NAMES:
         raise BackendError(f"--backend {name!r} is not one of {', '.join(BACKEND_NAMES)}.")
     if name in ("torch", "torch-cuda"):
-        return _torch_pair(bundle, name, threads)
+        return _torch_pair(bundle, name, threads, torch_fp16, cuda_graph_batch)
+    if name == "tensorrt" or (name == "auto" and _tensorrt_usable()):
+        from isl_rt.backends.tensorrt import engine_for, open_tensorrt_pair
+
+        try:
+            return open_tensorrt_pair(bundle, engine_for(bundle))
+        except BackendError:
+            if name == "tensorrt":
+                raise
     providers = available_providers()
     if name == "auto":
         name = "onnxruntime-cuda" if "CUDAExecutionProvider" in providers else "onnxruntime"
@@ -76,7 +89,7 @@ def open_backends(bundle: "Bundle", name: str = "auto", *, threads: int = 0) -> 
     )
 
 
-def _torch_pair(bundle: "Bundle", name: str, threads: int) -> BackendPair:
+def _torch_pair(bundle: "Bundle", name: str, threads: int, fp16: bool = False, cuda_graph_batch: int = 0) -> BackendPair:
     from isl_rt.backends.torch import TorchBackend
 
     files = bundle.manifest.files
@@ -89,6 +102,17 @@ def _torch_pair(bundle: "Bundle", name: str, threads: int) -> BackendPair:
             )
         spec = files[network]
         runners.append(TorchBackend(path, input_name=spec.input, output_name=spec.output, channels=bundle.manifest.channels,
-                                    size=bundle.manifest.size, device="cuda" if name == "torch-cuda" else "cpu", threads=threads))
+                                    size=bundle.manifest.size, device="cuda" if name == "torch-cuda" else "cpu", threads=threads,
+                                    fp16=fp16, cuda_graph_batch=cuda_graph_batch if network == "dedn" else 0))
     device = "CUDA" if name == "torch-cuda" else f"CPU ({threads or 'all'} threads)"
-    return BackendPair(dedn=runners[0], drn=runners[1], name=name, description=f"PyTorch eager, {device}")
+    options = "".join([", FP16 autocast" if fp16 else "", f", CUDA graph at batch {cuda_graph_batch}" if cuda_graph_batch else ""])
+    return BackendPair(dedn=runners[0], drn=runners[1], name=name, description=f"PyTorch eager, {device}{options}")
+
+
+def _tensorrt_usable() -> bool:
+    """TensorRT is installed and a CUDA GPU is visible (checked without importing TensorRT)."""
+    import importlib.util
+
+    from isl_rt.engine import detect_gpu
+
+    return importlib.util.find_spec("tensorrt") is not None and detect_gpu() is not None
