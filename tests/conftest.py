@@ -402,3 +402,20 @@ def phantom_cohort(tmp_path_factory):
     out = tmp_path_factory.mktemp("cohort") / "cohort"
     write_cohort(out, 3, 0.34, 11)
     return out
+
+
+# ---- GPU tests ----------------------------------------------------------------------------------
+@pytest.fixture
+def cupy():
+    """CuPy with a usable CUDA device and isl_rt._cuda; skips cleanly otherwise."""
+    from isl_rt import extensions
+    from isl_rt.errors import IslError
+
+    module = pytest.importorskip("cupy")
+    try:
+        devices = extensions.cuda().device_count()
+    except IslError as err:
+        pytest.skip(str(err))
+    if devices < 1:
+        pytest.skip("isl_rt._cuda reports no CUDA device")
+    return module

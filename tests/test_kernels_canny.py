@@ -300,18 +300,6 @@ class TestCannyValues:
 # ---- CUDA twins ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cupy():
-    cp = pytest.importorskip("cupy")
-    try:
-        devices = extensions.cuda().device_count()
-    except IslError:
-        pytest.skip("isl_rt._cuda is not built")
-    if devices == 0:
-        pytest.skip("no CUDA device")
-    return cp
-
-
 @pytest.mark.gpu
 class TestCannyCuda:
     @pytest.mark.parametrize(("low", "high", "sigma"), [(20, 60, 0.0), (100, 200, 0.0), (20, 60, 1.5)])

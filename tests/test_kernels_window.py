@@ -214,18 +214,6 @@ class TestWindowValues:
 # ---- CUDA twin -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cupy():
-    cp = pytest.importorskip("cupy")
-    try:
-        devices = extensions.cuda().device_count()
-    except IslError:
-        pytest.skip("isl_rt._cuda is not built")
-    if devices == 0:
-        pytest.skip("no CUDA device")
-    return cp
-
-
 @pytest.mark.gpu
 class TestWindowCuda:
     @pytest.mark.parametrize(("h", "w", "s"), [(512, 512, 256), (512, 512, 512), (300, 520, 400), (1, 1, 3), (97, 61, 80)])
