@@ -509,6 +509,30 @@ def phantom(
     )
 
 
+class _ScanProgress:
+    """A progress bar on stderr for scan_directory: series done and slices/s. Keeps the rows."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.rows: list[dict[str, Any]] = []
+        self.progress = Progress(TextColumn("[bold]scan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TextColumn("{task.fields[rate]}"), console=console, transient=True)
+        self.task = self.progress.add_task("scan", total=None, rate="")
+
+    def __call__(self, event: Any) -> None:
+        self.rows.append(event.row)
+        self.progress.update(self.task, total=event.total, completed=event.index,
+                             rate=f"{event.slices_per_second:.1f} slices/s")
+
+    def __enter__(self) -> "_ScanProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
 @app.command()
 @_user_errors
 def scan(
@@ -526,7 +550,6 @@ def scan(
     import time
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from isl_rt.backends import open_backends
     from isl_rt.bundle import default_bundle_path, load_bundle
@@ -539,21 +562,11 @@ def scan(
     pair = open_backends(loaded, backend, threads=threads)
     console = Console(stderr=True)
     console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pair.description}", highlight=False)
-    rows: list[dict[str, Any]] = []
-    progress = Progress(
-        TextColumn("[bold]scan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[rate]}"), console=console, transient=True,
-    )
-    with pair, progress:
+    with pair, _ScanProgress(console) as progress:
         scorer = Scorer(params_from_bundle(loaded), pair.dedn, pair.drn, dedn_batch=batch_size)
-        task = progress.add_task("scan", total=None, rate="")
-
-        def on_series(event: Any) -> None:
-            rows.append(event.row)
-            progress.update(task, total=event.total, completed=event.index, rate=f"{event.slices_per_second:.1f} slices/s")
-
         summary = scan_directory(directory, out, loaded, scorer, backend_name=pair.name, resume=resume,
-                                 heatmaps=heatmaps, on_series=on_series)
+                                 heatmaps=heatmaps, on_series=progress)
+    rows = progress.rows
     errors = [r for r in rows if r.get("status") != "ok"]
     if as_json:
         _print_json({"out": str(out), "backend": pair.name, "ok": summary.ok, "errors": summary.errors,
@@ -586,7 +599,6 @@ def demo(
     import time
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from isl_rt.backends import open_backends
@@ -599,15 +611,8 @@ def demo(
     pair = open_backends(loaded, backend, threads=threads)
     console = Console(stderr=True)
     console.print(f"demo: {scans} phantom series (seed {seed}) -> {out}; bundle {loaded.manifest.name}; {pair.description}", highlight=False)
-    progress = Progress(TextColumn("[bold]scan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.fields[rate]}"), console=console, transient=True)
-    with pair, progress:
-        task = progress.add_task("scan", total=None, rate="")
-
-        def on_series(event: Any) -> None:
-            progress.update(task, total=event.total, completed=event.index, rate=f"{event.slices_per_second:.1f} slices/s")
-
-        result = run_demo(out, scans=scans, seed=seed, bundle=loaded, backend_name=pair.name, on_series=on_series,
+    with pair, _ScanProgress(console) as progress:
+        result = run_demo(out, scans=scans, seed=seed, bundle=loaded, backend_name=pair.name, on_series=progress,
                           scorer_factory=lambda: Scorer(params_from_bundle(loaded), pair.dedn, pair.drn))
     table = Table(title=f"isl-rt demo ({loaded.manifest.name})")
     for column in ("series", "disorder", "size", "scan score", "flagged"):
