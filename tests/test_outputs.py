@@ -74,3 +74,13 @@ def test_write_json_atomic(tmp_path):
     write_json_atomic(path, {"scores": np.arange(3, dtype=np.float32)})
     assert path.read_text().count("\n") > 1
     assert list(path.parent.iterdir()) == [path]
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    import os
+
+    path = tmp_path / "x.json"
+    write_json_atomic(path, {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
