@@ -1,0 +1,44 @@
+"""The shipped default bundle: found after `pip install`, valid, and refused when tampered with."""
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from isl_rt.bundle import FORMAT_VERSION, default_bundle_path, load_bundle
+from isl_rt.cli import app
+from isl_rt.errors import BundleError
+
+
+def test_the_default_bundle_is_installed_and_valid():
+    bundle = load_bundle(default_bundle_path())
+    m = bundle.manifest
+    assert m.name == "head-ct-tiny" and m.preset == "tiny" and m.size == 128
+    assert [w.name for w in m.windows] == ["brain", "subdural", "bone"]
+    assert m.partition.k == 4 and m.partition.groups == 16
+    assert m.threshold is not None and m.threshold.n_healthy_scans == 20
+    assert bundle.torch_path("dedn") is not None
+    result = CliRunner().invoke(app, ["info", "--bundle", str(bundle.root)])
+    assert result.exit_code == 0 and "bundle OK" in result.output
+
+
+def test_a_changed_byte_or_an_unknown_format_is_refused(tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), copy)
+    onnx_file = copy / "dedn.onnx"
+    data = bytearray(onnx_file.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    onnx_file.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="dedn.onnx does not match the sha256"):
+        load_bundle(copy)
+    result = CliRunner().invoke(app, ["info", "--bundle", str(copy)])
+    assert result.exit_code == 1 and "sha256" in result.output and "Traceback" not in result.output
+
+    shutil.rmtree(copy)
+    shutil.copytree(default_bundle_path(), copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["format_version"] = FORMAT_VERSION + 1
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="format version"):
+        load_bundle(copy)
