@@ -419,3 +419,13 @@ def cupy():
     if devices < 1:
         pytest.skip("isl_rt._cuda reports no CUDA device")
     return module
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: the suite shares two cores, and oversubscription slows small tensors badly."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -29,13 +29,7 @@ from isl_rt.training.masks import MaskSampler, assemble_input  # noqa: E402
 S = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: the suite shares two cores, and oversubscription slows small tensors badly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _needs(*names: str) -> None:
