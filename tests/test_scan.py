@@ -153,3 +153,16 @@ def test_onnxruntime_and_torch_backends_agree(small_bundle, phantom_cohort, tmp_
         torch_row = series["torch"][uid]
         assert abs(float(ort_row["scan_score"]) - float(torch_row["scan_score"])) <= 1e-4
         np.testing.assert_allclose(ort_row["slices"], torch_row["slices"], atol=1e-4, rtol=0)
+
+
+def test_auto_prefers_onnxruntime_gpu_providers_when_installed(small_bundle, monkeypatch):
+    import isl_rt.backends.onnxruntime as ort_backend
+
+    monkeypatch.setattr(ort_backend, "available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr("isl_rt.backends._tensorrt_usable", lambda: False)
+    pair = open_backends(small_bundle, "auto")
+    assert pair.name == "onnxruntime-cuda"
+    assert pair.dedn.providers == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort_backend, "available_providers", lambda: ["CPUExecutionProvider"])
+    assert open_backends(small_bundle, "auto").name == "onnxruntime"

@@ -78,6 +78,9 @@ def open_backends(bundle: "Bundle", name: str = "auto", *, threads: int = 0, tor
             )
         chosen = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         description = "ONNX Runtime, CUDA execution provider"
+        if "TensorrtExecutionProvider" in providers:  # onnxruntime-gpu built with TensorRT: it goes first
+            chosen.insert(0, "TensorrtExecutionProvider")
+            description = "ONNX Runtime, TensorRT and CUDA execution providers"
     else:
         chosen = ["CPUExecutionProvider"]
         description = f"ONNX Runtime, CPU ({threads or 'all'} threads)"
