@@ -14,6 +14,7 @@ from typing import Annotated, Any, Callable, TypeVar
 
 import typer
 
+from isl_rt.demo import DEMO_SEED
 from isl_rt.errors import IslError
 
 app = typer.Typer(
@@ -590,7 +591,7 @@ def scan(
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo cohort, scores.csv and per-series JSON.")] = Path("isl-rt-demo"),
     scans: Annotated[int, typer.Option("--scans", help="Series in the demo cohort (about half with a disorder).")] = 10,
-    seed: Annotated[int, typer.Option("--seed", help="Cohort seed (the default was never used for training).")] = 20241122,
+    seed: Annotated[int, typer.Option("--seed", help="Cohort seed (the default was never used for training).")] = DEMO_SEED,
     bundle: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder; default the shipped head-ct-tiny.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto, tensorrt, onnxruntime, onnxruntime-cuda, torch or torch-cuda.")] = "auto",
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,

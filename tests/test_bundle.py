@@ -171,7 +171,6 @@ def test_uncalibrated_bundle_loads_but_has_no_threshold(tmp_path):
 
 
 def test_partition_spec_builds_the_runtime_partition(tmp_path):
-    pytest.importorskip("isl_rt.kernels.partition", reason="isl_rt.kernels.partition is not on this tree yet")
     from isl_rt.kernels.partition import Partition
 
     bundle = load_bundle(make_bundle(tmp_path / "b"))

@@ -32,13 +32,6 @@ S = 32
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _needs(*names: str) -> None:
-    """Skip until the runtime kernels named here are on this tree (they land in isl_rt.kernels)."""
-    missing = [n for n in names if not hasattr(kernels, n)]
-    if missing:
-        pytest.skip(f"isl_rt.kernels.{', '.join(missing)} not on this tree yet")
-
-
 def synthetic_slices(n: int = 6, size: int = S, seed: int = 0) -> SliceSet:
     """Head-like [0,1] slices (an ellipse with a smooth interior and a bright rim) and their edges."""
     rng = np.random.default_rng(seed)
@@ -374,8 +367,6 @@ def test_train_drn_needs_a_trained_dedn(tmp_path):
 
 # ---- data preparation with the runtime's kernels ------------------------------------------------------
 def test_prepared_phantom_slices_are_what_the_runtime_computes(tmp_path):
-    _needs("window", "canny")
-    pytest.importorskip("isl_rt.io.phantom")
     from isl_rt.bundle import CannySpec
     from isl_rt.io.phantom import generate_study
     from isl_rt.training.data import prepare
@@ -398,10 +389,7 @@ def test_prepared_phantom_slices_are_what_the_runtime_computes(tmp_path):
 
 
 def test_dicom_tree_with_labels_trains_on_healthy_series_only(tmp_path):
-    _needs("window", "canny")
-    phantom = pytest.importorskip("isl_rt.io.phantom")
-    if not hasattr(phantom, "write_cohort"):
-        pytest.skip("isl_rt.io.phantom.write_cohort not on this tree yet")
+    from isl_rt.io import phantom
     import csv
 
     from isl_rt.training.data import prepare
@@ -420,7 +408,6 @@ def test_dicom_tree_with_labels_trains_on_healthy_series_only(tmp_path):
 
 
 def test_image_folders_are_prepared_with_identity_windows(tmp_path):
-    _needs("window", "canny")
     from PIL import Image
 
     from isl_rt.training.data import IMAGE_HU_SCALE, image_windows, prepare
