@@ -13,6 +13,7 @@
 
 #include "build_config.h"
 #include "canny.h"
+#include "cavity.h"
 #include "common.h"
 #include "fanout.h"
 #include "heatmap.h"
@@ -178,6 +179,19 @@ static void heatmap_py(const carray<float>& x_dif, const carray<float>& x, float
   isl::heatmap_cpu(pd, px, n, c, h, w, threshold, box, gamma, ph, pa);
 }
 
+// ---- cavity.h ----------------------------------------------------------------------------------
+static void cavity_py(const carray<float>& x, int64_t channel, float bone, int64_t margin, carray<float>& out) {
+  require(x.ndim() == 4, "x must be [N, C, H, W]");
+  const int64_t n = x.shape(0), c = x.shape(1), h = x.shape(2), w = x.shape(3);
+  require(c >= 1 && h >= 1 && w >= 1, "x must have C, H, W >= 1");
+  require(channel >= 0 && channel < c, "channel must be in 0..C-1");
+  require(margin >= 0, "margin must be >= 0");
+  require(has_shape(out, {n, h, w}), "out must be [N, H, W]");
+  const float* px = x.data();
+  float* pm = out.mutable_data();
+  py::gil_scoped_release release;
+  isl::cavity_cpu(px, n, c, h, w, channel, bone, margin, pm);
+}
 
 static py::dict build_info() {
   py::dict info;
@@ -238,4 +252,7 @@ PYBIND11_MODULE(_native, m) {
   m.def("heatmap", &heatmap_py, py::arg("x_dif").noconvert(), py::arg("x").noconvert(), py::arg("threshold"),
         py::arg("box"), py::arg("gamma"), py::arg("out").noconvert(), py::arg("out_apds").noconvert(),
         "Heat maps into out [N, H, W] and APDS into out_apds [N].");
+  // cavity.h
+  m.def("cavity", &cavity_py, py::arg("x").noconvert(), py::arg("channel"), py::arg("bone"), py::arg("margin"),
+        py::arg("out").noconvert(), "Cranial cavity mask (0/1 float32) into out [N, H, W] (see csrc/cavity.h).");
 }

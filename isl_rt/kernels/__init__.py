@@ -25,6 +25,7 @@ __all__ = [
     "MAX_WINDOWS",
     "Partition",
     "canny",
+    "cavity",
     "cell_bounds",
     "compose_diff",
     "fanout",
@@ -445,3 +446,39 @@ def _heatmap_cuda(x_dif: Any, x: Any, t: float, box: int, gamma: float, out: Any
     pa = device_pointer(apds, "apds", np.float32, (n,))
     extensions.cuda().heatmap(pd, px, n, c, h, w, t, box, gamma, ph, pa, stream_handle(stream))
     return heat, apds
+
+
+# ---- cranial cavity mask (csrc/cavity.h) -----------------------------------------------------------
+
+
+def _cavity_params(channel: Any, bone: Any, margin: Any, channels: int) -> tuple[int, float, int]:
+    if isinstance(channel, (bool, np.bool_)) or not isinstance(channel, (int, np.integer)) or not 0 <= channel < channels:
+        raise IslError(f"The cavity's bone channel must be an integer in 0..{channels - 1}, got {channel!r}.")
+    if isinstance(margin, (bool, np.bool_)) or not isinstance(margin, (int, np.integer)) or margin < 0:
+        raise IslError(f"The cavity margin must be an integer number of pixels >= 0, got {margin!r}.")
+    return int(channel), _real(bone, "bone"), int(margin)
+
+
+def cavity(x: Any, channel: int, bone: float, margin: int, *, out: Any = None, stream: Any = None) -> Any:
+    """float32 [N, H, W] mask, 1 inside the skull, from windowed slices x [N, C, H, W].
+
+    A pixel is inside when channel ``channel`` of x is below ``bone`` there and reaches ``bone``
+    more than ``margin`` pixels away on both sides along its row and along its column
+    (csrc/cavity.h). ``out`` receives the mask when given.
+    """
+    if on_device(x, out):
+        n, c, h, w = _nchw(_device_shape(x), "x")
+        ch, level, margin = _cavity_params(channel, bone, margin, c)
+        px = device_pointer(x, "x", np.float32, (n, c, h, w))
+        mask = device_empty(x, (n, h, w), np.float32) if out is None else out
+        pm = device_pointer(mask, "out", np.float32, (n, h, w))
+        extensions.cuda().cavity(px, n, c, h, w, ch, level, margin, pm, stream_handle(stream))
+        return mask
+    xa = host_array(x, "x", np.float32, 4)
+    n, c, h, w = _nchw(xa.shape, "x")
+    ch, level, margin = _cavity_params(channel, bone, margin, c)
+    mask = host_out(out, "out", (n, h, w), np.float32)
+    if mode() == "reference":
+        return reference.cavity(xa, ch, level, margin, out=mask)
+    extensions.native().cavity(xa, ch, level, margin, mask)
+    return mask

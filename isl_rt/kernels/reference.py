@@ -306,3 +306,34 @@ def heatmap(
         out[...] = heat32
         heat32 = out
     return heat32, apds.astype(np.float32)
+
+
+# ---- cavity: cranial cavity mask (csrc/cavity.h) -------------------------------------------------
+
+
+def _bone_distances(bone: np.ndarray) -> np.ndarray:
+    """Distance along the last axis from each pixel to the nearest earlier bone pixel (inf if none)."""
+    n = bone.shape[-1]
+    idx = np.broadcast_to(np.arange(n, dtype=np.float64), bone.shape)
+    last = np.maximum.accumulate(np.where(bone, idx, -np.inf), axis=-1)  # index of the latest bone so far
+    before = np.concatenate([np.full(bone.shape[:-1] + (1,), -np.inf), last[..., :-1]], axis=-1)
+    return idx - before
+
+
+def cavity(
+    x: np.ndarray, channel: int, bone: float, margin: int, *, out: np.ndarray | None = None, stream: Any = None
+) -> np.ndarray:
+    """float32 [N, H, W]: 1 where bone encloses the pixel along its row and column (csrc/cavity.h)."""
+    is_bone = np.asarray(x)[:, channel] >= np.float32(bone)  # [N, H, W]
+    left = _bone_distances(is_bone)
+    right = _bone_distances(is_bone[..., ::-1])[..., ::-1]
+    up = _bone_distances(np.swapaxes(is_bone, 1, 2)).swapaxes(1, 2)
+    down = _bone_distances(np.swapaxes(is_bone, 1, 2)[..., ::-1])[..., ::-1].swapaxes(1, 2)
+    nearest = np.minimum(np.minimum(left, right), np.minimum(up, down))
+    farthest = np.maximum(np.maximum(left, right), np.maximum(up, down))
+    inside = ~is_bone & (nearest > margin) & np.isfinite(farthest)  # bone on all four sides
+    mask = inside.astype(np.float32)
+    if out is not None:
+        out[...] = mask
+        return out
+    return mask
