@@ -14,6 +14,7 @@ from typing import Annotated, Any, Callable, TypeVar
 
 import typer
 
+from isl_rt.bundle import DEFAULT_HEATMAP
 from isl_rt.demo import DEMO_SEED
 from isl_rt.errors import IslError
 
@@ -189,6 +190,11 @@ class _Adversarial(str, Enum):
 class _DisLoss(str, Enum):
     inverse = "inverse"
     hinge = "hinge"
+
+
+class _DRNInput(str, Enum):
+    difference = "difference"
+    slice = "slice"
 
 
 def _require_train_extra() -> None:
@@ -388,6 +394,10 @@ def train_drn_command(
     threads: Annotated[int, typer.Option(help="torch CPU threads; 0 = torch's default.")] = 0,
     labels: Annotated[Path | None, typer.Option(help="labels.csv (SeriesInstanceUID,label): only series labelled 0 are used.")] = None,
     max_series: Annotated[int | None, typer.Option(help="Use at most this many series.")] = None,
+    cavity: Annotated[bool, typer.Option("--cavity/--no-cavity", help="Score inside the skull only (needs a bone window); the bundle records it.")] = True,
+    cavity_bone_hu: Annotated[float, typer.Option(help="HU from which the bone window counts a pixel as skull.")] = 300.0,
+    cavity_margin: Annotated[int, typer.Option(help="Pixels kept clear of the skull inside the cavity.")] = 2,
+    input: Annotated[_DRNInput, typer.Option("--input", help="difference (ISL) or slice (the original-image ablation; not exportable).")] = _DRNInput.difference,
 ) -> None:
     """Train the DRN on difference images of the trained DeDN (MoCo, then centre loss)."""
     _require_train_extra()
@@ -400,6 +410,7 @@ def train_drn_command(
         preset=preset.value, embedding_dim=embedding_dim, k=k, stride=stride, pretrain_epochs=pretrain_epochs,
         max_epochs=max_epochs, patience=patience, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
         queue_size=queue_size, lambda_com=lambda_com, lambda_dis=lambda_dis, dis_loss=dis_loss.value, seed=seed,
+        cavity=cavity, cavity_bone_hu=cavity_bone_hu, cavity_margin=cavity_margin, input=input.value,
         device=device, threads=threads, command=_command_line(),
     )
     config.validate()
@@ -443,9 +454,9 @@ def export_command(
     calibration_scores: Annotated[Path | None, typer.Option(help="Scan scores of held-out healthy scans: a scores.csv from isl-rt scan, or one number per line.")] = None,
     target_specificity: Annotated[float, typer.Option(help="Specificity the threshold keeps on the calibration scans.")] = 0.95,
     name: Annotated[str, typer.Option(help="Bundle name; default the --out folder's name.")] = "",
-    heatmap_threshold: Annotated[float, typer.Option(help="Heat map: difference threshold t.")] = 0.1,
-    heatmap_box: Annotated[int, typer.Option(help="Heat map: box size s (odd).")] = 5,
-    heatmap_gamma: Annotated[float, typer.Option(help="Heat map: exponential enhancement.")] = 0.25,
+    heatmap_threshold: Annotated[float, typer.Option(help="Heat map: difference threshold t.")] = DEFAULT_HEATMAP.threshold,
+    heatmap_box: Annotated[int, typer.Option(help="Heat map: box size s (odd).")] = DEFAULT_HEATMAP.box,
+    heatmap_gamma: Annotated[float, typer.Option(help="Heat map: exponential enhancement.")] = DEFAULT_HEATMAP.gamma,
     as_json: Annotated[bool, typer.Option("--json", help="Print the bundle summary as JSON.")] = False,
 ) -> None:
     """Export the trained networks to ONNX (parity-checked) and write the model bundle."""
@@ -475,6 +486,10 @@ def _echo_bundle(summary: dict[str, Any]) -> None:
     typer.echo(f"  windows: {', '.join(summary['windows'])}")
     part, canny = summary["partition"], summary["canny"]
     typer.echo(f"  partition: K={part['k']}, {part['groups']} groups; canny sigma {canny['sigma']:g}, low {canny['low']:g}, high {canny['high']:g}")
+    cavity, heat = summary["cavity"], summary["heatmap"]
+    region = "whole slice" if cavity is None else (
+        f"cranial cavity (bone >= {cavity['bone_hu']:g} HU in window '{cavity['window']}', margin {cavity['margin']} px)")
+    typer.echo(f"  scored region: {region}; heat map t {heat['threshold']:g}, box {heat['box']}, gamma {heat['gamma']:g}")
     for key, text in summary["files"].items():
         typer.echo(f"  {key}: {text}")
     t = summary["threshold"]
@@ -568,10 +583,10 @@ def scan(
         summary = scan_directory(directory, out, loaded, scorer, backend_name=pair.name, resume=resume,
                                  heatmaps=heatmaps, on_series=progress)
     rows = progress.rows
-    errors = [r for r in rows if r.get("status") != "ok"]
+    errors = [r for r in rows if r.get("status") == "error"]
     if as_json:
         _print_json({"out": str(out), "backend": pair.name, "ok": summary.ok, "errors": summary.errors,
-                     "resumed": summary.resumed, "slices": summary.slices, "seconds": summary.seconds,
+                     "skipped": summary.skipped, "resumed": summary.resumed, "slices": summary.slices, "seconds": summary.seconds,
                      "slices_per_second": summary.slices_per_second, "stage_seconds": summary.stage_seconds,
                      "rows": rows})
     else:
@@ -579,10 +594,10 @@ def scan(
             typer.echo(f"error: {row['path']}: {row['error']}", err=True)
         typer.echo(
             f"{summary.ok} series scored ({summary.slices} slices, {summary.slices_per_second:.1f} slices/s), "
-            f"{summary.errors} error rows, {summary.resumed} already in {out}"
+            f"{summary.errors} error rows, {summary.skipped} skipped (not CT series), {summary.resumed} already in {out}"
         )
     if summary.ok == 0 and summary.resumed == 0:
-        raise IslError(f"No series under {directory} could be scanned; see the error rows in {out}.")
+        raise IslError(f"No series under {directory} could be scanned; see the error and skipped rows in {out}.")
     typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {_command_line()}", err=as_json)
 
 

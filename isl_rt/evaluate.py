@@ -55,13 +55,14 @@ def join(scores_csv: Path, labels_csv: Path) -> tuple[list[Scan], dict[str, list
                 f"{labels_csv}: series {row['SeriesInstanceUID']} has label {row['label']!r}; labels must be 0 or 1."
             )
         labels[row["SeriesInstanceUID"]] = row
-    problems: dict[str, list[str]] = {"missing_in_labels": [], "missing_in_scores": [], "error_rows": []}
+    problems: dict[str, list[str]] = {"missing_in_labels": [], "missing_in_scores": [], "error_rows": [], "skipped_rows": []}
     scans: list[Scan] = []
     seen: set[str] = set()
     for row in score_rows:
         uid = row["SeriesInstanceUID"]
         if row["status"] != "ok":
-            problems["error_rows"].append(f"{uid or row.get('path', '')}: {row.get('error', '')}")
+            kind = "skipped_rows" if row["status"] == "skipped" else "error_rows"
+            problems[kind].append(f"{uid or row.get('path', '')}: {row.get('error', '')}")
             seen.add(uid)
             continue
         if uid not in labels:
@@ -174,8 +175,9 @@ def evaluate(
     return result
 
 
-def _table(title: str, rows: dict[str, Any]) -> list[str]:
-    lines = [f"### {title}", "", "| group | n | AUC | 95% CI | sens. @ balanced | sens. @ bundle |", "|---|---:|---:|---|---:|---:|"]
+def group_table(title: str, rows: dict[str, Any], *, heading: str = "###") -> list[str]:
+    """Markdown lines of one grouped table (by disorder, size or urgency) of :func:`evaluate`'s result."""
+    lines = [f"{heading} {title}", "", "| group | n | AUC | 95% CI | sens. @ balanced | sens. @ bundle |", "|---|---:|---:|---|---:|---:|"]
     for name, r in rows.items():
         lines.append(
             f"| {name} | {r['n']} | {r['auc']:.3f} | {r['ci95'][0]:.3f}–{r['ci95'][1]:.3f} "
@@ -197,14 +199,17 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"- bundle threshold: sensitivity {t['sensitivity']:.3f}, specificity {t['specificity']:.3f}",
         "",
     ]
-    lines += _table("By disorder type (each against all healthy scans)", result["by_disorder"])
-    lines += _table("By lesion size", result["by_size"])
-    lines += _table("By treatment urgency", result["by_urgency"])
+    lines += group_table("By disorder type (each against all healthy scans)", result["by_disorder"])
+    lines += group_table("By lesion size", result["by_size"])
+    lines += group_table("By treatment urgency", result["by_urgency"])
     p = result["problems"]
     lines += [
         "### Left out",
         "",
         f"- error rows in the scores: {len(p['error_rows'])}" + "".join(f"\n  - {e}" for e in p["error_rows"]),
+        f"- skipped rows in the scores (files that are not CT series): {len(p['skipped_rows'])}"
+        + "".join(f"\n  - {e}" for e in p["skipped_rows"][:5])
+        + (f"\n  - … and {len(p['skipped_rows']) - 5} more (all in metrics.json)" if len(p["skipped_rows"]) > 5 else ""),
         f"- scored but not in the labels: {len(p['missing_in_labels'])}",
         f"- labelled but not scored: {len(p['missing_in_scores'])}",
         "",

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from isl_rt.bundle import (
+    DEFAULT_HEATMAP,
     FORMAT_VERSION,
     Bundle,
     CannySpec,
@@ -74,8 +75,6 @@ __all__ = [
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
-#: provisional heat-map parameters (difference threshold t, box s, exponent gamma)
-DEFAULT_HEATMAP = HeatmapSpec(threshold=0.1, box=5, gamma=0.25)
 
 DEDN_IO = ("masked", "inpainted")
 DRN_IO = ("difference", "embedding")
@@ -291,6 +290,11 @@ def export_bundle(
             raise ExportError(f"{path} does not exist: train it first (isl-rt train {what} DATA --ckpt {ckpt_dir}).")
     dedn, dedn_meta = load_dedn(dedn_path)
     drn, drn_meta = load_drn(drn_path)
+    if drn_meta["config"].get("input", "difference") != "difference":
+        raise ExportError(
+            f"{drn_path} was trained on the original slices (the ablation of benchmarks/accuracy.py), but the runtime "
+            "feeds the DRN difference images: train it without --input slice."
+        )
     if drn_meta["differences"]["dedn_sha256"] != sha256_file(dedn_path):
         raise ExportError(
             f"{drn_path} was trained on difference images of another DeDN than {dedn_path}: train the DRN again (isl-rt train drn)."
@@ -343,6 +347,8 @@ def _write_bundle(
     command: str,
 ) -> Bundle:
     """Export both networks into ``stage``, write and validate the manifest, move it all to ``out``."""
+    from isl_rt.training.drn import DRNTrainConfig
+
     channels, size = params.channels, params.size
     parity = {
         "dedn": export_onnx(dedn, stage / "dedn.onnx", input_name=DEDN_IO[0], output_name=DEDN_IO[1], example=fan, tolerance=tolerance,
@@ -406,6 +412,7 @@ def _write_bundle(
         heatmap=heatmap,
         training=training,
         versions=_versions(),
+        cavity=DRNTrainConfig.from_dict(drn_cfg).cavity_spec(),
     )
     write_manifest(stage, manifest)
     load_bundle(stage)  # the staged bundle must pass the runtime's own validation

@@ -4,7 +4,8 @@ For one volume (:class:`Scorer`):
 
     HU int16 [N,H,W] -window+resize-> x [N,C,S,S] -canny-> e [N,C,S,S]
     -fanout-> [n·G, 2C+1, S, S] per chunk of n slices -DeDN-> x̂ [n·G, C, S, S]
-    -compose_diff-> x_dd, x_dif [N,C,S,S] -DRN-> h [N,D]; slice score ‖h − c‖₂
+    -compose_diff-> x_dd, x_dif [N,C,S,S] -cavity-> x_dif zeroed outside the skull
+    -DRN-> h [N,D]; slice score ‖h − c‖₂
     -heatmap-> heat [N,S,S], APDS [N];  scan score = mean of slice scores
 
 The fan-out buffer is allocated once per scorer (sized for the DeDN batch) and written in place
@@ -50,6 +51,8 @@ class ScanParams:
     dedn_output: str = "inpainted"
     drn_input: str = "difference"
     drn_output: str = "embedding"
+    #: (bone channel, bone level in its [0,1] units, margin) of the cranial cavity; None = whole slice
+    cavity: tuple[int, float, int] | None = None
 
     @property
     def channels(self) -> int:
@@ -64,6 +67,7 @@ class VolumeScores:
     apds: np.ndarray  # float32 [N]
     heat: np.ndarray  # float32 [N,S,S]
     x: np.ndarray  # float32 [N,C,S,S], the windowed input
+    difference: np.ndarray  # float32 [N,C,S,S], x_dif as the DRN saw it
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -114,6 +118,9 @@ class Scorer:
                 kernels.compose_diff(
                     x[start:stop], xhat, self.group_map, self.groups, out_dd=x_dd[start:stop], out_dif=x_dif[start:stop]
                 )
+        if p.cavity is not None:
+            with timer("kernels"):
+                mask_cavity(x, x_dif, p.cavity)
         embeddings = []
         with timer("drn"):
             for start in range(0, n_slices, self.drn_batch):
@@ -123,7 +130,15 @@ class Scorer:
             h = np.concatenate(embeddings, axis=0).astype(np.float64)
             slice_scores = np.linalg.norm(h - p.centre.astype(np.float64)[None, :], axis=1).astype(np.float32)
             heat, apds = kernels.heatmap(x_dif, x, p.heat_threshold, p.heat_box, p.heat_gamma)
-        return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, seconds=timer.seconds)
+        return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, difference=x_dif, seconds=timer.seconds)
+
+
+def mask_cavity(x: np.ndarray, x_dif: np.ndarray, cavity: tuple[int, float, int]) -> np.ndarray:
+    """Zero ``x_dif`` [N,C,S,S] in place outside the cranial cavity of ``x``; returns the mask [N,S,S]."""
+    channel, bone, margin = cavity
+    mask = kernels.cavity(x, channel, bone, margin)
+    x_dif *= mask[:, None]
+    return mask
 
 
 class _Timer:
@@ -166,6 +181,7 @@ def params_from_bundle(bundle: "Bundle") -> ScanParams:
         dedn_output=m.files["dedn"].output,
         drn_input=m.files["drn"].input,
         drn_output=m.files["drn"].output,
+        cavity=None if m.cavity is None else (*m.cavity.resolve(m.windows), m.cavity.margin),
     )
 
 
@@ -178,6 +194,8 @@ class ScanSummary:
     backend: str
     ok: int = 0
     errors: int = 0
+    #: files discovery set aside on purpose (not DICOM, not axial CT, localizers, reports)
+    skipped: int = 0
     resumed: int = 0
     slices: int = 0
     seconds: float = 0.0
@@ -223,8 +241,9 @@ def scan_directory(
     top_slices: int = 3,
     on_series: Callable[[SeriesDone], None] | None = None,
 ) -> ScanSummary:
-    """Score every axial CT series under ``root``; one CSV row per series (and per unreadable or
-    skipped item, as an ``error`` row with its reason), written as each finishes.
+    """Score every axial CT series under ``root``; one CSV row per series, and one per item
+    discovery set aside (``skipped``: not DICOM, not axial CT, ...) or could not read (``error``),
+    with its reason; rows are written as each finishes.
 
     Pixel data of the next series is decoded on a worker thread while the current one is scored.
     A bad series becomes an error row and the run goes on.
@@ -238,10 +257,11 @@ def scan_directory(
     json_dir = series_json_dir(out_csv)
     start = time.perf_counter()
     with ScoreTable(out_csv, resume=resume) as table, ThreadPoolExecutor(max_workers=1, thread_name_prefix="isl-load") as pool:
-        # Files and series discovery could not use: one error row each, keyed by path (a bad file
-        # of a good series must not mark that series as done for --resume).
+        # Files and series discovery could not use: one skipped or error row each, keyed by path (a
+        # bad file of a good series must not mark that series as done for --resume).
         skipped_rows = [
-            {"path": str(item.path), "status": "error", "error": _skip_reason(item)} for item in discovery.skipped
+            {"path": str(item.path), "status": "error" if item.status == "error" else "skipped", "error": _skip_reason(item)}
+            for item in discovery.skipped
         ]
         todo = []
         for ref in discovery.series:
@@ -256,7 +276,10 @@ def scan_directory(
                 summary.resumed += 1
                 continue
             table.append(row)
-            summary.errors += 1
+            if row["status"] == "error":
+                summary.errors += 1
+            else:
+                summary.skipped += 1
             index += 1
             if on_series:
                 on_series(SeriesDone(index, total, row, summary.slices_per_second))

@@ -16,9 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from isl_rt.bundle import (
+    DEFAULT_CAVITY,
     DEFAULT_WINDOWS,
     FORMAT_VERSION,
     CannySpec,
+    CavitySpec,
     DRNSpec,
     FileSpec,
     HeatmapSpec,
@@ -36,7 +38,7 @@ from isl_rt.errors import BundleError
 runner = CliRunner()
 
 
-def make_bundle(root: Path, *, threshold_scores: list[float] | None = None) -> Path:
+def make_bundle(root: Path, *, threshold_scores: list[float] | None = None, cavity: CavitySpec | None = DEFAULT_CAVITY) -> Path:
     """A structurally complete bundle whose 'networks' are arbitrary bytes (hashes are what count)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "dedn.onnx").write_bytes(b"not really onnx: dedn" * 50)
@@ -62,6 +64,7 @@ def make_bundle(root: Path, *, threshold_scores: list[float] | None = None) -> P
             epochs={"dedn": 1, "drn_pretrain": 1, "drn_finetune": 1}, losses={},
         ),
         versions={"isl_rt": "test"},
+        cavity=cavity,
     )
     write_manifest(root, manifest)
     return root
@@ -112,10 +115,33 @@ def test_tampered_network_is_refused_naming_the_file(tmp_path):
     assert load_bundle(root, verify_hashes=False).manifest.name == "b"
 
 
+def test_cavity_round_trips_and_resolves_to_the_bone_channel(tmp_path):
+    bundle = load_bundle(make_bundle(tmp_path / "b"))
+    assert bundle.manifest.cavity == DEFAULT_CAVITY
+    channel, level = bundle.manifest.cavity.resolve(bundle.manifest.windows)
+    assert channel == 2 and level == pytest.approx((300.0 - (600.0 - 1400.0)) / 2800.0)
+    assert load_bundle(make_bundle(tmp_path / "none", cavity=None)).manifest.cavity is None
+    from isl_rt.pipeline import params_from_bundle
+
+    assert params_from_bundle(bundle).cavity == (2, pytest.approx(level), 2)
+
+
+@pytest.mark.parametrize(("cavity", "pattern"), [
+    ({"window": "soft", "bone_hu": 300, "margin": 2}, "cavity.window 'soft', which is not one of its windows"),
+    ({"window": "bone", "bone_hu": 300, "margin": -1}, "cavity.margin = -1"),
+    ({"window": "bone", "margin": 2}, "lacks the field 'cavity.bone_hu'"),
+])
+def test_bad_cavity_is_refused(tmp_path, cavity, pattern):
+    root = make_bundle(tmp_path / "b")
+    edit_manifest(root, cavity=cavity)
+    with pytest.raises(BundleError, match=pattern):
+        load_bundle(root)
+
+
 def test_unknown_format_version_is_refused(tmp_path):
     root = make_bundle(tmp_path / "b")
     edit_manifest(root, format_version=FORMAT_VERSION + 1)
-    with pytest.raises(BundleError, match=r"format_version 2.*reads format version 1"):
+    with pytest.raises(BundleError, match=rf"format_version {FORMAT_VERSION + 1}.*reads format version {FORMAT_VERSION}"):
         load_bundle(root)
 
 

@@ -33,6 +33,7 @@ def _cohort(tmp_path, *, with_error=True):
             labels.append((f"d{i}", 1, kind, size, urgency))
         if with_error:
             table.append({"SeriesInstanceUID": "bad", "path": "/x", "status": "error", "error": "truncated file"})
+            table.append({"path": "/notes.txt", "status": "skipped", "error": "skipped: not a DICOM file"})
         table.append({"SeriesInstanceUID": "nolabel", "scan_score": 2.0, "status": "ok"})
     labels.append(("unscored", 1, "subdural", "large", "high"))
     labels_csv = tmp_path / "labels.csv"
@@ -58,6 +59,7 @@ def test_report_json_and_plots(tmp_path):
     low, high = result["auc_ci95"]
     assert low <= result["auc"] <= high
     assert result["problems"]["error_rows"] == ["bad: truncated file"]
+    assert result["problems"]["skipped_rows"] == ["/notes.txt: skipped: not a DICOM file"]
     assert result["problems"]["missing_in_labels"] == ["nolabel"]
     assert result["problems"]["missing_in_scores"] == ["unscored"]
     out = tmp_path / "eval"

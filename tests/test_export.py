@@ -212,6 +212,22 @@ def test_export_refuses_a_drn_trained_on_another_dedn(trained_ckpt, tmp_path):
         export_bundle(tmp_path / "empty", tmp_path / "c", slices=data)
 
 
+def test_export_records_the_cavity_and_refuses_a_drn_of_original_slices(trained_ckpt, tmp_path):
+    from isl_rt.bundle import DEFAULT_CAVITY
+    from isl_rt.training.drn import DRNTrainConfig, train_drn
+
+    ckpt, data = trained_ckpt
+    bundle = export_bundle(ckpt, tmp_path / "b", slices=data)
+    assert bundle.manifest.cavity == DEFAULT_CAVITY
+    sliced = tmp_path / "sliced"
+    sliced.mkdir()
+    (sliced / "dedn_best.pt").write_bytes((ckpt / "dedn_best.pt").read_bytes())
+    train_drn(data, sliced, DRNTrainConfig(k=2, pretrain_epochs=1, max_epochs=1, batch_size=3, queue_size=6,
+                                           embedding_dim=8, projection_dim=8, input="slice"))
+    with pytest.raises(ExportError, match="original slices"):
+        export_bundle(sliced, tmp_path / "c", slices=data)
+
+
 def test_parity_inputs_are_real_slices_fanned_out_with_the_bundle_partition(trained_ckpt):
     ckpt, data = trained_ckpt
     from isl_rt.export import _parity_inputs

@@ -49,10 +49,12 @@ def test_scan_writes_ok_rows_error_rows_and_json(small_bundle, messy_folder, tmp
     rows = _rows(out)
     ok = [r for r in rows if r["status"] == "ok"]
     errors = {r["path"].rsplit("/", 1)[-1]: r["error"] for r in rows if r["status"] == "error"}
-    assert len(ok) == 3
-    assert "not a DICOM file" in errors["notes.txt"]
+    skipped = {r["path"].rsplit("/", 1)[-1]: r["error"] for r in rows if r["status"] == "skipped"}
+    assert len(ok) == 3 and len(rows) == 3 + len(errors) + len(skipped)
+    assert "not a DICOM file" in skipped["notes.txt"]  # set aside on purpose: not an error
     assert "truncated" in errors["broken.dcm"]
-    assert any("MR" in e or "not CT" in e or "modality" in e.lower() for e in errors.values())
+    assert any("MR" in e or "not CT" in e or "modality" in e.lower() for e in skipped.values())
+    assert f"{len(errors)} error rows, {len(skipped)} skipped" in result.output
     threshold = small_bundle.manifest.threshold.scan_score
     for row in ok:
         score = float(row["scan_score"])
@@ -74,7 +76,7 @@ def test_nothing_scannable_exits_1(small_bundle, tmp_path):
     (tmp_path / "empty" / "a.txt").write_text("x")
     result = CliRunner().invoke(app, ["scan", str(tmp_path / "empty"), "--out", str(tmp_path / "s.csv"), "--bundle", str(small_bundle.root)])
     assert result.exit_code == 1 and "No series" in result.output
-    assert _rows(tmp_path / "s.csv")[0]["status"] == "error"
+    assert _rows(tmp_path / "s.csv")[0]["status"] == "skipped"
 
 
 def test_a_run_killed_half_way_resumes_to_the_same_csv(small_bundle, messy_folder, tmp_path):
@@ -166,3 +168,21 @@ def test_auto_prefers_onnxruntime_gpu_providers_when_installed(small_bundle, mon
     assert pair.dedn.providers == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(ort_backend, "available_providers", lambda: ["CPUExecutionProvider"])
     assert open_backends(small_bundle, "auto").name == "onnxruntime"
+
+
+def test_scores_are_taken_inside_the_cranial_cavity(small_bundle, phantom_cohort):
+    from dataclasses import replace
+
+    from isl_rt import kernels
+    from isl_rt.io import dicom
+
+    params = params_from_bundle(small_bundle)
+    assert params.cavity is not None and small_bundle.manifest.cavity is not None
+    hu = dicom.load_volume(dicom.discover(phantom_cohort).series[0]).hu
+    with open_backends(small_bundle, "onnxruntime", threads=1) as pair:
+        inside = Scorer(params, pair.dedn, pair.drn).score(hu)
+        whole = Scorer(replace(params, cavity=None), pair.dedn, pair.drn).score(hu)
+    mask = kernels.cavity(inside.x, *params.cavity)
+    assert 0 < mask.mean() < 1
+    np.testing.assert_array_equal(inside.difference, whole.difference * mask[:, None])
+    assert not np.allclose(inside.slice_scores, whole.slice_scores)

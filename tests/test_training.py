@@ -360,6 +360,41 @@ def test_train_drn_end_to_end_and_resume(tmp_path):
     assert resumed.history == result.history and resumed.centre == result.centre
 
 
+def test_the_drn_sees_difference_images_inside_the_cranial_cavity(tmp_path):
+    from dataclasses import replace
+
+    from isl_rt.training.data import image_windows
+    from isl_rt.training.drn import _scored_region
+
+    data = synthetic_slices(4)
+    dif = np.random.default_rng(0).random(data.x.shape, dtype=np.float32)
+    scored, region = _scored_region(dif, data, DRNTrainConfig())
+    mask = kernels.cavity(data.x, 2, (300.0 + 800.0) / 2800.0, 2)
+    assert 0 < mask.mean() < 1
+    np.testing.assert_array_equal(scored, dif * mask[:, None])
+    np.testing.assert_array_equal(region, mask > 0)  # synthetic disorders go inside the cavity
+    whole, head = _scored_region(dif, data, DRNTrainConfig(cavity=False))
+    assert whole is dif and head.sum() > region.sum()
+    gray = replace(data, params=replace(data.params, windows=image_windows(3)))
+    with pytest.raises(TrainingError, match="window named 'bone'.*--no-cavity"):
+        _scored_region(dif, gray, DRNTrainConfig())
+    # checkpoints written before the cavity existed scored whole slices
+    old = {k: v for k, v in DRNTrainConfig().to_dict().items() if not k.startswith("cavity")}
+    assert DRNTrainConfig.from_dict(old).cavity_spec() is None
+
+
+def test_train_drn_on_original_slices_needs_no_dedn(tmp_path):
+    data = synthetic_slices(6)
+    config = DRNTrainConfig(k=2, pretrain_epochs=1, max_epochs=1, batch_size=3, queue_size=6, embedding_dim=8,
+                            projection_dim=8, input="slice")
+    result = train_drn(data, tmp_path, config)
+    assert len(result.centre) == 8 and not (tmp_path / "differences").exists()
+    _, meta = load_drn(tmp_path / "drn_best.pt")
+    assert meta["config"]["input"] == "slice" and meta["differences"]["input"] == "slice"
+    with pytest.raises(TrainingError, match="difference or slice"):
+        DRNTrainConfig(input="image").validate()
+
+
 def test_train_drn_needs_a_trained_dedn(tmp_path):
     with pytest.raises(TrainingError, match="train the DeDN first"):
         train_drn(synthetic_slices(), tmp_path, DRNTrainConfig())

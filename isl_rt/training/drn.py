@@ -24,6 +24,10 @@
    Model selection as for the DeDN: stop when the fine-tuning loss has not decreased for
    ``patience`` epochs; ``drn_best.pt`` holds the best epoch's encoder and the centre.
 
+With ``cavity`` (default) every difference image is zeroed outside the cranial cavity
+(``isl_rt.kernels.cavity``, the same mask the runtime applies, recorded in the bundle) before any
+of this, and synthetic disorders are pasted inside it.
+
 The slice score is ||h - c||₂; the bundle stores c. Every random draw of epoch e comes from
 generators seeded by (seed, phase, e): a resumed run continues exactly as an uninterrupted one.
 """
@@ -41,7 +45,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from isl_rt.bundle import sha256_file
+from isl_rt.bundle import DEFAULT_CAVITY, BundleError, CavitySpec, sha256_file
 from isl_rt.models.dedn import DeDN
 from isl_rt.models.drn import DRN, DRN_PRESETS, ProjectionHead, build_drn
 from isl_rt.training.common import (
@@ -109,6 +113,14 @@ class DRNTrainConfig:
     centre_eps: float = 0.1
     #: images per DeDN call when computing difference images
     dedn_batch: int = 32
+    #: what the DRN learns from: "difference" (ISL) or "slice", the windowed slice itself (the
+    #: paper's "original image" ablation; such a DRN cannot be exported into a bundle)
+    input: str = "difference"
+    #: score inside the skull only: bone = window ``cavity_window`` >= ``cavity_bone_hu`` HU
+    cavity: bool = True
+    cavity_window: str = DEFAULT_CAVITY.window
+    cavity_bone_hu: float = DEFAULT_CAVITY.bone_hu
+    cavity_margin: int = DEFAULT_CAVITY.margin
     seed: int = 0
     device: str = "cpu"
     threads: int = 0
@@ -119,7 +131,11 @@ class DRNTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DRNTrainConfig:
-        return cls(**data)
+        return cls(**{"cavity": False, **data})  # checkpoints from before the cavity scored whole slices
+
+    def cavity_spec(self) -> CavitySpec | None:
+        """The bundle's form of the cavity this DRN was trained with (None: whole slices)."""
+        return CavitySpec(self.cavity_window, self.cavity_bone_hu, self.cavity_margin) if self.cavity else None
 
     def partition(self) -> Partition:
         from isl_rt.kernels.partition import Partition
@@ -137,6 +153,10 @@ class DRNTrainConfig:
             raise TrainingError("pretrain epochs and steps per epoch must be 0 or more.")
         if self.stride == 1 or self.stride > self.k:
             raise TrainingError(f"--stride must be 0 (one cell per pass) or 2..k={self.k}, got {self.stride}.")
+        if self.input not in ("difference", "slice"):
+            raise TrainingError(f"the DRN input must be difference or slice, got {self.input!r}.")
+        if self.cavity_margin < 0:
+            raise TrainingError(f"--cavity-margin must be 0 or more pixels, got {self.cavity_margin}.")
         if self.dis_loss not in ("inverse", "hinge"):
             raise TrainingError(f"the disorder loss must be inverse or hinge, got {self.dis_loss!r}.")
         if not 0.0 <= self.momentum < 1.0 or self.temperature <= 0:
@@ -431,9 +451,33 @@ class DRNTrainer:
         self.centre = None if state["centre"] is None else state["centre"].to(self.device)
 
 
-def _foreground(x: np.ndarray) -> torch.Tensor:
-    """bool [B,S,S]: pixels where some window shows more than air (the head)."""
-    return torch.from_numpy(np.asarray(x).max(axis=1) > 0.05)
+def _foreground(x: np.ndarray) -> np.ndarray:
+    """bool [N,S,S]: pixels where some window shows more than air (the head)."""
+    return np.asarray(x).max(axis=1) > 0.05
+
+
+def _scored_region(dif: np.ndarray, slices: SliceSet, config: DRNTrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(difference images as the DRN sees them, bool [N,S,S] where synthetic disorders go).
+
+    With the cavity: x_dif zeroed outside it (what the runtime feeds the DRN) and the cavity
+    itself; slices without any cavity (below the skull base, above the vertex) fall back to the
+    head. Without: x_dif as it is and the head."""
+    spec = config.cavity_spec()
+    if spec is None:
+        return dif, _foreground(slices.x)
+    from isl_rt import kernels
+
+    try:
+        channel, bone = spec.resolve(slices.params.windows)
+    except BundleError as err:
+        raise TrainingError(f"{err} Train with --no-cavity for images without HU windows.") from None
+    x = np.ascontiguousarray(slices.x, dtype=np.float32)
+    mask = kernels.cavity(x, channel, bone, spec.margin)
+    scored = np.asarray(dif, dtype=np.float32) * mask[:, None]
+    region = mask > 0
+    empty = ~region.any(axis=(1, 2))
+    region[empty] = _foreground(x[empty])
+    return scored, region
 
 
 def train_drn(
@@ -452,7 +496,12 @@ def train_drn(
     device = resolve_device(config.device)
     if last_path.exists() and not resume:
         raise TrainingError(f"{last_path} exists: pass --resume to continue that run, or choose another --ckpt folder.")
-    dif, dif_key = _cached_differences(ckpt_dir, slices, config, device, progress)
+    if config.input == "slice":
+        raw_dif = slices.x
+        dif_key: dict[str, Any] = {"input": "slice", "slices": {k: v for k, v in slices.summary().items() if k != "excluded"}}
+    else:
+        raw_dif, dif_key = _cached_differences(ckpt_dir, slices, config, device, progress)
+    dif, region = _scored_region(raw_dif, slices, config)
     n = dif.shape[0]
     # a queue longer than the data minus a batch would hold keys of the very images of the batch
     # (false negatives): cap it, so that within an epoch every negative is another image
@@ -525,8 +574,7 @@ def train_drn(
         sums = {}
         for step, idx in enumerate(batch_list, start=1):
             x = torch.from_numpy(np.ascontiguousarray(dif[idx])).to(device)
-            fg = _foreground(slices.x[idx])
-            losses = trainer.finetune_step(x, fg, gen)
+            losses = trainer.finetune_step(x, torch.from_numpy(region[idx]), gen)
             sums = {k: sums.get(k, 0.0) + v for k, v in losses.items()}
             emit(progress, ProgressEvent("finetune", "step", ft_done + 1, config.max_epochs, step, len(batch_list), losses))
         ft_done += 1
