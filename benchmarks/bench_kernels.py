@@ -47,6 +47,7 @@ import numpy as np  # noqa: E402
 
 from isl_rt import extensions  # noqa: E402
 from isl_rt import kernels as K  # noqa: E402
+from isl_rt.io.phantom import simple_head_slice  # noqa: E402
 from isl_rt.kernels import reference as R  # noqa: E402
 from isl_rt.kernels.partition import Partition  # noqa: E402
 
@@ -132,20 +133,7 @@ WINDOWS = [(40.0, 80.0), (75.0, 215.0), (600.0, 2800.0)]  # brain, subdural, bon
 
 def head_slice(size: int, seed: int) -> np.ndarray:
     """A synthetic axial head CT slice in HU (int16): skull ring, brain texture, ventricles, a bleed, noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    cy, cx = size / 2 + rng.uniform(-5, 5), size / 2 + rng.uniform(-5, 5)
-    r = np.hypot((yy - cy) / (0.42 * size), (xx - cx) / (0.36 * size))
-    hu = np.full((size, size), -1000.0)
-    hu[r < 1.0] = 1200.0
-    brain = r < 0.92
-    hu[brain] = 35.0 + 6.0 * (np.sin(xx / 9.0) * np.cos(yy / 13.0))[brain]
-    for side in (-1, 1):
-        rv = np.hypot((yy - cy + 0.05 * size) / (0.12 * size), (xx - cx - side * 0.06 * size) / (0.035 * size))
-        hu[rv < 1.0] = 8.0
-    hu[np.hypot(yy - cy - 0.15 * size, xx - cx + 0.12 * size) < 0.05 * size] = 70.0
-    hu += rng.normal(0.0, 4.0, size=(size, size))
-    return np.clip(np.round(hu), -32768, 32767).astype(np.int16)
+    return simple_head_slice(size, seed=seed)
 
 
 @functools.lru_cache(maxsize=None)

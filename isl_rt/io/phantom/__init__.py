@@ -14,6 +14,7 @@ Public API::
     generate_study(seed, disorder=None, size_class=None) -> PhantomStudy   # pure, in memory
     write_study(study, folder, *, study_uid=None, series_uid=None) -> SeriesRecord
     write_cohort(out, scans, abnormal_fraction, seed) -> CohortSummary
+    simple_head_slice(h, w=None, seed=0, noise_hu=4.0) -> int16 [h, w]   # one schematic slice
 
 The same seed with and without a disorder gives the same head and the same noise, so a study
 and its healthy twin differ only by the lesion.  Module layout: ``_anatomy`` (healthy head),
@@ -24,6 +25,7 @@ and its healthy twin differ only by the lesion.  Module layout: ``_anatomy`` (he
 from isl_rt.io.phantom._cohort import LABEL_COLUMNS, CohortSummary, plan_cohort, write_cohort
 from isl_rt.io.phantom._dicom import SeriesRecord, write_study
 from isl_rt.io.phantom._disorders import DISORDERS, SIZE_CLASSES, URGENCIES, DisorderSpec
+from isl_rt.io.phantom._simple import simple_head_slice
 from isl_rt.io.phantom._study import PhantomStudy, generate_study
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "SeriesRecord",
     "generate_study",
     "plan_cohort",
+    "simple_head_slice",
     "write_cohort",
     "write_study",
 ]
