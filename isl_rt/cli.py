@@ -655,26 +655,22 @@ def calibrate(
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
 ) -> None:
     """Scan held-out healthy scans and set the bundle's scan-score threshold from their scores."""
-    import csv
     import time
 
     from isl_rt.backends import open_backends
     from isl_rt.bundle import calibrate_bundle, load_bundle
+    from isl_rt.evaluate import read_labels, read_score_rows
     from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory
 
     start = time.perf_counter()
+    healthy = None if labels is None else {uid for uid, row in read_labels(labels).items() if row["label"] == "0"}
     loaded = load_bundle(bundle)
     pair = open_backends(loaded, "auto", threads=threads)
     with pair:
         summary = scan_directory(directory, out, loaded, Scorer(params_from_bundle(loaded), pair.dedn, pair.drn),
                                  backend_name=pair.name, resume=False)
-    healthy: set[str] | None = None
-    if labels is not None:
-        with labels.open(newline="") as handle:
-            healthy = {r["SeriesInstanceUID"] for r in csv.DictReader(handle) if r.get("label", "").strip() == "0"}
-    with out.open(newline="") as handle:
-        scores = [float(r["scan_score"]) for r in csv.DictReader(handle)
-                  if r["status"] == "ok" and (healthy is None or r["SeriesInstanceUID"] in healthy)]
+    scores = [float(r["scan_score"]) for r in read_score_rows(out)
+              if r["status"] == "ok" and (healthy is None or r["SeriesInstanceUID"] in healthy)]
     calibrated = calibrate_bundle(loaded.root, scores, target_specificity)
     t = calibrated.require_threshold()
     typer.echo(f"{len(scores)} healthy scans ({summary.slices} slices, {summary.errors} error rows): threshold "

@@ -7,7 +7,6 @@ labels: a table of series, disorder, scan score and flag, and the cohort AUC.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from isl_rt import metrics
+from isl_rt.evaluate import read_labels, read_score_rows
 from isl_rt.errors import IslError
 
 #: the demo cohort's seed; the shipped bundle was trained on studies seeded 1000..1099
@@ -65,10 +65,8 @@ def run_demo(
     summary = scan_directory(cohort, scores_csv, bundle, scorer_factory(), backend_name=backend_name,
                              resume=False, on_series=on_series)
     labels_csv = cohort / "labels.csv"
-    with labels_csv.open(newline="") as handle:
-        labels = {r["SeriesInstanceUID"]: r for r in csv.DictReader(handle)}
-    with scores_csv.open(newline="") as handle:
-        scored = [r for r in csv.DictReader(handle) if r["SeriesInstanceUID"] in labels]
+    labels = read_labels(labels_csv)
+    scored = [r for r in read_score_rows(scores_csv) if r["SeriesInstanceUID"] in labels]
     rows = [
         DemoRow(
             series=Path(r["path"]).name,

@@ -44,17 +44,27 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
         return list(reader)
 
 
-def join(scores_csv: Path, labels_csv: Path) -> tuple[list[Scan], dict[str, list[str]]]:
-    """Scans present in both files with an ok score, and what was left out and why."""
-    score_rows = _read_csv(scores_csv, ("SeriesInstanceUID", "scan_score", "status"))
-    label_rows = _read_csv(labels_csv, ("SeriesInstanceUID", "label"))
+def read_labels(labels_csv: Path) -> dict[str, dict[str, str]]:
+    """The rows of a labels CSV by SeriesInstanceUID; every label must be 0 or 1."""
     labels: dict[str, dict[str, str]] = {}
-    for row in label_rows:
+    for row in _read_csv(labels_csv, ("SeriesInstanceUID", "label")):
         if row["label"].strip() not in ("0", "1"):
             raise InputError(
                 f"{labels_csv}: series {row['SeriesInstanceUID']} has label {row['label']!r}; labels must be 0 or 1."
             )
-        labels[row["SeriesInstanceUID"]] = row
+        labels[row["SeriesInstanceUID"]] = {**row, "label": row["label"].strip()}
+    return labels
+
+
+def read_score_rows(scores_csv: Path) -> list[dict[str, str]]:
+    """The rows of a scores CSV written by ``isl-rt scan`` (ok, error and skipped rows)."""
+    return _read_csv(scores_csv, ("SeriesInstanceUID", "scan_score", "status"))
+
+
+def join(scores_csv: Path, labels_csv: Path) -> tuple[list[Scan], dict[str, list[str]]]:
+    """Scans present in both files with an ok score, and what was left out and why."""
+    score_rows = read_score_rows(scores_csv)
+    labels = read_labels(labels_csv)
     problems: dict[str, list[str]] = {"missing_in_labels": [], "missing_in_scores": [], "error_rows": [], "skipped_rows": []}
     scans: list[Scan] = []
     seen: set[str] = set()

@@ -138,6 +138,17 @@ def test_calibrate_writes_the_threshold_from_healthy_scans(small_bundle, phantom
     assert threshold.scan_score == pytest.approx(max(scores), rel=1e-5)  # the "higher" 95% quantile of two
 
 
+def test_calibrate_checks_the_labels_before_scanning(small_bundle, phantom_cohort, tmp_path):
+    bad = tmp_path / "labels.csv"
+    bad.write_text("SeriesInstanceUID,label\n1.2.3,healthy\n")
+    for labels, message in ((tmp_path / "missing.csv", "does not exist"), (bad, "labels must be 0 or 1")):
+        out = tmp_path / "calibration.csv"
+        result = CliRunner().invoke(app, ["calibrate", str(phantom_cohort), "--bundle", str(small_bundle.root),
+                                          "--labels", str(labels), "--out", str(out)])
+        assert result.exit_code == 1 and message in result.output
+        assert not out.exists()  # refused before minutes of scanning, not after
+
+
 def test_onnxruntime_and_torch_backends_agree(small_bundle, phantom_cohort, tmp_path):
     assert small_bundle.torch_path("dedn") is not None and small_bundle.torch_path("drn") is not None
     params = params_from_bundle(small_bundle)
