@@ -100,6 +100,7 @@ def reference_scan(volumes: list[np.ndarray], bundle: Any, dedn: Any, drn: Any) 
     part = bundle.partition()
     gm, g = part.group_map(m.size), part.groups
     centre = bundle.centre.astype(np.float64)
+    cavity = None if m.cavity is None else (*m.cavity.resolve(m.windows), m.cavity.margin)
     start = time.perf_counter()
     for hu in volumes:
         for i in range(hu.shape[0]):
@@ -109,6 +110,8 @@ def reference_scan(volumes: list[np.ndarray], bundle: Any, dedn: Any, drn: Any) 
             batch = R.fanout(x, e, gm, g)
             xhat = dedn.infer({"masked": batch.astype(np.float32)})["inpainted"]
             _, dif = R.compose_diff(x, xhat, gm, g)
+            if cavity is not None:
+                dif = dif * R.cavity(x, *cavity)[:, None]
             h = drn.infer({"difference": dif.astype(np.float32)})["embedding"]
             float(np.linalg.norm(h[0] - centre))
             R.heatmap(dif, x, m.heatmap.threshold, m.heatmap.box, m.heatmap.gamma)
