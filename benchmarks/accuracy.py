@@ -86,24 +86,21 @@ class SliceDRN:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.cavity is not None:
             x = x.copy()
-            channel, bone = self.cavity.resolve(windows)
-            mask_cavity(x, x, (channel, bone, self.cavity.margin))
+            mask_cavity(x, x, self.cavity.resolve(windows))
         with torch.no_grad():
             h = torch.cat([self.model(torch.from_numpy(x[i : i + 32])) for i in range(0, len(x), 32)]).double().numpy()
         return np.linalg.norm(h - self.centre[None], axis=1)
 
 
-def score_cohort(args: argparse.Namespace, out: Path) -> None:
+def score_cohort(args: argparse.Namespace, bundle: Any, out: Path) -> None:
     """Scores every series of the cohort by every method into per_series.jsonl (seconds per series included)."""
     from dataclasses import replace
 
     from isl_rt.backends import open_backends
-    from isl_rt.bundle import load_bundle
     from isl_rt.io import dicom
     from isl_rt.kernels.partition import Partition
     from isl_rt.pipeline import Scorer, params_from_bundle
 
-    bundle = load_bundle(args.bundle)
     params = params_from_bundle(bundle)
     strided = replace(params, partition=Partition.strided(params.partition.k, args.stride))
     done_path = out / "per_series.jsonl"
@@ -135,11 +132,10 @@ def score_cohort(args: argparse.Namespace, out: Path) -> None:
             print(f"{number}/{len(refs)} {ref.series_uid[-12:]} isl {row['isl']:.4f}", file=sys.stderr, flush=True)
 
 
-def add_slice_drn(args: argparse.Namespace, out: Path) -> None:
+def add_slice_drn(args: argparse.Namespace, bundle: Any, out: Path) -> None:
     """The original-image ablation's scan scores for every row that lacks one (a cheap second pass:
     windowing and one DRN call per slice), so the DRN may be trained after the main pass."""
     from isl_rt import kernels
-    from isl_rt.bundle import load_bundle
     from isl_rt.io import dicom
     from isl_rt.outputs import write_atomic
 
@@ -147,7 +143,6 @@ def add_slice_drn(args: argparse.Namespace, out: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     if all("slice_drn" in row for row in rows):
         return
-    bundle = load_bundle(args.bundle)
     model = SliceDRN(Path(args.slice_drn))
     refs = {ref.series_uid: ref for ref in dicom.discover(Path(args.cohort)).series}
     for row in rows:
@@ -269,13 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     ensure_cohort(Path(args.cohort), args.scans, args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    score_cohort(args, out)
+    bundle = load_bundle(args.bundle)
+    score_cohort(args, bundle, out)
     if args.slice_drn:
-        add_slice_drn(args, out)
+        add_slice_drn(args, bundle, out)
     rows = [json.loads(line) for line in (out / "per_series.jsonl").read_text().splitlines()]
     if args.limit:
         rows = rows[: args.limit]
-    bundle = load_bundle(args.bundle)
     threshold = bundle.manifest.threshold.scan_score if bundle.manifest.threshold else None
     labels = Path(args.cohort) / "labels.csv"
     results: dict[str, dict[str, Any]] = {}

@@ -100,7 +100,7 @@ def reference_scan(volumes: list[np.ndarray], bundle: Any, dedn: Any, drn: Any) 
     part = bundle.partition()
     gm, g = part.group_map(m.size), part.groups
     centre = bundle.centre.astype(np.float64)
-    cavity = None if m.cavity is None else (*m.cavity.resolve(m.windows), m.cavity.margin)
+    cavity = None if m.cavity is None else m.cavity.resolve(m.windows)
     start = time.perf_counter()
     for hu in volumes:
         for i in range(hu.shape[0]):

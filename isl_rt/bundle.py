@@ -168,11 +168,12 @@ class CavitySpec:
     bone_hu: float
     margin: int
 
-    def resolve(self, windows: Sequence[WindowSpec]) -> tuple[int, float]:
-        """(channel index, bone level in that channel's [0, 1] units) for these windows."""
+    def resolve(self, windows: Sequence[WindowSpec]) -> tuple[int, float, int]:
+        """The ``isl_rt.kernels.cavity`` arguments for these windows: (channel index, bone level in
+        that channel's [0, 1] units, margin)."""
         for index, w in enumerate(windows):
             if w.name == self.window:
-                return index, (self.bone_hu - (w.level - w.width / 2)) / w.width
+                return index, (self.bone_hu - (w.level - w.width / 2)) / w.width, self.margin
         names = ", ".join(w.name for w in windows)
         raise BundleError(f"The cavity needs a window named '{self.window}', but the windows are: {names}.")
 

@@ -181,7 +181,7 @@ def params_from_bundle(bundle: "Bundle") -> ScanParams:
         dedn_output=m.files["dedn"].output,
         drn_input=m.files["drn"].input,
         drn_output=m.files["drn"].output,
-        cavity=None if m.cavity is None else (*m.cavity.resolve(m.windows), m.cavity.margin),
+        cavity=None if m.cavity is None else m.cavity.resolve(m.windows),
     )
 
 

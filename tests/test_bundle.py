@@ -118,8 +118,8 @@ def test_tampered_network_is_refused_naming_the_file(tmp_path):
 def test_cavity_round_trips_and_resolves_to_the_bone_channel(tmp_path):
     bundle = load_bundle(make_bundle(tmp_path / "b"))
     assert bundle.manifest.cavity == DEFAULT_CAVITY
-    channel, level = bundle.manifest.cavity.resolve(bundle.manifest.windows)
-    assert channel == 2 and level == pytest.approx((300.0 - (600.0 - 1400.0)) / 2800.0)
+    channel, level, margin = bundle.manifest.cavity.resolve(bundle.manifest.windows)
+    assert channel == 2 and level == pytest.approx((300.0 - (600.0 - 1400.0)) / 2800.0) and margin == 2
     assert load_bundle(make_bundle(tmp_path / "none", cavity=None)).manifest.cavity is None
     from isl_rt.pipeline import params_from_bundle
 

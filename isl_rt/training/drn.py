@@ -465,16 +465,15 @@ def _scored_region(dif: np.ndarray, slices: SliceSet, config: DRNTrainConfig) ->
     spec = config.cavity_spec()
     if spec is None:
         return dif, _foreground(slices.x)
-    from isl_rt import kernels
+    from isl_rt.pipeline import mask_cavity
 
     try:
-        channel, bone = spec.resolve(slices.params.windows)
+        cavity = spec.resolve(slices.params.windows)
     except BundleError as err:
         raise TrainingError(f"{err} Train with --no-cavity for images without HU windows.") from None
     x = np.ascontiguousarray(slices.x, dtype=np.float32)
-    mask = kernels.cavity(x, channel, bone, spec.margin)
-    scored = np.asarray(dif, dtype=np.float32) * mask[:, None]
-    region = mask > 0
+    scored = np.array(dif, dtype=np.float32)  # a copy: the cached differences stay as they are
+    region = mask_cavity(x, scored, cavity) > 0
     empty = ~region.any(axis=(1, 2))
     region[empty] = _foreground(x[empty])
     return scored, region
