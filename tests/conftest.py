@@ -407,6 +407,24 @@ def cupy():
 
 
 @pytest.fixture
+def threads_one():
+    """Runs the native kernels on one OpenMP thread for the duration of a test."""
+    from isl_rt import extensions
+
+    native = extensions.native()
+    before = native.build_info()["openmp_max_threads"]
+    native.set_num_threads(1)
+    yield
+    native.set_num_threads(before)
+
+
+@pytest.fixture
+def cp(cupy):
+    """The `cupy` fixture under CuPy's usual short name."""
+    return cupy
+
+
+@pytest.fixture
 def one_torch_thread():
     """One torch thread: the suite shares two cores, and oversubscription slows small tensors badly."""
     torch = pytest.importorskip("torch")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from isl_rt import extensions
 from isl_rt import kernels as K
 from isl_rt.errors import IslError
 from isl_rt.kernels import reference as R
@@ -53,16 +52,6 @@ CASES = {
     "one_pixel": (2, 2, 1, 1),
     "s_equals_k": (1, 3, 5, 5),
 }
-
-
-@pytest.fixture
-def threads_one():
-    """Runs the native kernels on one OpenMP thread for the duration of a test."""
-    native = extensions.native()
-    before = native.build_info()["openmp_max_threads"]
-    native.set_num_threads(1)
-    yield
-    native.set_num_threads(before)
 
 
 class TestFanout:
@@ -288,12 +277,6 @@ class TestComposeDiff:
 
 
 # ---- CUDA ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cp(cupy):
-    """Short name for the conftest `cupy` fixture in this file."""
-    return cupy
 
 
 @pytest.mark.gpu

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from isl_rt import extensions
 from isl_rt import kernels as K
 from isl_rt.errors import IslError
 from isl_rt.kernels import reference as R
@@ -49,15 +48,6 @@ def one_pixel_blob(s: int, y: int, x: int, value: float = 1.0, c: int = 1) -> tu
     x_dif = np.zeros((1, c, s, s), np.float32)
     x_dif[0, :, y, x] = value
     return x_dif, np.ones((1, c, s, s), np.float32)
-
-
-@pytest.fixture
-def threads_one():
-    native = extensions.native()
-    before = native.build_info()["openmp_max_threads"]
-    native.set_num_threads(1)
-    yield
-    native.set_num_threads(before)
 
 
 class TestHeatmap:
@@ -249,12 +239,6 @@ class TestHeatmap:
 
 
 # ---- CUDA ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cp(cupy):
-    """Short name for the conftest `cupy` fixture in this file."""
-    return cupy
 
 
 @pytest.mark.gpu
