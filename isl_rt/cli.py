@@ -192,6 +192,11 @@ class _DisLoss(str, Enum):
     hinge = "hinge"
 
 
+class _Disorder(str, Enum):
+    lesion = "lesion"
+    blob = "blob"
+
+
 class _DRNInput(str, Enum):
     difference = "difference"
     slice = "slice"
@@ -388,6 +393,10 @@ def train_drn_command(
     lambda_com: Annotated[float, typer.Option(help="Weight of L_com (pull healthy views to the centre).")] = 1.0,
     lambda_dis: Annotated[float, typer.Option(help="Weight of L_dis (push synthetic disorders away).")] = 1.0,
     dis_loss: Annotated[_DisLoss, typer.Option(help="Form of L_dis.")] = _DisLoss.inverse,
+    disorder: Annotated[
+        _Disorder,
+        typer.Option(help="Synthetic disorder x⁺: lesion (tissue of shifted density pasted into the slice) or blob (intensity pasted into the difference image)."),
+    ] = _Disorder.lesion,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same run.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --ckpt from drn_last.pt.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
@@ -409,7 +418,7 @@ def train_drn_command(
     config = DRNTrainConfig(
         preset=preset.value, embedding_dim=embedding_dim, k=k, stride=stride, pretrain_epochs=pretrain_epochs,
         max_epochs=max_epochs, patience=patience, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
-        queue_size=queue_size, lambda_com=lambda_com, lambda_dis=lambda_dis, dis_loss=dis_loss.value, seed=seed,
+        queue_size=queue_size, lambda_com=lambda_com, lambda_dis=lambda_dis, dis_loss=dis_loss.value, disorder=disorder.value, seed=seed,
         cavity=cavity, cavity_bone_hu=cavity_bone_hu, cavity_margin=cavity_margin, input=input.value,
         device=device, threads=threads, command=_command_line(),
     )
@@ -501,6 +510,8 @@ def _echo_bundle(summary: dict[str, Any]) -> None:
     tr = summary["training"]
     epochs = ", ".join(f"{k} {v}" for k, v in tr["epochs"].items())
     typer.echo(f"  trained on: {tr['data']} ({tr['series']} series, {tr['slices']} slices), seed {tr['seed']}, features {tr['feature_network']}, epochs: {epochs}")
+    if tr.get("drn_data"):
+        typer.echo(f"  DRN trained on: {tr['drn_data']}")
     typer.echo(f"  versions: {', '.join(f'{k} {v}' for k, v in summary['versions'].items())}")
 
 

@@ -19,8 +19,10 @@ from isl_rt.training.drn import (  # noqa: E402
     DRNTrainer,
     difference_images,
     dihedral_view,
+    lesion_differences,
     load_drn,
     synthetic_disorder,
+    synthetic_lesion,
     train_drn,
 )
 from isl_rt.training.features import train_self_supervised_features  # noqa: E402
@@ -277,6 +279,62 @@ def test_synthetic_disorder_adds_difference_intensity_inside_the_head():
     assert torch.equal(plus, again)
 
 
+CT_WINDOWS = torch.tensor([[40.0, 80.0], [75.0, 215.0], [600.0, 2800.0]])
+
+
+def _ct_slices(n: int, size: int = S) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(x [n,3,S,S] windowed from a HU phantom of brain 30 HU inside a 1000 HU ring, region, HU)."""
+    yy, xx = np.mgrid[:size, :size] / size - 0.5
+    r = np.hypot(xx, yy)
+    hu = np.where(r < 0.3, 30.0, np.where(r < 0.4, 1000.0, -1000.0))
+    hu = hu + np.random.default_rng(0).normal(0, 3, (n, size, size)) * (r < 0.3)
+    w = CT_WINDOWS.numpy()
+    x = np.clip((hu[:, None] - (w[None, :, 0, None, None] - w[None, :, 1, None, None] / 2)) / w[None, :, 1, None, None], 0, 1)
+    region = torch.from_numpy(np.broadcast_to(r < 0.28, (n, size, size)).copy())
+    return torch.from_numpy(x.astype(np.float32)), region, hu
+
+
+def test_synthetic_lesion_shifts_tissue_density_in_every_window_inside_the_region():
+    x, region, hu = _ct_slices(8)
+    plus = synthetic_lesion(x, region, CT_WINDOWS, torch_generator(2, 0, 0))
+    change = (plus - x).abs()
+    assert float(plus.min()) >= 0.0 and float(plus.max()) <= 1.0
+    assert all(float(change[i].max()) > 0.1 for i in range(8))  # every slice got a lesion
+    assert float(change.sum(1)[~region].max()) == 0.0  # nothing outside the region, not even rounding
+    # a density shift δ shows as δ/width in each unclipped window: the brain window (80 HU) moves
+    # 2800/80 = 35 times as much as the bone window wherever neither clips
+    moved = (change[:, 2] > 1e-4) & (plus[:, 0] > 0.01) & (plus[:, 0] < 0.99) & (x[:, 0] > 0.01) & (x[:, 0] < 0.99)
+    assert int(moved.sum()) > 20
+    ratio = (plus[:, 0] - x[:, 0])[moved] / (plus[:, 2] - x[:, 2])[moved]
+    np.testing.assert_allclose(ratio.numpy(), 2800.0 / 80.0, rtol=1e-2)
+    # the pixels' own noise stays: a lesion is a shift, not a flat fill (except where it clips)
+    inner = (change[:, 0] > 0) & (plus[:, 0] > 0.01) & (plus[:, 0] < 0.99)
+    assert float((plus[:, 0] - x[:, 0])[inner].std()) < float(x[:, 0][region].std()) * 10
+    assert torch.equal(plus, synthetic_lesion(x, region, CT_WINDOWS, torch_generator(2, 0, 0)))
+
+
+def test_lesion_differences_change_only_the_lesion_pixels_against_the_dedisorder_image():
+    x, region, _ = _ct_slices(4)
+    dd = (x + 0.02).clamp(0, 1).numpy()  # a dedisorder image close to the slice
+    dif = ((x - torch.from_numpy(dd)).abs() * region.unsqueeze(1)).float()
+    plus = lesion_differences(dif, x.numpy(), dd, region, CT_WINDOWS, torch_generator(5, 0, 0))
+    x_plus = synthetic_lesion(x, region, CT_WINDOWS, torch_generator(5, 0, 0))
+    expected = ((x_plus - torch.from_numpy(dd)).abs() * region.unsqueeze(1)).clamp(0, 1)
+    torch.testing.assert_close(plus, expected, atol=1e-6, rtol=0)
+    assert float((plus - dif).abs().max()) > 0.1
+    # the slice-input ablation compares x⁺ with nothing: x⁺ itself inside the region
+    as_slice = lesion_differences(x * region.unsqueeze(1), x.numpy(), None, region, CT_WINDOWS, torch_generator(5, 0, 0))
+    torch.testing.assert_close(as_slice, x_plus * region.unsqueeze(1), atol=1e-6, rtol=0)
+
+
+def test_old_drn_checkpoints_read_as_blob_disorders():
+    old = {k: v for k, v in DRNTrainConfig().to_dict().items() if k != "disorder"}
+    assert DRNTrainConfig.from_dict(old).disorder == "blob"
+    assert DRNTrainConfig().disorder == "lesion"
+    with pytest.raises(TrainingError, match="lesion or blob"):
+        DRNTrainConfig(disorder="cutout").validate()
+
+
 # ---- loops: checkpoints, selection, repeatability, resume --------------------------------------------
 def test_train_dedn_writes_checkpoints_and_resumes_exactly(tmp_path):
     data = synthetic_slices()
@@ -347,6 +405,8 @@ def test_train_drn_end_to_end_and_resume(tmp_path):
     assert (result.pretrain_epochs, result.finetune_epochs) == (1, 2)
     assert len(result.centre) == 8
     assert (tmp_path / "differences" / "dif.npy").is_file()
+    dd = np.load(tmp_path / "differences" / "dd.npy")  # the dedisorder images the lesions are compared with
+    np.testing.assert_allclose(np.abs(data.x - dd), np.load(tmp_path / "differences" / "dif.npy"), atol=1e-6)
     model, meta = load_drn(tmp_path / "drn_best.pt")
     assert meta["partition"] == Partition.cells(2).to_dict() and meta["centre"] == pytest.approx(result.centre)
     assert model(torch.from_numpy(np.load(tmp_path / "differences" / "dif.npy")[:2])).shape == (2, 8)

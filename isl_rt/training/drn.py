@@ -4,7 +4,8 @@
    inference partition (``Partition.cells(k)`` by default) with the runtime's kernels,
    ``x_dif = |x - Σ_g x̂_g·(1-m_g)|`` via ``isl_rt.kernels.fanout`` / ``compose_diff``, so the DRN
    trains on exactly what the runtime feeds it. Cached in ``ckpt_dir/differences/`` and keyed by
-   the sha256 of the DeDN checkpoint and the partition.
+   the sha256 of the DeDN checkpoint and the partition, together with the dedisorder images
+   x_dd that synthetic lesions are compared with.
 2. MoCo pretraining (v2 flavour): query encoder = DRN + MLP projection head, momentum key
    encoder (m = 0.99), a queue of normalised keys, InfoNCE at temperature 0.2. The queue holds
    ``queue_size`` keys but at most N - batch (N difference images), so that within an epoch it
@@ -17,8 +18,13 @@
 4. Fine-tuning with λc·L_com + λd·L_dis:
    L_com = ½(mean ||h(x) - c||² + mean ||h(x⁻) - c||²), x⁻ a rotated/flipped view (one of the 7
    non-identity dihedral transforms);
-   L_dis pushes h(x⁺) away from c, x⁺ a synthetic-disorder view: 1-3 elliptical blobs of
-   difference intensity (0.1-0.6, per-channel weights) pasted inside the head, plus a
+   L_dis pushes h(x⁺) away from c, x⁺ a synthetic-disorder view. ``disorder="lesion"``
+   (default): 1-3 lesions of shifted tissue density pasted into the *slice* inside the scored
+   region and compared with the slice's dedisorder image, x⁺ = |x_lesion - x_dd|
+   (:func:`synthetic_lesion`), so a synthetic disorder shows in each window as a real one
+   would (strongly in the brain window, faintly in the bone window) and carries the slice's own
+   noise. ``disorder="blob"`` (the first recipe): 1-3 elliptical blobs of difference intensity
+   (0.1-0.6, independent random per-channel weights) pasted into the difference image, plus a
    rectangle "cutout" of such intensity with probability 0.3. ``dis_loss="inverse"`` (default,
    Deep SAD's form): mean 1 / (||h(x⁺) - c||² + 1e-6); ``"hinge"``: mean max(0, margin - ||h(x⁺) - c||)².
    Model selection as for the DeDN: stop when the fine-tuning loss has not decreased for
@@ -73,9 +79,11 @@ __all__ = [
     "DRNTrainer",
     "difference_images",
     "dihedral_view",
+    "lesion_differences",
     "load_drn",
     "moco_view",
     "synthetic_disorder",
+    "synthetic_lesion",
     "train_drn",
 ]
 
@@ -109,6 +117,10 @@ class DRNTrainConfig:
     lambda_com: float = 1.0
     lambda_dis: float = 1.0
     dis_loss: str = "inverse"
+    #: the synthetic disorder x⁺: "lesion", tissue of shifted density pasted into the slice and
+    #: compared with the dedisorder image (:func:`synthetic_lesion`), or "blob", difference
+    #: intensity pasted into the difference image itself (:func:`synthetic_disorder`)
+    disorder: str = "lesion"
     margin: float = 1.0
     centre_eps: float = 0.1
     #: images per DeDN call when computing difference images
@@ -131,7 +143,8 @@ class DRNTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DRNTrainConfig:
-        return cls(**{"cavity": False, **data})  # checkpoints from before the cavity scored whole slices
+        # checkpoints from before the cavity scored whole slices, and before lesions were pasted into slices
+        return cls(**{"cavity": False, "disorder": "blob", **data})
 
     def cavity_spec(self) -> CavitySpec | None:
         """The bundle's form of the cavity this DRN was trained with (None: whole slices)."""
@@ -157,6 +170,8 @@ class DRNTrainConfig:
             raise TrainingError(f"the DRN input must be difference or slice, got {self.input!r}.")
         if self.cavity_margin < 0:
             raise TrainingError(f"--cavity-margin must be 0 or more pixels, got {self.cavity_margin}.")
+        if self.disorder not in ("lesion", "blob"):
+            raise TrainingError(f"the synthetic disorder must be lesion or blob, got {self.disorder!r}.")
         if self.dis_loss not in ("inverse", "hinge"):
             raise TrainingError(f"the disorder loss must be inverse or hinge, got {self.dis_loss!r}.")
         if not 0.0 <= self.momentum < 1.0 or self.temperature <= 0:
@@ -188,8 +203,10 @@ def difference_images(
     device: torch.device = torch.device("cpu"),
     batch_images: int = 32,
     progress: ProgressCallback | None = None,
+    out_dd: np.ndarray | None = None,
 ) -> np.ndarray:
-    """x_dif float32 [N,C,S,S] of slices x [N,C,S,S] / edges, through the runtime's kernels."""
+    """x_dif float32 [N,C,S,S] of slices x [N,C,S,S] / edges, through the runtime's kernels;
+    the dedisorder images x_dd go to ``out_dd`` when one is given."""
     from isl_rt import kernels
 
     n, _, size, _ = x.shape
@@ -207,15 +224,18 @@ def difference_images(
         fan = kernels.fanout(xs, es, group_map, groups)
         with torch.no_grad():
             xhat = dedn(torch.from_numpy(np.ascontiguousarray(fan)).to(device)).cpu().numpy()
-        _, dif = kernels.compose_diff(xs, np.ascontiguousarray(xhat, dtype=np.float32), group_map, groups)
+        dd, dif = kernels.compose_diff(xs, np.ascontiguousarray(xhat, dtype=np.float32), group_map, groups)
         out[start:stop] = dif
+        if out_dd is not None:
+            out_dd[start:stop] = dd
         emit(progress, ProgressEvent("differences", "step", 1, 1, call, calls))
     return out
 
 
 def _cached_differences(
     ckpt_dir: Path, slices: SliceSet, config: DRNTrainConfig, device: torch.device, progress: ProgressCallback | None
-) -> tuple[np.ndarray, dict[str, Any]]:
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(x_dif, x_dd, cache key) of the training slices, memory-mapped from ``ckpt_dir/differences``."""
     dedn_path = ckpt_dir / "dedn_best.pt"
     if not dedn_path.is_file():
         raise TrainingError(f"{dedn_path} does not exist: train the DeDN first (isl-rt train dedn ... --ckpt {ckpt_dir}).")
@@ -227,10 +247,11 @@ def _cached_differences(
     }
     folder = ckpt_dir / "differences"
     meta_path = folder / "differences.json"
-    if meta_path.is_file():
+    files = {"dif": folder / "dif.npy", "dd": folder / "dd.npy"}
+    if meta_path.is_file() and all(path.is_file() for path in files.values()):
         try:
             if json.loads(meta_path.read_text()).get("key") == key:
-                return np.load(folder / "dif.npy", mmap_mode="r"), key
+                return np.load(files["dif"], mmap_mode="r"), np.load(files["dd"], mmap_mode="r"), key
         except (json.JSONDecodeError, OSError, ValueError):
             pass
     dedn, dedn_meta = load_dedn(dedn_path, device)
@@ -239,16 +260,20 @@ def _cached_differences(
             f"{dedn_path} was trained on {dedn.channels}-channel {dedn_meta['size']}-pixel slices, but the data gives "
             f"{slices.params.channels}-channel {slices.params.size}-pixel slices: train the DRN on the DeDN's data."
         )
-    dif = difference_images(dedn, slices.x, slices.edges, config.partition(), device=device, batch_images=config.dedn_batch, progress=progress)
+    dd = np.empty(slices.x.shape, dtype=np.float32)
+    dif = difference_images(
+        dedn, slices.x, slices.edges, config.partition(), device=device, batch_images=config.dedn_batch, progress=progress, out_dd=dd
+    )
     folder.mkdir(parents=True, exist_ok=True)
     meta_path.unlink(missing_ok=True)
-    with open(folder / "dif.npy.tmp", "wb") as handle:
-        np.save(handle, dif, allow_pickle=False)
-    (folder / "dif.npy.tmp").replace(folder / "dif.npy")
+    for name, array in (("dif", dif), ("dd", dd)):
+        with open(folder / f"{name}.npy.tmp", "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+        (folder / f"{name}.npy.tmp").replace(files[name])
     from isl_rt.outputs import write_json_atomic
 
     write_json_atomic(meta_path, {"key": key})
-    return np.load(folder / "dif.npy", mmap_mode="r"), key
+    return np.load(files["dif"], mmap_mode="r"), np.load(files["dd"], mmap_mode="r"), key
 
 
 # ---- views ----------------------------------------------------------------------------------------
@@ -284,6 +309,74 @@ def moco_view(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     sigma = (0.005 * torch.rand(b, 1, 1, 1, generator=gen)).to(x.device, x.dtype)
     noise = torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
     return (x * scale + sigma * noise).clamp(0.0, 1.0)
+
+
+def synthetic_lesion(
+    x: torch.Tensor, region: torch.Tensor, windows: torch.Tensor, gen: torch.Generator, *, p_border: float = 0.3, p_large: float = 0.2
+) -> torch.Tensor:
+    """x⁺ in the image domain: slices [B,C,S,S] with 1-3 lesions whose tissue is shifted in density.
+
+    Each lesion is an ellipse (radii 2-15% of S, soft edge) inside ``region`` (bool [B,S,S]; with
+    probability ``p_border`` centred within 3 pixels of its border, where extra-axial collections
+    lie). Its intensity shift δ is drawn in units of the narrowest window width W: ±0.15-1 W (for
+    CT with a 40/80 brain window: 12-80 HU, the range of infarcts, oedema, cysts and fresh blood)
+    or, with probability ``p_large``, ±2-10 W (air, calcification). The density of every pixel is
+    read back from the narrowest window that does not clip it, shifted by α·δ (α the edge
+    profile), and windowed again into every channel, so a lesion shows in each window as it
+    would on the scan: strongly in the brain window, faintly in the bone window. ``windows`` is
+    float [C,2] (level, width). Values stay in [0,1]; the pixels' own noise is kept."""
+    b, c, s, _ = x.shape
+    level, width = windows[:, 0].view(1, c, 1, 1).to(x), windows[:, 1].view(1, c, 1, 1).to(x)
+    low = level - width / 2
+    # density per pixel from the narrowest unclipped window (the widest one where all clip)
+    order = torch.argsort(windows[:, 1]).tolist()
+    density = (low + x * width)[:, order[-1]]
+    for ch in reversed(order[:-1]):
+        inside = (x[:, ch] > 0.002) & (x[:, ch] < 0.998)
+        density = torch.where(inside, (low + x * width)[:, ch], density)
+    w_min = float(windows[:, 1].min())
+    reg = region.to(torch.bool).cpu()
+    eroded = -F.max_pool2d(-reg.float().unsqueeze(1), 7, stride=1, padding=3).squeeze(1)
+    border = reg & (eroded < 0.5)
+    yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij")
+    shift = torch.zeros(b, s, s)
+    for i in range(b):
+        for _ in range(int(torch.randint(1, 4, (1,), generator=gen))):
+            where = border[i] if float(torch.rand(1, generator=gen)) < p_border and bool(border[i].any()) else reg[i]
+            inside = torch.nonzero(where)
+            if inside.shape[0]:
+                cy, cx = inside[int(torch.randint(0, inside.shape[0], (1,), generator=gen))].float().tolist()
+            else:
+                cy, cx = (torch.rand(2, generator=gen) * s).tolist()
+            ry, rx = ((0.02 + 0.13 * torch.rand(2, generator=gen)) * s).clamp(min=1.5).tolist()
+            angle = float(torch.rand(1, generator=gen)) * math.pi
+            dy, dx = yy - cy, xx - cx
+            u = (dx * math.cos(angle) + dy * math.sin(angle)) / rx
+            v = (-dx * math.sin(angle) + dy * math.cos(angle)) / ry
+            alpha = ((1.2 - torch.sqrt(u * u + v * v)) / 0.5).clamp(0.0, 1.0) * reg[i]
+            large = float(torch.rand(1, generator=gen)) < p_large
+            magnitude = (2.0 + 8.0 * float(torch.rand(1, generator=gen))) if large else (0.15 + 0.85 * float(torch.rand(1, generator=gen)))
+            sign = 1.0 if float(torch.rand(1, generator=gen)) < 0.5 else -1.0
+            shift[i] = torch.where(alpha > 0, alpha * sign * magnitude * w_min, shift[i])
+    before = ((density.unsqueeze(1) - low) / width).clamp(0.0, 1.0)
+    after = ((density + shift.to(x)).unsqueeze(1) - low) / width
+    # only the lesions change: pixels without a shift keep their values exactly
+    lesioned = (x + after.clamp(0.0, 1.0) - before).clamp(0.0, 1.0)
+    return torch.where((shift != 0).unsqueeze(1).to(x.device), lesioned, x)
+
+
+def lesion_differences(
+    dif: torch.Tensor, x: np.ndarray, dd: np.ndarray | None, region: torch.Tensor, windows: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor:
+    """x⁺ as the DRN sees it: the difference images ``dif`` [B,C,S,S] (already zero outside the
+    scored region) of slices ``x`` whose dedisorder images are ``dd`` (None: the DRN sees the
+    slices, compared with 0), after :func:`synthetic_lesion` pasted lesions into the slices inside
+    ``region``. Only lesion pixels change: dif + (|x⁺ - x_dd| - |x - x_dd|) inside the region."""
+    xs = torch.from_numpy(np.ascontiguousarray(x))
+    ref = torch.zeros_like(xs) if dd is None else torch.from_numpy(np.ascontiguousarray(dd))
+    x_plus = synthetic_lesion(xs, region, windows, gen)
+    change = ((x_plus - ref).abs() - (xs - ref).abs()) * region.unsqueeze(1).to(xs.dtype)
+    return (dif + change.to(dif.device, dif.dtype)).clamp(0.0, 1.0)
 
 
 def synthetic_disorder(batch: torch.Tensor, foreground: torch.Tensor, gen: torch.Generator, *, p_cutout: float = 0.3) -> torch.Tensor:
@@ -400,11 +493,16 @@ class DRNTrainer:
         return self.centre
 
     # ---- fine-tuning ----------------------------------------------------------------------------
-    def finetune_losses(self, x: torch.Tensor, foreground: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def finetune_losses(
+        self, x: torch.Tensor, foreground: torch.Tensor, gen: torch.Generator, x_plus: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Losses of a batch of difference images; x⁺ is ``x_plus`` when given (see
+        :func:`lesion_differences`), else difference-domain blobs inside ``foreground``."""
         assert self.centre is not None, "compute_centre first"
         c = self.config
         x_minus = dihedral_view(x, gen)
-        x_plus = synthetic_disorder(x, foreground, gen)
+        if x_plus is None:
+            x_plus = synthetic_disorder(x, foreground, gen)
         h = self.encoder(torch.cat([x, x_minus, x_plus]))
         d2 = ((h - self.centre) ** 2).sum(dim=1)
         d_x, d_minus, d_plus = d2.split(x.shape[0])
@@ -417,9 +515,11 @@ class DRNTrainer:
         ratio = torch.sqrt(d_plus + 1e-12).mean() / torch.sqrt(d_x + 1e-12).mean().clamp_min(1e-12)
         return {"loss": total, "com": l_com, "dis": l_dis, "separation": ratio}
 
-    def finetune_step(self, x: torch.Tensor, foreground: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+    def finetune_step(
+        self, x: torch.Tensor, foreground: torch.Tensor, gen: torch.Generator, x_plus: torch.Tensor | None = None
+    ) -> dict[str, float]:
         self.encoder.train()
-        out = self.finetune_losses(x, foreground, gen)
+        out = self.finetune_losses(x, foreground, gen, x_plus)
         self.opt_finetune.zero_grad(set_to_none=True)
         out["loss"].backward()
         self.opt_finetune.step()
@@ -497,10 +597,12 @@ def train_drn(
         raise TrainingError(f"{last_path} exists: pass --resume to continue that run, or choose another --ckpt folder.")
     if config.input == "slice":
         raw_dif = slices.x
+        dedisorder: np.ndarray | None = None  # the slice itself is the DRN's input: x⁺ is compared with 0
         dif_key: dict[str, Any] = {"input": "slice", "slices": {k: v for k, v in slices.summary().items() if k != "excluded"}}
     else:
-        raw_dif, dif_key = _cached_differences(ckpt_dir, slices, config, device, progress)
+        raw_dif, dedisorder, dif_key = _cached_differences(ckpt_dir, slices, config, device, progress)
     dif, region = _scored_region(raw_dif, slices, config)
+    windows = torch.from_numpy(slices.params.windows_array())
     n = dif.shape[0]
     # a queue longer than the data minus a batch would hold keys of the very images of the batch
     # (false negatives): cap it, so that within an epoch every negative is another image
@@ -573,7 +675,12 @@ def train_drn(
         sums = {}
         for step, idx in enumerate(batch_list, start=1):
             x = torch.from_numpy(np.ascontiguousarray(dif[idx])).to(device)
-            losses = trainer.finetune_step(x, torch.from_numpy(region[idx]), gen)
+            fg = torch.from_numpy(region[idx])
+            x_plus = None
+            if config.disorder == "lesion":
+                dd = None if dedisorder is None else np.asarray(dedisorder[idx], dtype=np.float32)
+                x_plus = lesion_differences(x, np.asarray(slices.x[idx], dtype=np.float32), dd, fg, windows, gen)
+            losses = trainer.finetune_step(x, fg, gen, x_plus)
             sums = {k: sums.get(k, 0.0) + v for k, v in losses.items()}
             emit(progress, ProgressEvent("finetune", "step", ft_done + 1, config.max_epochs, step, len(batch_list), losses))
         ft_done += 1
