@@ -200,6 +200,9 @@ class TrainingSpec:
     feature_network: str  # "vgg19" | "self-supervised"
     epochs: dict[str, int]
     losses: dict[str, Any]
+    #: the DRN's data when it is not the DeDN's ``data`` (e.g. healthy studies the DeDN never saw),
+    #: in the same words and counts: "<data> (<series> series, <slices> slices)"; "" = the same data
+    drn_data: str = ""
 
 
 @dataclass(frozen=True)
@@ -305,6 +308,7 @@ class Bundle:
                 "seed": m.training.seed,
                 "feature_network": m.training.feature_network,
                 "epochs": m.training.epochs,
+                "drn_data": m.training.drn_data,
             },
             "versions": m.versions,
         }
@@ -526,6 +530,7 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
         feature_network=r.text(tr, "feature_network", "training"),
         epochs={str(key): int(v) for key, v in r.obj(tr, "epochs", "training").items()},
         losses=dict(r.obj(tr, "losses", "training")),
+        drn_data=str(tr.get("drn_data") or ""),
     )
     versions = {str(key): str(v) for key, v in r.obj(data, "versions", "").items()}
 

@@ -320,6 +320,14 @@ def export_bundle(
     return bundle
 
 
+def _drn_data(dedn_data: dict[str, Any], drn_data: dict[str, Any]) -> str:
+    """The manifest's ``training.drn_data``: the DRN's data in words when it differs from the DeDN's."""
+    keys = ("data", "series", "slices")
+    if all(dedn_data.get(k) == drn_data.get(k) for k in keys):
+        return ""
+    return f"{drn_data['data']} ({drn_data['series']} series, {drn_data['slices']} slices)"
+
+
 def _save_torch(path: Path, model: torch.nn.Module, **config: Any) -> str:
     """Save ``model``'s weights with what rebuilds it (kind, preset, channels, ...); returns the sha256."""
     import torch
@@ -381,12 +389,14 @@ def _write_bundle(
             "drn_pretrain": int(drn_meta["moco_epochs"]),
             "drn_finetune": int(drn_meta["finetune_epochs"]),
         },
+        drn_data=_drn_data(data, drn_meta["data"]),
         losses={
             "dedn": {"weights": dedn_cfg["weights"], "best": best_dedn, "feature_network": dedn_meta.get("feature_summary", {})},
             "drn": {
                 "lambda_com": drn_cfg["lambda_com"],
                 "lambda_dis": drn_cfg["lambda_dis"],
                 "dis_loss": drn_cfg["dis_loss"],
+                "disorder": DRNTrainConfig.from_dict(drn_cfg).disorder,
                 "best": best_drn,
                 "drn_seed": drn_cfg["seed"],
             },

@@ -261,6 +261,21 @@ def test_info_bundle_prints_the_summary(tmp_path):
     assert "scan score > 3" in result.output and "bundle OK" in result.output
 
 
+def test_info_bundle_names_the_drn_data_when_it_is_not_the_dedn_data(tmp_path):
+    root = make_bundle(tmp_path / "b")
+    data = json.loads((root / "manifest.json").read_text())
+    assert data["training"]["drn_data"] == ""  # same data as the DeDN: nothing extra printed
+    assert "DRN trained on" not in runner.invoke(app, ["info", "--bundle", str(root)]).output
+    del data["training"]["drn_data"]  # manifests written before the field existed still load
+    (root / "manifest.json").write_text(json.dumps(data))
+    assert load_bundle(root).manifest.training.drn_data == ""
+    data["training"]["drn_data"] = "40 healthy phantom studies (seed 3000) (40 series, 1282 slices)"
+    (root / "manifest.json").write_text(json.dumps(data))
+    result = runner.invoke(app, ["info", "--bundle", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "DRN trained on: 40 healthy phantom studies (seed 3000) (40 series, 1282 slices)" in result.output
+
+
 def test_info_bundle_json(tmp_path):
     root = make_bundle(tmp_path / "b")
     result = runner.invoke(app, ["info", "--bundle", str(root), "--json"])

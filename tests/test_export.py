@@ -150,6 +150,7 @@ def test_export_bundle_writes_a_valid_parity_checked_bundle(trained_ckpt, tmp_pa
     assert m.drn.embedding_dim == 8 and len(m.drn.centre) == 8
     assert m.threshold is not None and m.threshold.scan_score == 1.3 and m.threshold.n_healthy_scans == 5
     assert m.training.feature_network == "self-supervised" and m.training.slices == 6
+    assert m.training.drn_data == "" and m.training.losses["drn"]["disorder"] == "lesion"  # the DRN saw the DeDN's slices
     assert set(m.versions) >= {"isl_rt", "torch", "onnx", "numpy"}
     assert max(m.training.losses["parity_max_abs_error"].values()) <= 1e-4
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["unit"]  # no staging folder left
@@ -289,3 +290,14 @@ def test_cli_user_errors_are_sentences(tmp_path):
     assert r.exit_code == 1 and "--device must be cpu, cuda or cuda:N" in r.output
     r = runner.invoke(app, ["export", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "dedn_best.pt does not exist" in r.output
+
+
+def test_manifest_names_the_drn_data_only_when_it_differs_from_the_dedn_data():
+    from isl_rt.export import _drn_data
+
+    dedn = {"data": "100 healthy phantom studies (seed 1000)", "series": 100, "slices": 3194, "excluded": {}}
+    assert _drn_data(dedn, dict(dedn)) == ""
+    drn = {"data": "40 healthy phantom studies (seed 3000)", "series": 40, "slices": 1282}
+    assert _drn_data(dedn, drn) == "40 healthy phantom studies (seed 3000) (40 series, 1282 slices)"
+    # --max-series on the DeDN's own data: the same words, fewer series
+    assert _drn_data(dedn, {**dedn, "series": 40, "slices": 1279}) == "100 healthy phantom studies (seed 1000) (40 series, 1279 slices)"
