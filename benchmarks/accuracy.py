@@ -1,7 +1,7 @@
 """Accuracy of a model bundle on a held-out phantom cohort, with the paper's ablations.
 
     python benchmarks/accuracy.py [--cohort build/accuracy-cohort] [--scans 300] [--seed 2026]
-        [--bundle export/head-ct-tiny] [--slice-drn build/ckpt-orig/drn_best.pt] [--stride 2]
+        [--bundle export/head-ct-tiny] [--slice-drn build/ckpt-slice/drn_best.pt] [--stride 2]
         [--out build/accuracy] [--limit N] [--results benchmarks/RESULTS.md]
 
 1. The cohort: ``--scans`` phantom series (60% with one of the 18 disorder types, 40% healthy)
@@ -92,6 +92,29 @@ class SliceDRN:
         return np.linalg.norm(h - self.centre[None], axis=1)
 
 
+def check_run_key(args: argparse.Namespace, bundle: Any, out: Path) -> None:
+    """per_series.jsonl continues only the run it was started by: the same bundle (its manifest),
+    slice DRN, stride and cohort. Another run's rows would silently mix two models' scores."""
+    from isl_rt.bundle import sha256_file
+
+    key = {
+        "bundle_manifest_sha256": sha256_file(bundle.root / "manifest.json"),
+        "slice_drn_sha256": sha256_file(Path(args.slice_drn)) if args.slice_drn else "",
+        "stride": args.stride,
+        "cohort": str(Path(args.cohort).resolve()),
+    }
+    key_path = out / "run.json"
+    if (out / "per_series.jsonl").is_file():
+        before = json.loads(key_path.read_text()) if key_path.is_file() else {}
+        changed = sorted(name for name in key if before.get(name) != key[name] and not (name == "slice_drn_sha256" and not before.get(name)))
+        if changed:
+            raise SystemExit(
+                f"{out / 'per_series.jsonl'} holds scores of another run (different {', '.join(changed)}): "
+                "remove it or pass another --out."
+            )
+    key_path.write_text(json.dumps(key, indent=1) + "\n")
+
+
 def score_cohort(args: argparse.Namespace, bundle: Any, out: Path) -> None:
     """Scores every series of the cohort by every method into per_series.jsonl (seconds per series included)."""
     from dataclasses import replace
@@ -177,7 +200,7 @@ def markdown(results: dict[str, dict[str, Any]], rates: dict[str, float], args: 
         "## Accuracy on a held-out phantom cohort",
         "",
         "Command (repository root, after `pip install \".[train,test]\"`; the slice-DRN ablation needs",
-        "`isl-rt train drn phantom:100:1000 --ckpt build/ckpt-orig --input slice --max-series 40 --seed 0` first):",
+        "`isl-rt train drn phantom:40:3000 --ckpt build/ckpt-slice --input slice --seed 0` into a folder holding a copy of the DeDN checkpoint first):",
         "",
         f"    {command}",
         "",
@@ -265,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     bundle = load_bundle(args.bundle)
+    check_run_key(args, bundle, out)
     score_cohort(args, bundle, out)
     if args.slice_drn:
         add_slice_drn(args, bundle, out)

@@ -280,7 +280,7 @@ def canny_cases(bench: Bench) -> Iterator[CaseRow]:
         yield "canny", "tiny", x.size, {"input": "float32", "low": low, "high": high, "sigma": sigma}, impls
 
 
-# ---- fanout, compose_diff, heatmap ----------------------------------------------------------------
+# ---- fanout, compose_diff, heatmap, cavity ------------------------------------------------------
 def _head_slices(n: int, c: int, s: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:s, 0:s]
@@ -373,6 +373,26 @@ def heatmap_cases(bench: Bench) -> Iterator[CaseRow]:
         yield "heatmap", name, n * s * s, dict(HEAT_PARAMS), impls
 
 
+def cavity_cases(bench: Bench) -> Iterator[CaseRow]:
+    """The cranial cavity mask on the same head slices: the bone channel is the rim (0.95)."""
+    for name, shape in B_SHAPES.items():
+        if name not in bench.shapes:
+            continue
+        d = _b_inputs(shape)
+        n, s = shape["n"], shape["s"]
+        channel, bone, margin = 2, 0.8, 2
+        mask = np.empty((n, s, s), np.float32)
+        impls: Impls = {
+            "native": lambda d=d, mask=mask: K.cavity(d["x"], channel, bone, margin, out=mask),
+            "reference": lambda d=d, mask=mask: R.cavity(d["x"], channel, bone, margin, out=mask),
+        }
+        if bench.cupy is not None:
+            cp = bench.cupy
+            dx, dmask = cp.asarray(d["x"]), cp.empty(mask.shape, cp.float32)
+            impls["cuda"] = bench.cuda_sync(lambda dx=dx, dmask=dmask: K.cavity(dx, channel, bone, margin, out=dmask))
+        yield "cavity", name, n * s * s, {"bone": bone, "margin": margin}, impls
+
+
 # ---- the registry --------------------------------------------------------------------------------
 CASES: list[Callable[[Bench], Iterator[CaseRow]]] = [
     window_cases,
@@ -381,6 +401,7 @@ CASES: list[Callable[[Bench], Iterator[CaseRow]]] = [
     fanout_cases,
     compose_diff_cases,
     heatmap_cases,
+    cavity_cases,
 ]
 
 

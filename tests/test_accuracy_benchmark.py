@@ -44,3 +44,7 @@ def test_accuracy_tables_land_between_the_markers(small_bundle, phantom_cohort, 
     isl = {r["uid"]: r["isl"] for r in map(json.loads, rows.splitlines())}
     scores = (tmp_path / "acc" / "scores_isl.csv").read_text().splitlines()[1:]
     assert {line.split(",")[0]: float(line.split(",")[1]) for line in scores} == pytest.approx(isl, rel=1e-8)
+    # the rows belong to this bundle: a run with another stride (or bundle) refuses to mix into them
+    with pytest.raises(SystemExit, match="another run.*stride.*remove it or pass another --out"):
+        accuracy.main([*args, "--stride", "4"])
+    assert (tmp_path / "acc" / "per_series.jsonl").read_text() == rows
