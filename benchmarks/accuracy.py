@@ -6,7 +6,7 @@
 
 1. The cohort: ``--scans`` phantom series (60% with one of the 18 disorder types, 40% healthy)
    drawn with ``--seed``, a seed no training or calibration run of the shipped bundle uses
-   (training 1000..1099, calibration 31337). Written once into ``--cohort`` and reused.
+   (training 1000..1099 and 3000..3039, calibration 31337). Written once into ``--cohort`` and reused.
 2. Every series is scored, in one pass, by:
    - ``isl``: the full ISL pipeline exactly as ``isl-rt scan`` runs it (scan score = mean DRN
      slice score), K×K cells, ONNX Runtime;

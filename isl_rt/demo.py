@@ -17,7 +17,7 @@ from isl_rt import metrics
 from isl_rt.evaluate import read_labels, read_score_rows
 from isl_rt.errors import IslError
 
-#: the demo cohort's seed; the shipped bundle was trained on studies seeded 1000..1099
+#: the demo cohort's seed; the shipped bundle was trained on studies seeded 1000..1099 (DeDN) and 3000..3039 (DRN)
 DEMO_SEED = 20241122
 
 

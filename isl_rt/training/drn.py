@@ -311,6 +311,26 @@ def moco_view(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (x * scale + sigma * noise).clamp(0.0, 1.0)
 
 
+def _random_ellipse(
+    where: torch.Tensor, grid: tuple[torch.Tensor, torch.Tensor], radius: tuple[float, float], gen: torch.Generator
+) -> torch.Tensor:
+    """r² [S,S] of an ellipse (r² < 1 inside) centred on a random pixel of ``where`` (bool [S,S];
+    anywhere when it has none), radii (radius[0] + radius[1]·U)·S of at least 1.5 px, random angle."""
+    yy, xx = grid
+    s = yy.shape[0]
+    inside = torch.nonzero(where)
+    if inside.shape[0]:
+        cy, cx = inside[int(torch.randint(0, inside.shape[0], (1,), generator=gen))].float().tolist()
+    else:
+        cy, cx = (torch.rand(2, generator=gen) * s).tolist()
+    ry, rx = ((radius[0] + radius[1] * torch.rand(2, generator=gen)) * s).clamp(min=1.5).tolist()
+    angle = float(torch.rand(1, generator=gen)) * math.pi
+    dy, dx = yy - cy, xx - cx
+    u = (dx * math.cos(angle) + dy * math.sin(angle)) / rx
+    v = (-dx * math.sin(angle) + dy * math.cos(angle)) / ry
+    return u * u + v * v
+
+
 def synthetic_lesion(
     x: torch.Tensor, region: torch.Tensor, windows: torch.Tensor, gen: torch.Generator, *, p_border: float = 0.3, p_large: float = 0.2
 ) -> torch.Tensor:
@@ -343,17 +363,8 @@ def synthetic_lesion(
     for i in range(b):
         for _ in range(int(torch.randint(1, 4, (1,), generator=gen))):
             where = border[i] if float(torch.rand(1, generator=gen)) < p_border and bool(border[i].any()) else reg[i]
-            inside = torch.nonzero(where)
-            if inside.shape[0]:
-                cy, cx = inside[int(torch.randint(0, inside.shape[0], (1,), generator=gen))].float().tolist()
-            else:
-                cy, cx = (torch.rand(2, generator=gen) * s).tolist()
-            ry, rx = ((0.02 + 0.13 * torch.rand(2, generator=gen)) * s).clamp(min=1.5).tolist()
-            angle = float(torch.rand(1, generator=gen)) * math.pi
-            dy, dx = yy - cy, xx - cx
-            u = (dx * math.cos(angle) + dy * math.sin(angle)) / rx
-            v = (-dx * math.sin(angle) + dy * math.cos(angle)) / ry
-            alpha = ((1.2 - torch.sqrt(u * u + v * v)) / 0.5).clamp(0.0, 1.0) * reg[i]
+            r2 = _random_ellipse(where, (yy, xx), (0.02, 0.13), gen)
+            alpha = ((1.2 - torch.sqrt(r2)) / 0.5).clamp(0.0, 1.0) * reg[i]
             large = float(torch.rand(1, generator=gen)) < p_large
             magnitude = (2.0 + 8.0 * float(torch.rand(1, generator=gen))) if large else (0.15 + 0.85 * float(torch.rand(1, generator=gen)))
             sign = 1.0 if float(torch.rand(1, generator=gen)) < 0.5 else -1.0
@@ -388,18 +399,8 @@ def synthetic_disorder(batch: torch.Tensor, foreground: torch.Tensor, gen: torch
     add = torch.zeros(b, c, s, s)
     fg = foreground.cpu()
     for i in range(b):
-        inside = torch.nonzero(fg[i])
         for _ in range(int(torch.randint(1, 4, (1,), generator=gen))):
-            if inside.shape[0]:
-                cy, cx = inside[int(torch.randint(0, inside.shape[0], (1,), generator=gen))].float().tolist()
-            else:
-                cy, cx = (torch.rand(2, generator=gen) * s).tolist()
-            ry, rx = ((0.03 + 0.12 * torch.rand(2, generator=gen)) * s).clamp(min=1.5).tolist()
-            angle = float(torch.rand(1, generator=gen)) * math.pi
-            dy, dx = yy - cy, xx - cx
-            u = (dx * math.cos(angle) + dy * math.sin(angle)) / rx
-            v = (-dx * math.sin(angle) + dy * math.cos(angle)) / ry
-            r2 = u * u + v * v
+            r2 = _random_ellipse(fg[i], (yy, xx), (0.03, 0.12), gen)
             profile = torch.where(r2 < 2.25, torch.exp(-2.0 * r2), torch.zeros(()))
             amplitude = (0.1 + 0.5 * torch.rand(1, generator=gen)) * (0.2 + 0.8 * torch.rand(c, generator=gen))
             add[i] = torch.maximum(add[i], amplitude.view(c, 1, 1) * profile)
