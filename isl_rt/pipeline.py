@@ -229,6 +229,38 @@ def series_json_dir(out_csv: Path) -> Path:
     return out_csv.parent / f"{out_csv.stem}.series"
 
 
+#: beside the per-series JSON: which bundle wrote the scores CSV (a UID-named file never starts with "_")
+RUN_FILE = "_run.json"
+
+
+def _run_key(bundle: "Bundle") -> dict[str, str]:
+    """What wrote a scores CSV: the bundle's name and the sha256 of its manifest (networks, centre,
+    threshold, partition, ...)."""
+    from isl_rt.bundle import sha256_file
+
+    return {"bundle": bundle.manifest.name, "manifest_sha256": sha256_file(bundle.root / "manifest.json")}
+
+
+def _check_resume(out_csv: Path, json_dir: Path, key: dict[str, str]) -> None:
+    """Raises when ``out_csv`` already holds rows another bundle wrote: a resumed run would mix
+    their scores and flags with its own."""
+    import json
+
+    path = json_dir / RUN_FILE
+    if not (out_csv.is_file() and out_csv.stat().st_size > 0 and path.is_file()):
+        return
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError):
+        before = {}
+    if before.get("manifest_sha256") != key["manifest_sha256"]:
+        raise InputError(
+            f"{out_csv} holds scores of bundle '{before.get('bundle', '?')}' (manifest sha256 "
+            f"{str(before.get('manifest_sha256', '?'))[:12]}…), not of '{key['bundle']}' ({key['manifest_sha256'][:12]}…): "
+            "their scores and flags would mix; choose another --out or pass --no-resume to start it over."
+        )
+
+
 def scan_directory(
     root: Path,
     out_csv: Path,
@@ -255,8 +287,12 @@ def scan_directory(
     discovery = dicom.discover(Path(root))
     summary = ScanSummary(out=out_csv, backend=backend_name)
     json_dir = series_json_dir(out_csv)
+    run_key = _run_key(bundle)
+    if resume:
+        _check_resume(out_csv, json_dir, run_key)
     start = time.perf_counter()
     with ScoreTable(out_csv, resume=resume) as table, ThreadPoolExecutor(max_workers=1, thread_name_prefix="isl-load") as pool:
+        write_json_atomic(json_dir / RUN_FILE, run_key)
         # Files and series discovery could not use: one skipped or error row each, keyed by path (a
         # bad file of a good series must not mark that series as done for --resume).
         skipped_rows = [

@@ -113,6 +113,29 @@ def test_a_run_killed_half_way_resumes_to_the_same_csv(small_bundle, messy_folde
     assert again.ok == 0 and again.errors == 0
 
 
+def test_resume_refuses_a_csv_another_bundle_wrote(small_bundle, messy_folder, tmp_path):
+    out = tmp_path / "scores.csv"
+    args = ["scan", str(messy_folder), "--out", str(out), "--threads", "1"]
+    first = CliRunner().invoke(app, [*args, "--bundle", str(small_bundle.root)])
+    assert first.exit_code == 0, first.output
+    rows = out.read_text()
+    run = json.loads((series_json_dir(out) / "_run.json").read_text())
+    assert run["bundle"] == small_bundle.manifest.name and len(run["manifest_sha256"]) == 64
+    # the same networks recalibrated: another manifest, other flags; resuming would mix them
+    other = tmp_path / "recalibrated"
+    shutil.copytree(small_bundle.root, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["threshold"]["scan_score"] = 0.0
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    second = CliRunner().invoke(app, [*args, "--bundle", str(other)])
+    assert second.exit_code == 1 and "Traceback" not in second.output
+    assert "holds scores of bundle" in second.output and "--no-resume" in second.output
+    assert out.read_text() == rows  # nothing lost, nothing mixed
+    third = CliRunner().invoke(app, [*args, "--bundle", str(other), "--no-resume"])
+    assert third.exit_code == 0, third.output
+    assert all(r["flagged"] == "1" for r in _rows(out) if r["status"] == "ok")
+
+
 def test_healthy_percentile():
     assert healthy_percentile(0.25, [0.1, 0.2, 0.3, 0.4]) == 50.0
     assert healthy_percentile(1.0, [0.1, 0.2]) == 100.0
