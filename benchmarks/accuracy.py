@@ -117,15 +117,12 @@ def check_run_key(args: argparse.Namespace, bundle: Any, out: Path) -> None:
 
 def score_cohort(args: argparse.Namespace, bundle: Any, out: Path) -> None:
     """Scores every series of the cohort by every method into per_series.jsonl (seconds per series included)."""
-    from dataclasses import replace
-
     from isl_rt.backends import open_backends
     from isl_rt.io import dicom
-    from isl_rt.kernels.partition import Partition
-    from isl_rt.pipeline import Scorer, params_from_bundle
+    from isl_rt.pipeline import Scorer, params_from_bundle, with_stride
 
     params = params_from_bundle(bundle)
-    strided = replace(params, partition=Partition.strided(params.partition.k, args.stride))
+    strided = with_stride(params, args.stride)
     done_path = out / "per_series.jsonl"
     done = {json.loads(line)["uid"] for line in done_path.read_text().splitlines()} if done_path.is_file() else set()
     found = dicom.discover(Path(args.cohort))

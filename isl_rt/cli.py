@@ -571,6 +571,7 @@ def scan(
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
     heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Folder for heat maps (NPZ), overlays of the top slices and slice-score curves.")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip series already in --out (default) or start the CSV over.")] = True,
+    stride: Annotated[int, typer.Option("--stride", help="0 = the bundle's partition (K×K single cells, the paper); s in 2..K = s² DeDN passes of non-adjacent cells per slice, faster (accuracy measured in benchmarks/RESULTS.md).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary and its rows as JSON.")] = False,
 ) -> None:
     """Score every axial CT series under DIR: scan score, flag, top slice, APDS; one CSV row per series."""
@@ -580,17 +581,19 @@ def scan(
 
     from isl_rt.backends import open_backends
     from isl_rt.bundle import default_bundle_path, load_bundle
-    from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory
+    from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory, with_stride
 
     start = time.perf_counter()
     if not directory.is_dir():
         raise IslError(f"{directory} is not a folder: pass the folder that holds the DICOM files.")
     loaded = load_bundle(bundle if bundle is not None else default_bundle_path())
+    params = with_stride(params_from_bundle(loaded), stride)
     pair = open_backends(loaded, backend, threads=threads)
     console = Console(stderr=True)
-    console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pair.description}", highlight=False)
+    passes = f"; {params.partition.groups} DeDN passes per slice (--stride {stride})" if stride else ""
+    console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pair.description}{passes}", highlight=False)
     with pair, _ScanProgress(console) as progress:
-        scorer = Scorer(params_from_bundle(loaded), pair.dedn, pair.drn, dedn_batch=batch_size)
+        scorer = Scorer(params, pair.dedn, pair.drn, dedn_batch=batch_size)
         summary = scan_directory(directory, out, loaded, scorer, backend_name=pair.name, resume=resume,
                                  heatmaps=heatmaps, on_series=progress)
     rows = progress.rows

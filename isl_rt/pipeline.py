@@ -163,6 +163,19 @@ class _Stage:
 
 
 # ---- bundle -> parameters ----------------------------------------------------------------------
+def with_stride(params: ScanParams, stride: int) -> ScanParams:
+    """``params`` on the coarser partition ``Partition.strided(K, stride)``: stride² DeDN passes of
+    non-adjacent cells per slice instead of the bundle's groups; stride 0 keeps the bundle's."""
+    from dataclasses import replace
+
+    if stride == 0:
+        return params
+    k = params.partition.k
+    if not 2 <= stride <= k:
+        raise IslError(f"--stride must be 0 (the bundle's partition) or 2..{k} (K = {k}), got {stride}.")
+    return replace(params, partition=Partition.strided(k, stride))
+
+
 def params_from_bundle(bundle: "Bundle") -> ScanParams:
     """The runtime parameters a bundle's manifest holds."""
     m = bundle.manifest
@@ -233,17 +246,18 @@ def series_json_dir(out_csv: Path) -> Path:
 RUN_FILE = "_run.json"
 
 
-def _run_key(bundle: "Bundle") -> dict[str, str]:
-    """What wrote a scores CSV: the bundle's name and the sha256 of its manifest (networks, centre,
-    threshold, partition, ...)."""
+def _run_key(bundle: "Bundle", partition: Partition) -> dict[str, Any]:
+    """What wrote a scores CSV: the bundle's name, the sha256 of its manifest (networks, centre,
+    threshold, ...) and the partition the scan used."""
     from isl_rt.bundle import sha256_file
 
-    return {"bundle": bundle.manifest.name, "manifest_sha256": sha256_file(bundle.root / "manifest.json")}
+    return {"bundle": bundle.manifest.name, "manifest_sha256": sha256_file(bundle.root / "manifest.json"),
+            "partition": partition.to_dict()}
 
 
-def _check_resume(out_csv: Path, json_dir: Path, key: dict[str, str]) -> None:
-    """Raises when ``out_csv`` already holds rows another bundle wrote: a resumed run would mix
-    their scores and flags with its own."""
+def _check_resume(out_csv: Path, json_dir: Path, key: dict[str, Any]) -> None:
+    """Raises when ``out_csv`` already holds rows another bundle or partition wrote: a resumed run
+    would mix their scores and flags with its own."""
     import json
 
     path = json_dir / RUN_FILE
@@ -258,6 +272,12 @@ def _check_resume(out_csv: Path, json_dir: Path, key: dict[str, str]) -> None:
             f"{out_csv} holds scores of bundle '{before.get('bundle', '?')}' (manifest sha256 "
             f"{str(before.get('manifest_sha256', '?'))[:12]}…), not of '{key['bundle']}' ({key['manifest_sha256'][:12]}…): "
             "their scores and flags would mix; choose another --out or pass --no-resume to start it over."
+        )
+    if before.get("partition", key["partition"]) != key["partition"]:
+        raise InputError(
+            f"{out_csv} holds scores of another partition ({Partition.from_dict(before['partition']).groups} DeDN passes per "
+            f"slice, this run {Partition.from_dict(key['partition']).groups}): choose another --out, the same --stride, "
+            "or pass --no-resume to start it over."
         )
 
 
@@ -287,7 +307,7 @@ def scan_directory(
     discovery = dicom.discover(Path(root))
     summary = ScanSummary(out=out_csv, backend=backend_name)
     json_dir = series_json_dir(out_csv)
-    run_key = _run_key(bundle)
+    run_key = _run_key(bundle, scorer.params.partition)
     if resume:
         _check_resume(out_csv, json_dir, run_key)
     start = time.perf_counter()
@@ -406,6 +426,7 @@ def _score_series(
             **row,
             "bundle": bundle.manifest.name,
             "backend": summary.backend,
+            "dedn_passes_per_slice": scorer.groups,
             "threshold": None if threshold is None else threshold.scan_score,
             "slice_scores": scores.slice_scores,
             "slice_apds": scores.apds,

@@ -136,6 +136,42 @@ def test_resume_refuses_a_csv_another_bundle_wrote(small_bundle, messy_folder, t
     assert all(r["flagged"] == "1" for r in _rows(out) if r["status"] == "ok")
 
 
+def test_stride_picks_the_partition_and_a_csv_never_mixes_partitions(small_bundle, messy_folder, tmp_path):
+    from dataclasses import replace
+
+    from isl_rt.errors import InputError
+    from isl_rt.kernels.partition import Partition
+    from isl_rt.pipeline import with_stride
+
+    k = small_bundle.manifest.partition.k  # 2: stride 2 is the bundle's own 2×2 cells
+    args = ["scan", str(messy_folder), "--threads", "1", "--bundle", str(small_bundle.root)]
+    plain, strided = tmp_path / "plain.csv", tmp_path / "strided.csv"
+    assert CliRunner().invoke(app, [*args, "--out", str(plain)]).exit_code == 0
+    result = CliRunner().invoke(app, [*args, "--out", str(strided), "--stride", str(k)])
+    assert result.exit_code == 0, result.output
+    assert f"{k * k} DeDN passes per slice (--stride {k})" in result.output
+
+    def scores(path):
+        return {r["SeriesInstanceUID"]: float(r["scan_score"]) for r in _rows(path) if r["status"] == "ok"}
+
+    assert len(scores(strided)) == 3 and scores(strided) == pytest.approx(scores(plain), rel=1e-6)
+    ok = next(r for r in _rows(strided) if r["status"] == "ok")
+    detail = json.loads((series_json_dir(strided) / f"{safe_name(ok['SeriesInstanceUID'])}.json").read_text())
+    assert detail["dedn_passes_per_slice"] == k * k
+    params = params_from_bundle(small_bundle)
+    assert with_stride(params, 0) is params
+    for bad in ("1", str(k + 1)):
+        wrong = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "x.csv"), "--stride", bad])
+        assert wrong.exit_code == 1 and f"--stride must be 0 (the bundle's partition) or 2..{k}" in wrong.output
+    # resuming a CSV with another partition (here one pass erasing the whole slice) would mix scores
+    coarse = replace(params_from_bundle(small_bundle), partition=Partition.strided(k, 1))
+    rows = plain.read_text()
+    with open_backends(small_bundle, "onnxruntime", threads=1) as pair:
+        with pytest.raises(InputError, match=rf"another partition \({k * k} DeDN passes per slice, this run 1\)"):
+            scan_directory(messy_folder, plain, small_bundle, Scorer(coarse, pair.dedn, pair.drn), backend_name=pair.name)
+    assert plain.read_text() == rows
+
+
 def test_healthy_percentile():
     assert healthy_percentile(0.25, [0.1, 0.2, 0.3, 0.4]) == 50.0
     assert healthy_percentile(1.0, [0.1, 0.2]) == 100.0
