@@ -248,6 +248,30 @@ def test_drn_finetune_steps_lower_the_centre_loss():
     assert after["separation"] > before["separation"]  # synthetic disorders now sit farther from c
 
 
+def test_drn_finetune_steps_push_synthetic_lesions_away_from_the_centre():
+    x, region, _ = _ct_slices(8)
+    dd = x.clamp(0, 1).numpy() * 0.98  # a dedisorder image close to each slice
+    dif = (x - torch.from_numpy(dd)).abs() * region.unsqueeze(1)
+    trainer = DRNTrainer(DRNTrainConfig(embedding_dim=16, finetune_lr=1e-3), 3, torch.device("cpu"))
+    trainer.compute_centre(dif.numpy())
+
+    def losses(step):
+        gen = torch_generator(0, step, 0)
+        return lesion_differences(dif, x.numpy(), dd, region, CT_WINDOWS, gen), gen
+
+    with torch.no_grad():
+        plus, gen = losses(0)
+        before = {k: float(v) for k, v in trainer.finetune_losses(dif, region, gen, plus).items()}
+    for i in range(30):
+        plus, gen = losses(1 + i)
+        trainer.finetune_step(dif, region, gen, plus)
+    with torch.no_grad():
+        plus, gen = losses(0)
+        after = {k: float(v) for k, v in trainer.finetune_losses(dif, region, gen, plus).items()}
+    assert after["loss"] < 0.7 * before["loss"]
+    assert after["separation"] > before["separation"]  # the lesioned slices now sit farther from c
+
+
 def test_self_supervised_features_learn_the_rotation_task():
     data = synthetic_slices(8)
     net, summary = train_self_supervised_features(data.x, steps=40, batch_size=8, base=8, lr=1e-3, seed=0)
