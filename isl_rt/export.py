@@ -365,6 +365,7 @@ def _write_bundle(
                            doc=f"isl-rt DRN: difference [B,{channels},{size},{size}] -> embedding [B,{drn.embedding_dim}]"),
     }
     dedn_cfg, drn_cfg = dedn_meta["config"], drn_meta["config"]
+    drn_config = DRNTrainConfig.from_dict(drn_cfg)
     # the same weights for the torch backend (reference runs, the GPU path without TensorRT)
     torch_files = {
         "dedn_torch": _save_torch(stage / "dedn.pt", dedn, kind="dedn", preset=str(dedn_cfg["preset"]), channels=channels),
@@ -396,7 +397,7 @@ def _write_bundle(
                 "lambda_com": drn_cfg["lambda_com"],
                 "lambda_dis": drn_cfg["lambda_dis"],
                 "dis_loss": drn_cfg["dis_loss"],
-                "disorder": DRNTrainConfig.from_dict(drn_cfg).disorder,
+                "disorder": drn_config.disorder,
                 "best": best_drn,
                 "drn_seed": drn_cfg["seed"],
             },
@@ -422,7 +423,7 @@ def _write_bundle(
         heatmap=heatmap,
         training=training,
         versions=_versions(),
-        cavity=DRNTrainConfig.from_dict(drn_cfg).cavity_spec(),
+        cavity=drn_config.cavity_spec(),
     )
     write_manifest(stage, manifest)
     load_bundle(stage)  # the staged bundle must pass the runtime's own validation

@@ -350,10 +350,11 @@ def synthetic_lesion(
     low = level - width / 2
     # density per pixel from the narrowest unclipped window (the widest one where all clip)
     order = torch.argsort(windows[:, 1]).tolist()
-    density = (low + x * width)[:, order[-1]]
+    readings = low + x * width  # each channel's density where it does not clip
+    density = readings[:, order[-1]]
     for ch in reversed(order[:-1]):
         inside = (x[:, ch] > 0.002) & (x[:, ch] < 0.998)
-        density = torch.where(inside, (low + x * width)[:, ch], density)
+        density = torch.where(inside, readings[:, ch], density)
     w_min = float(windows[:, 1].min())
     reg = region.to(torch.bool).cpu()
     eroded = -F.max_pool2d(-reg.float().unsqueeze(1), 7, stride=1, padding=3).squeeze(1)
