@@ -1,0 +1,74 @@
+"""`isl-rt info`: the installation, and with --bundle a model bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from isl_rt.cli._app import app, print_json, user_errors
+
+
+@app.command()
+@user_errors
+def info(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    bundle: Annotated[Path | None, typer.Option("--bundle", help="Validate this model bundle (folder or manifest.json) and summarise its manifest.")] = None,
+) -> None:
+    """Version, native and CUDA extension status, OpenMP threads and loadable backends; with --bundle, check a model bundle."""
+    from isl_rt import info as info_lib
+
+    if bundle is not None:
+        from isl_rt.bundle import load_bundle
+
+        summary = load_bundle(bundle).summary()
+        if as_json:
+            print_json(summary)
+        else:
+            echo_bundle(summary)
+            typer.echo("bundle OK: manifest valid, sha256 of both networks match")
+        return
+
+    report = info_lib.collect()
+    if as_json:
+        print_json(report)
+        return
+    typer.echo(f"isl-rt {report['isl_rt']}  (Python {report['python']}, {report['platform']}, {report['cpu_count']} CPUs)")
+    for name, ext in report["extensions"].items():
+        if ext["built"]:
+            details = ", ".join(f"{k}={v}" for k, v in ext.items() if k != "built")
+            typer.echo(f"  isl_rt.{name}: built ({details})")
+        else:
+            typer.echo(f"  isl_rt.{name}: not built ({ext['error']})")
+    for name, backend in report["backends"].items():
+        if backend["available"]:
+            extra = f", providers={backend['providers']}" if "providers" in backend else ""
+            typer.echo(f"  backend {name}: available ({backend.get('version')}{extra})")
+        else:
+            typer.echo(f"  backend {name}: not installed ({backend.get('install', backend.get('error'))})")
+
+
+def echo_bundle(summary: dict[str, Any]) -> None:
+    typer.echo(f"bundle {summary['name']} at {summary['bundle']} (format {summary['format_version']}, preset {summary['preset']}, S={summary['size']})")
+    typer.echo(f"  windows: {', '.join(summary['windows'])}")
+    part, canny = summary["partition"], summary["canny"]
+    typer.echo(f"  partition: K={part['k']}, {part['groups']} groups; canny sigma {canny['sigma']:g}, low {canny['low']:g}, high {canny['high']:g}")
+    cavity, heat = summary["cavity"], summary["heatmap"]
+    region = "whole slice" if cavity is None else (
+        f"cranial cavity (bone >= {cavity['bone_hu']:g} HU in window '{cavity['window']}', margin {cavity['margin']} px)")
+    typer.echo(f"  scored region: {region}; heat map t {heat['threshold']:g}, box {heat['box']}, gamma {heat['gamma']:g}")
+    for key, text in summary["files"].items():
+        typer.echo(f"  {key}: {text}")
+    t = summary["threshold"]
+    if t is None:
+        typer.echo("  threshold: not calibrated")
+    else:
+        q = ", ".join(f"q{k} {v:.4g}" for k, v in t["healthy_quantiles"].items())
+        typer.echo(f"  threshold: scan score > {t['scan_score']:.4g} (specificity {t['target_specificity']:g} on {t['n_healthy_scans']} healthy scans; {q})")
+    tr = summary["training"]
+    epochs = ", ".join(f"{k} {v}" for k, v in tr["epochs"].items())
+    typer.echo(f"  trained on: {tr['data']} ({tr['series']} series, {tr['slices']} slices), seed {tr['seed']}, features {tr['feature_network']}, epochs: {epochs}")
+    if tr.get("drn_data"):
+        typer.echo(f"  DRN trained on: {tr['drn_data']}")
+    typer.echo(f"  versions: {', '.join(f'{k} {v}' for k, v in summary['versions'].items())}")

@@ -1,0 +1,237 @@
+"""The scanning commands: `inspect`, `scan`, `demo`, `calibrate` and `phantom`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from isl_rt.cli._app import app, command_line, print_json, user_errors
+from isl_rt.demo import DEMO_SEED
+from isl_rt.errors import IslError
+
+
+@app.command("inspect")
+@user_errors
+def inspect_command(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder tree of DICOM files.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON entry per series or skipped item.")] = False,
+) -> None:
+    """List the CT series found under DIR (headers only) and what was skipped, and why."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from isl_rt.io.dicom import inspect_tree
+
+    entries = inspect_tree(directory)
+    if as_json:
+        print_json(entries)
+        return
+    counts = {s: sum(e["status"] == s for e in entries) for s in ("ok", "skipped", "error")}
+    table = Table(show_lines=False, pad_edge=False)
+    table.add_column("status")
+    table.add_column("path", overflow="fold", ratio=2)
+    table.add_column("series", overflow="fold", ratio=1)
+    table.add_column("slices", justify="right")
+    table.add_column("matrix, spacing (mm)", overflow="fold", ratio=1)
+    table.add_column("notes", overflow="fold", ratio=3)
+    style = {"ok": "green", "skipped": "yellow", "error": "red"}
+    root = Path(directory)
+    for e in entries:
+        path = Path(e["path"])
+        shown = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        if e["status"] == "ok":
+            name = " ".join(str(v) for v in (e["SeriesNumber"], e["SeriesDescription"]) if v not in (None, ""))
+            r, c = e["pixel_spacing"]
+            geometry = f"{e['matrix'][0]}×{e['matrix'][1]}, {e['slice_spacing']:g}×{r:g}×{c:g}"
+            row = [Text(name or "-"), str(e["n_slices"]), geometry, Text("; ".join(e["warnings"]))]
+        else:
+            files = f"{e['n_files']} files: " if e["n_files"] > 1 else ""
+            row = ["", "", "", Text(files + e["reason"])]
+        table.add_row(Text(e["status"], style=style[e["status"]]), Text(shown), *row)
+    console = Console(soft_wrap=False)
+    console.print(table)
+    console.print(
+        f"{counts['ok']} series ok, {counts['skipped']} skipped, "
+        f"{counts['error']} error{'s' if counts['error'] != 1 else ''}",
+        highlight=False,
+    )
+
+
+@app.command()
+@user_errors
+def phantom(
+    out: Annotated[Path, typer.Argument(help="Folder for the cohort: new, empty, or a previous phantom cohort (replaced).")],
+    scans: Annotated[int, typer.Option("--scans", help="Number of series to write.")] = 40,
+    abnormal_fraction: Annotated[float, typer.Option("--abnormal-fraction", help="Fraction of series with a disorder (0-1).")] = 0.5,
+    seed: Annotated[int, typer.Option("--seed", help="Seed; the same seed writes the same cohort.")] = 7,
+) -> None:
+    """Write a synthetic head-CT cohort: DICOM series, labels.csv and lesion masks."""
+    import time
+
+    from isl_rt.io.phantom import write_cohort
+
+    start = time.perf_counter()
+    summary = write_cohort(out, scans, abnormal_fraction, seed)
+    typer.echo(
+        f"phantom: {summary.series} series written to {summary.out} ({summary.abnormal} abnormal, "
+        f"{summary.disorder_types} disorder types) in {time.perf_counter() - start:.1f} s"
+    )
+
+
+class _ScanProgress:
+    """A progress bar on stderr for scan_directory: series done and slices/s. Keeps the rows."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.rows: list[dict[str, Any]] = []
+        self.progress = Progress(TextColumn("[bold]scan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TextColumn("{task.fields[rate]}"), console=console, transient=True)
+        self.task = self.progress.add_task("scan", total=None, rate="")
+
+    def __call__(self, event: Any) -> None:
+        self.rows.append(event.row)
+        self.progress.update(self.task, total=event.total, completed=event.index,
+                             rate=f"{event.slices_per_second:.1f} slices/s")
+
+    def __enter__(self) -> "_ScanProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+@app.command()
+@user_errors
+def scan(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder tree of DICOM files.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Scores CSV, one row per series; per-series JSON go to <stem>.series/ beside it.")] = Path("scores.csv"),
+    bundle: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder; default the shipped head-ct-tiny.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto, tensorrt, onnxruntime, onnxruntime-cuda, torch or torch-cuda.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="DeDN images per inference call (whole slices of G images each).")] = 16,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
+    heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Folder for heat maps (NPZ), overlays of the top slices and slice-score curves.")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip series already in --out (default) or start the CSV over.")] = True,
+    stride: Annotated[int, typer.Option("--stride", help="0 = the bundle's partition (K×K single cells, the paper); s in 2..K = s² DeDN passes of non-adjacent cells per slice, faster (accuracy measured in benchmarks/RESULTS.md).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary and its rows as JSON.")] = False,
+) -> None:
+    """Score every axial CT series under DIR: scan score, flag, top slice, APDS; one CSV row per series."""
+    import time
+
+    from rich.console import Console
+
+    from isl_rt.backends import open_backends
+    from isl_rt.bundle import default_bundle_path, load_bundle
+    from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory, with_stride
+
+    start = time.perf_counter()
+    if not directory.is_dir():
+        raise IslError(f"{directory} is not a folder: pass the folder that holds the DICOM files.")
+    loaded = load_bundle(bundle if bundle is not None else default_bundle_path())
+    params = with_stride(params_from_bundle(loaded), stride)
+    pair = open_backends(loaded, backend, threads=threads)
+    console = Console(stderr=True)
+    passes = f"; {params.partition.groups} DeDN passes per slice (--stride {stride})" if stride else ""
+    console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pair.description}{passes}", highlight=False)
+    with pair, _ScanProgress(console) as progress:
+        scorer = Scorer(params, pair.dedn, pair.drn, dedn_batch=batch_size)
+        summary = scan_directory(directory, out, loaded, scorer, backend_name=pair.name, resume=resume,
+                                 heatmaps=heatmaps, on_series=progress)
+    rows = progress.rows
+    errors = [r for r in rows if r.get("status") == "error"]
+    if as_json:
+        print_json({"out": str(out), "backend": pair.name, "ok": summary.ok, "errors": summary.errors,
+                     "skipped": summary.skipped, "resumed": summary.resumed, "slices": summary.slices, "seconds": summary.seconds,
+                     "slices_per_second": summary.slices_per_second, "stage_seconds": summary.stage_seconds,
+                     "rows": rows})
+    else:
+        for row in errors:
+            typer.echo(f"error: {row['path']}: {row['error']}", err=True)
+        typer.echo(
+            f"{summary.ok} series scored ({summary.slices} slices, {summary.slices_per_second:.1f} slices/s), "
+            f"{summary.errors} error rows, {summary.skipped} skipped (not CT series), {summary.resumed} already in {out}"
+        )
+    if summary.ok == 0 and summary.resumed == 0:
+        raise IslError(f"No series under {directory} could be scanned; see the error and skipped rows in {out}.")
+    typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {command_line()}", err=as_json)
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo cohort, scores.csv and per-series JSON.")] = Path("isl-rt-demo"),
+    scans: Annotated[int, typer.Option("--scans", help="Series in the demo cohort (about half with a disorder).")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Cohort seed (the default was never used for training).")] = DEMO_SEED,
+    bundle: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder; default the shipped head-ct-tiny.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto, tensorrt, onnxruntime, onnxruntime-cuda, torch or torch-cuda.")] = "auto",
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
+) -> None:
+    """Generate a small phantom cohort, scan it with the shipped bundle, print the scores and the AUC."""
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from isl_rt.backends import open_backends
+    from isl_rt.bundle import default_bundle_path, load_bundle
+    from isl_rt.demo import run_demo
+    from isl_rt.pipeline import Scorer, params_from_bundle
+
+    start = time.perf_counter()
+    loaded = load_bundle(bundle if bundle is not None else default_bundle_path())
+    pair = open_backends(loaded, backend, threads=threads)
+    console = Console(stderr=True)
+    console.print(f"demo: {scans} phantom series (seed {seed}) -> {out}; bundle {loaded.manifest.name}; {pair.description}", highlight=False)
+    with pair, _ScanProgress(console) as progress:
+        result = run_demo(out, scans=scans, seed=seed, bundle=loaded, backend_name=pair.name, on_series=progress,
+                          scorer_factory=lambda: Scorer(params_from_bundle(loaded), pair.dedn, pair.drn))
+    table = Table(title=f"isl-rt demo ({loaded.manifest.name})")
+    for column in ("series", "disorder", "size", "scan score", "flagged"):
+        table.add_column(column, justify="right" if column == "scan score" else "left")
+    for row in result.rows:
+        flag = "-" if row.flagged is None else ("[red]yes[/]" if row.flagged else "no")
+        score = f"{row.scan_score:.4f}" if row.status == "ok" else row.status
+        table.add_row(row.series, row.disorder, row.size_class or "-", score, flag)
+    Console().print(table)
+    auc = "n/a (one class only)" if result.auc is None else f"{result.auc:.3f}"
+    typer.echo(f"cohort AUC {auc} over {sum(r.status == 'ok' for r in result.rows)} series; "
+               f"{result.slices_per_second:.1f} slices/s; scores in {result.scores_csv}, labels in {result.labels_csv}")
+    typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {command_line()}")
+
+
+@app.command()
+@user_errors
+def calibrate(
+    directory: Annotated[Path, typer.Argument(metavar="HEALTHY_DIR", help="DICOM tree of held-out healthy scans (never used for training).", show_default=False)],
+    bundle: Annotated[Path, typer.Option("--bundle", help="Bundle folder whose threshold to calibrate (written into its manifest).")],
+    target_specificity: Annotated[float, typer.Option(help="Share of the healthy scans that must stay below the threshold.")] = 0.95,
+    labels: Annotated[Path | None, typer.Option("--labels", help="labels.csv (SeriesInstanceUID,label): only series labelled 0 are used.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Scores CSV of the calibration scans.")] = Path("calibration-scores.csv"),
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
+) -> None:
+    """Scan held-out healthy scans and set the bundle's scan-score threshold from their scores."""
+    import time
+
+    from isl_rt.backends import open_backends
+    from isl_rt.bundle import calibrate_bundle, load_bundle
+    from isl_rt.evaluate import read_labels, read_score_rows
+    from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory
+
+    start = time.perf_counter()
+    healthy = None if labels is None else {uid for uid, row in read_labels(labels).items() if row["label"] == "0"}
+    loaded = load_bundle(bundle)
+    pair = open_backends(loaded, "auto", threads=threads)
+    with pair:
+        summary = scan_directory(directory, out, loaded, Scorer(params_from_bundle(loaded), pair.dedn, pair.drn),
+                                 backend_name=pair.name, resume=False)
+    scores = [float(r["scan_score"]) for r in read_score_rows(out)
+              if r["status"] == "ok" and (healthy is None or r["SeriesInstanceUID"] in healthy)]
+    calibrated = calibrate_bundle(loaded.root, scores, target_specificity)
+    t = calibrated.require_threshold()
+    typer.echo(f"{len(scores)} healthy scans ({summary.slices} slices, {summary.errors} error rows): threshold "
+               f"scan score > {t.scan_score:.6g} for specificity {t.target_specificity:g}; written to {calibrated.root}")
+    typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {command_line()}")
