@@ -141,7 +141,13 @@ class _TrainingView:
         self.progress.stop()
 
 
-def _prepare_slices(data: str, ckpt: Path, params: Any, labels: Path | None, max_series: int | None) -> Any:
+_LABELS_HELP = (
+    "labels.csv: SeriesInstanceUID,label keeps the series labelled 0; a per-slice CSV (image,label; see isl-rt split) "
+    "keeps the images labelled 0."
+)
+
+
+def _prepare_slices(data: str, ckpt: Path, params: Any, labels: Path | None, max_series: int | None, label_column: str) -> Any:
     from rich.console import Console
 
     from isl_rt.training.data import prepare
@@ -152,7 +158,8 @@ def _prepare_slices(data: str, ckpt: Path, params: Any, labels: Path | None, max
         def report(done: int, total: int, series: str) -> None:
             status.update(f"preparing slices: series {done}/{total} ({series})")
 
-        slices = prepare(data, params, labels=labels, max_series=max_series, cache_dir=ckpt / "data", progress=report)
+        slices = prepare(data, params, labels=labels, max_series=max_series, cache_dir=ckpt / "data", progress=report,
+                         label_column=label_column)
     excluded = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in slices.excluded.items() if n)
     console.print(
         f"{slices.description}: {slices.n_series} series, {len(slices)} slices of {params.size}×{params.size}"
@@ -189,7 +196,8 @@ def train_dedn_command(
     adversarial: Annotated[_Adversarial, typer.Option(help="Adversarial loss.")] = _Adversarial.nsgan,
     windows: Annotated[str, typer.Option(help="HU windows NAME:LEVEL:WIDTH,... (image folders always use identity windows).")] = "brain:40:80,subdural:75:215,bone:600:2800",
     canny: Annotated[str, typer.Option(help="Canny sigma,low,high on the [0,1] windowed image (thresholds on the Sobel L2 magnitude).")] = "1.0,0.15,0.3",
-    labels: Annotated[Path | None, typer.Option(help="labels.csv (SeriesInstanceUID,label): only series labelled 0 are used.")] = None,
+    labels: Annotated[Path | None, typer.Option(help=_LABELS_HELP)] = None,
+    label_column: Annotated[str, typer.Option(help="Label column of a per-slice labels CSV (e.g. lesion).")] = "label",
     max_series: Annotated[int | None, typer.Option(help="Use at most this many series.")] = None,
 ) -> None:
     """Train the DeDN (inpainting generator) on healthy slices."""
@@ -213,7 +221,7 @@ def train_dedn_command(
     )
     config.validate()
     start = time.perf_counter()
-    slices = _prepare_slices(data, ckpt, params, labels, max_series)
+    slices = _prepare_slices(data, ckpt, params, labels, max_series, label_column)
     with _TrainingView() as view:
         result = train_dedn(slices, ckpt, config, resume=resume, progress=view)
     ending = "stopped early" if result.stopped_early else "reached --max-epochs"
@@ -250,7 +258,8 @@ def train_drn_command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --ckpt from drn_last.pt.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     threads: Annotated[int, typer.Option(help="torch CPU threads; 0 = torch's default.")] = 0,
-    labels: Annotated[Path | None, typer.Option(help="labels.csv (SeriesInstanceUID,label): only series labelled 0 are used.")] = None,
+    labels: Annotated[Path | None, typer.Option(help=_LABELS_HELP)] = None,
+    label_column: Annotated[str, typer.Option(help="Label column of a per-slice labels CSV (e.g. lesion).")] = "label",
     max_series: Annotated[int | None, typer.Option(help="Use at most this many series.")] = None,
     cavity: Annotated[bool, typer.Option("--cavity/--no-cavity", help="Score inside the skull only (needs a bone window); the bundle records it.")] = True,
     cavity_bone_hu: Annotated[float, typer.Option(help="HU from which the bone window counts a pixel as skull.")] = 300.0,
@@ -274,7 +283,7 @@ def train_drn_command(
     config.validate()
     start = time.perf_counter()
     params = dedn_prep_params(ckpt)
-    slices = _prepare_slices(data, ckpt, params, labels, max_series)
+    slices = _prepare_slices(data, ckpt, params, labels, max_series, label_column)
     with _TrainingView() as view:
         result = train_drn(slices, ckpt, config, resume=resume, progress=view)
     ending = "stopped early" if result.stopped_early else "reached --max-epochs"
@@ -337,3 +346,24 @@ def export_command(
         if bundle.manifest.threshold is None:
             typer.echo("note: no calibration scores given; the bundle has no scan-score threshold yet.")
     typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {command_line()}", err=as_json)
+
+
+@app.command("split")
+@user_errors
+def split_command(
+    labels: Annotated[Path, typer.Argument(metavar="LABELS", help="Per-slice labels CSV: image (relative to the CSV or absolute), a 0/1 label column, optional mask and patient columns.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Folder for train.csv, val.csv, test.csv and split.json.")],
+    seed: Annotated[int, typer.Option(help="Seed of the patient permutation: same seed, same split.")] = 0,
+    fractions: Annotated[str, typer.Option(help="Shares of patients for train,val,test.")] = "0.6,0.2,0.2",
+    label_column: Annotated[str, typer.Option(help="The 0/1 label column (e.g. lesion).")] = "label",
+    group_column: Annotated[str, typer.Option(help="The column whose values stay together (patients are split, never slices).")] = "patient",
+) -> None:
+    """Split a per-slice labels CSV by patient into training, validation and test parts."""
+    from isl_rt.labels import PARTS, write_split
+
+    summary = write_split(labels, out, seed=seed, fractions=_parse_floats(fractions, 3, "--fractions"),
+                          label_column=label_column, group_column=group_column)
+    for part in PARTS:
+        info = summary["parts"][part]  # type: ignore[index]
+        typer.echo(f"{part}: {len(info['groups'])} patients, {info['slices']} slices ({info['label_1']} labelled 1) -> {out / (part + '.csv')}")
+    typer.echo(f"PASSED | split seed {seed} | {command_line()}")

@@ -13,7 +13,9 @@ came from. Sources (:func:`prepare`):
   generated in memory (quick tests and demos).
 
 A ``labels.csv`` (``SeriesInstanceUID,label`` with 0 = healthy, 1 = disorder) keeps only the
-series labelled 0; series it does not list are left out too, and both counts are recorded.
+series labelled 0; series it does not list are left out too, and both counts are recorded. For
+image folders a per-slice labels CSV (``image`` and a 0/1 label column, :mod:`isl_rt.labels`)
+keeps only the images labelled 0: the lesion-free slices of the listed (training) patients.
 All slices of a series are kept, empty ones included: the runtime scores every slice.
 
 With a ``cache_dir`` the arrays are written once as ``.npy`` (``x.npy``, ``edges.npy``,
@@ -243,9 +245,13 @@ def _parse_phantom(spec: str) -> tuple[int, int]:
     return count, seed
 
 
-def _source_key(source: str | Path, labels: Path | None, max_series: int | None, params: PrepParams) -> dict[str, Any]:
+def _source_key(
+    source: str | Path, labels: Path | None, max_series: int | None, params: PrepParams, label_column: str = "label"
+) -> dict[str, Any]:
     text = str(source)
     key: dict[str, Any] = {"cache_version": CACHE_VERSION, "source": text, "max_series": max_series, **params.to_dict()}
+    if label_column != "label":
+        key["label_column"] = label_column
     if not text.startswith(PHANTOM_PREFIX):
         key["source"] = str(Path(text).resolve())
     if labels is not None:
@@ -316,6 +322,7 @@ def prepare(
     max_series: int | None = None,
     cache_dir: Path | None = None,
     progress: PrepProgress | None = None,
+    label_column: str = "label",
 ) -> SliceSet:
     """The healthy slices of ``source`` (DICOM tree, image folder tree or ``phantom:N[:SEED]``).
 
@@ -325,13 +332,17 @@ def prepare(
     """
     if max_series is not None and max_series < 1:
         raise InputError(f"max_series must be at least 1, got {max_series}.")
-    key = _source_key(source, labels, max_series, params)
+    key = _source_key(source, labels, max_series, params, label_column)
     if cache_dir is not None:
         cached = _load_cache(Path(cache_dir), key)
         if cached is not None:
             return cached
         (Path(cache_dir) / "slices.json").unlink(missing_ok=True)  # invalidate before rewriting
-    label_map = read_labels(labels) if labels is not None else None
+    from isl_rt import labels as slice_labels
+
+    per_slice = labels is not None and slice_labels.is_slice_labels(labels)
+    allowed = slice_labels.healthy_images(labels, label_column=label_column) if labels is not None and per_slice else None
+    label_map = read_labels(labels) if labels is not None and not per_slice else None
     text = str(source)
     out_dir = Path(cache_dir) if cache_dir is not None else None
 
@@ -346,7 +357,7 @@ def prepare(
         root = Path(source)
         if not root.is_dir():
             raise InputError(f"{root} is not a folder: pass a DICOM tree, an image folder tree or phantom:N.")
-        slices = _prepare_folder(root, params, label_map, max_series, out_dir, progress)
+        slices = _prepare_folder(root, params, label_map, max_series, out_dir, progress, allowed)
     if cache_dir is not None:
         slices = _write_cache(Path(cache_dir), slices, key)
     return slices
@@ -377,10 +388,16 @@ def _prepare_folder(
     max_series: int | None,
     out_dir: Path | None,
     progress: PrepProgress | None,
+    allowed: set[Path] | None = None,
 ) -> SliceSet:
     from isl_rt.io import dicom
 
     found = dicom.discover(root)
+    if found.series and allowed is not None:
+        raise InputError(
+            f"{root} holds DICOM series, but the labels name images: per-slice labels work for image folders; "
+            "label DICOM series with a SeriesInstanceUID,label CSV."
+        )
     if found.series:
         refs = found.series
         keep, excluded = _select([r.series_uid for r in refs], label_map, max_series)
@@ -412,7 +429,13 @@ def _prepare_folder(
     image_refs = images.discover_images(root)
     if not image_refs:
         raise InputError(f"{root} holds neither CT DICOM series nor image folders (PNG, JPEG, TIFF).")
+    if allowed is not None:
+        image_refs, unlisted = _healthy_images_only(image_refs, allowed)
+        if not image_refs:
+            raise InputError(f"{root} holds no image that the labels list with label 0 ({unlisted} images not listed or labelled 1).")
     keep, excluded = _select([r.series_id for r in image_refs], label_map, max_series)
+    if allowed is not None:
+        excluded["images_not_labelled_0"] = unlisted
     chosen_images = [image_refs[i] for i in keep]
     if not chosen_images:
         raise InputError(f"{root} has no image folders left to train on ({_describe(excluded, len(image_refs))}).")
@@ -432,6 +455,21 @@ def _prepare_folder(
             yield ref.series_id, np.rint(stack.images * IMAGE_HU_SCALE).astype(np.int16)  # pseudo-HU [N,C,H,W]
 
     return _prepare_image_volumes(image_volumes(), params, root, len(chosen_images), excluded, progress)
+
+
+def _healthy_images_only(refs: list[Any], allowed: set[Path]) -> tuple[list[Any], int]:
+    """The image series restricted to their images in ``allowed`` (resolved paths); series left
+    with none are dropped. Returns them and the number of images left out."""
+    from isl_rt.io.images import ImageSeriesRef
+
+    kept: list[Any] = []
+    dropped = 0
+    for ref in refs:
+        files = tuple(f for f in ref.files if f.resolve() in allowed)
+        dropped += len(ref.files) - len(files)
+        if files:
+            kept.append(ImageSeriesRef(series_id=ref.series_id, path=ref.path, files=files))
+    return kept, dropped
 
 
 def _prepare_image_volumes(
