@@ -128,7 +128,7 @@ class ScoreTable:
 
     def _format(self, row: Mapping[str, Any]) -> str:
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow([_cell(row.get(c, "")) for c in self.columns])
+        csv.writer(buffer, lineterminator="\n").writerow([csv_cell(row.get(c, "")) for c in self.columns])
         return buffer.getvalue()
 
     def done(self, key: str) -> bool:
@@ -140,7 +140,7 @@ class ScoreTable:
         self._handle.write(line)
         self._handle.flush()
         os.fsync(self._handle.fileno())
-        stored = {c: _cell(row.get(c, "")) for c in self.columns}
+        stored = {c: csv_cell(row.get(c, "")) for c in self.columns}
         self.rows.append(stored)
         self._done.add(row_key(stored))
 
@@ -154,7 +154,8 @@ class ScoreTable:
         self.close()
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """A row value as the scores CSV stores it ("" for None, "1"/"0" for booleans)."""
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -15,6 +15,7 @@ by the native kernel, so the hot loop allocates only what the backend returns.
 from __future__ import annotations
 
 import io
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -417,14 +418,21 @@ def _score_series(
     summary.slices += int(scores.slice_scores.size)
     summary.ok += 1
     name = safe_name(ref.series_uid)
-    if heatmaps is not None:
-        write_heatmaps(Path(heatmaps) / name, volume.hu, scores, threshold=None if threshold is None else threshold.scan_score, top=top_slices)
+    heat_folder = None if heatmaps is None else Path(heatmaps) / name
+    if heat_folder is not None:
+        write_heatmaps(heat_folder, volume.hu, scores, threshold=None if threshold is None else threshold.scan_score, top=top_slices)
     row["seconds"] = time.perf_counter() - began
     write_json_atomic(
         json_dir / f"{name}.json",
         {
             **row,
+            "SeriesDescription": ref.description,
+            "SeriesNumber": ref.series_number,
+            "metadata": volume.metadata,
             "bundle": bundle.manifest.name,
+            "windows": [{"name": w.name, "level": w.level, "width": w.width} for w in bundle.manifest.windows],
+            # relative to this JSON's folder, so the outputs can move together
+            "heatmaps": None if heat_folder is None else os.path.relpath(heat_folder.resolve(), json_dir.resolve()),
             "backend": summary.backend,
             "dedn_passes_per_slice": scorer.groups,
             "threshold": None if threshold is None else threshold.scan_score,
