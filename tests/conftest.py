@@ -389,6 +389,50 @@ def phantom_cohort(tmp_path_factory):
     return out
 
 
+#: the SeriesDescription of the healthy series of ``scanned_report``: markup that must stay text
+MARKUP_DESCRIPTION = '<script>window.pwned=1</script><img src=x onerror=pwned=2>'
+
+
+@pytest.fixture(scope="session")
+def scanned_report(tmp_path_factory):
+    """``isl-rt scan DIR --report`` with the shipped bundle (``--stride 2``, one thread) of two
+    12-slice phantom series (a large haemorrhage, centred on the lesion, and a healthy head
+    whose SeriesDescription is markup), a text file and a truncated DICOM file.
+
+    Returns a dict: ``dicom`` (the scanned folder), ``scores`` (the CSV), ``report`` (the
+    report folder), ``output`` (what the command printed) and ``markup`` (that description)."""
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from isl_rt.cli import app
+    from isl_rt.io.phantom import generate_study, write_study
+
+    def centred(study, keep=12):
+        per_slice = study.lesion_mask.sum(axis=(1, 2))
+        centre = int(np.argmax(per_slice)) if per_slice.any() else study.n_slices // 2
+        first = max(0, min(study.n_slices - keep, centre - keep // 2))
+        return dataclasses.replace(study, hu=study.hu[first:first + keep], lesion_mask=study.lesion_mask[first:first + keep])
+
+    root = tmp_path_factory.mktemp("report-scan")
+    dicom = root / "dicom"
+    write_study(centred(generate_study(4242, "intraparenchymal_haemorrhage", "large")), dicom / "bleed")
+    write_study(centred(generate_study(4243, None)), dicom / "plain")
+    for path in sorted((dicom / "plain").iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.SeriesDescription = MARKUP_DESCRIPTION
+        ds.save_as(path)
+    (dicom / "notes.txt").write_text("not DICOM")
+    first = sorted((dicom / "plain").iterdir())[0]
+    (dicom / "broken.dcm").write_bytes(first.read_bytes()[:4000])
+    scores = root / "out" / "scores.csv"
+    report = root / "out" / "report"
+    result = CliRunner().invoke(app, ["scan", str(dicom), "--out", str(scores), "--stride", "2", "--threads", "1",
+                                      "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    return {"dicom": dicom, "scores": scores, "report": report, "output": result.output, "markup": MARKUP_DESCRIPTION}
+
+
 # ---- GPU tests ----------------------------------------------------------------------------------
 @pytest.fixture
 def cupy():

@@ -82,18 +82,23 @@ def phantom(
 
 
 class _ScanProgress:
-    """A progress bar on stderr for scan_directory: series done and slices/s. Keeps the rows."""
+    """A progress bar on stderr for scan_directory: series done and slices/s. Keeps the rows and
+    writes each into the live report, when there is one."""
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Any, *, report: Any = None) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.rows: list[dict[str, Any]] = []
+        self.report = report  # an isl_rt.report.Report to extend after each series, or None
         self.progress = Progress(TextColumn("[bold]scan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                  TextColumn("{task.fields[rate]}"), console=console, transient=True)
         self.task = self.progress.add_task("scan", total=None, rate="")
 
     def __call__(self, event: Any) -> None:
         self.rows.append(event.row)
+        if self.report is not None:
+            self.report.add(event.row)
+            self.report.write_index()
         self.progress.update(self.task, total=event.total, completed=event.index,
                              rate=f"{event.slices_per_second:.1f} slices/s")
 
@@ -117,6 +122,7 @@ def scan(
     heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Folder for heat maps (NPZ), overlays of the top slices and slice-score curves.")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip series already in --out (default) or start the CSV over.")] = True,
     stride: Annotated[int, typer.Option("--stride", help="0 = the bundle's partition (K×K single cells, the paper); s in 2..K = s² DeDN passes of non-adjacent cells per slice, faster (accuracy measured in benchmarks/RESULTS.md).")] = 0,
+    report: Annotated[Path | None, typer.Option("--report", help="Folder for the HTML report, written as each series finishes; implies heat maps (in --heatmaps, else <stem>.heatmaps/ beside --out).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary and its rows as JSON.")] = False,
 ) -> None:
     """Score every axial CT series under DIR: scan score, flag, top slice, APDS; one CSV row per series."""
@@ -137,7 +143,13 @@ def scan(
     console = Console(stderr=True)
     passes = f"; {params.partition.groups} DeDN passes per slice (--stride {stride})" if stride else ""
     console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pair.description}{passes}", highlight=False)
-    with pair, _ScanProgress(console) as progress:
+    live = None
+    if report is not None:
+        from isl_rt.report import Report, default_heatmaps_dir
+
+        heatmaps = heatmaps if heatmaps is not None else default_heatmaps_dir(out)
+        live = Report(out, report)
+    with pair, _ScanProgress(console, report=live) as progress:
         scorer = Scorer(params, pair.dedn, pair.drn, dedn_batch=batch_size)
         summary = scan_directory(directory, out, loaded, scorer, backend_name=pair.name, resume=resume,
                                  heatmaps=heatmaps, on_series=progress)
@@ -155,6 +167,12 @@ def scan(
             f"{summary.ok} series scored ({summary.slices} slices, {summary.slices_per_second:.1f} slices/s), "
             f"{summary.errors} error rows, {summary.skipped} skipped (not CT series), {summary.resumed} already in {out}"
         )
+    if live is not None:
+        from isl_rt.cli.report import echo_report
+        from isl_rt.evaluate import read_score_rows
+
+        live.add_missing(read_score_rows(out))  # the rows of earlier runs this one resumed
+        echo_report(live.write_index(), err=as_json)
     if summary.ok == 0 and summary.resumed == 0:
         raise IslError(f"No series under {directory} could be scanned; see the error and skipped rows in {out}.")
     typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {command_line()}", err=as_json)
@@ -163,14 +181,14 @@ def scan(
 @app.command()
 @user_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo cohort, scores.csv and per-series JSON.")] = Path("isl-rt-demo"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo cohort, scores.csv, per-series JSON, heat maps and the HTML report.")] = Path("isl-rt-demo"),
     scans: Annotated[int, typer.Option("--scans", help="Series in the demo cohort (about half with a disorder).")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Cohort seed (the default was never used for training).")] = DEMO_SEED,
     bundle: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder; default the shipped head-ct-tiny.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto, tensorrt, onnxruntime, onnxruntime-cuda, torch or torch-cuda.")] = "auto",
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
 ) -> None:
-    """Generate a small phantom cohort, scan it with the shipped bundle, print the scores and the AUC."""
+    """Generate a small phantom cohort, scan it with the shipped bundle, print the scores and the AUC, write the HTML report."""
     import time
 
     from rich.console import Console
@@ -178,6 +196,7 @@ def demo(
 
     from isl_rt.backends import open_backends
     from isl_rt.bundle import default_bundle_path, load_bundle
+    from isl_rt.cli.report import echo_report
     from isl_rt.demo import run_demo
     from isl_rt.pipeline import Scorer, params_from_bundle
 
@@ -200,6 +219,7 @@ def demo(
     auc = "n/a (one class only)" if result.auc is None else f"{result.auc:.3f}"
     typer.echo(f"cohort AUC {auc} over {sum(r.status == 'ok' for r in result.rows)} series; "
                f"{result.slices_per_second:.1f} slices/s; scores in {result.scores_csv}, labels in {result.labels_csv}")
+    echo_report(result.report)
     typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {command_line()}")
 
 

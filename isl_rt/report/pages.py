@@ -1,0 +1,373 @@
+"""The report's HTML: the index of every series and one page per scored series.
+
+Every value that comes from the data (DICOM tags, paths, error sentences, labels) goes through
+:func:`esc` into the HTML, or through :func:`json_script` into a JSON block that scripts read
+with ``JSON.parse``; nothing from the data is ever placed in markup, a URL or a file name as it
+is. The pages link our own stylesheet and scripts by relative paths, so they open from
+``file://`` with no server and no network.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+#: the order of the index before a reader sorts it, and of its status filter buttons
+STATUS_ORDER = {"ok": 0, "error": 1, "skipped": 2}
+
+
+def esc(value: Any) -> str:
+    """``value`` as text that is safe in HTML content and in quoted attributes."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def json_script(element_id: str, data: Any) -> str:
+    """A ``<script type="application/json">`` block holding ``data``; ``<``, ``>`` and ``&``
+    are written as JSON escapes, so no value can close the block or open markup."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return f'<script id="{esc(element_id)}" type="application/json">{text}</script>'
+
+
+def number(value: Any, digits: int = 4) -> str:
+    """A score as people read it: ``digits`` significant figures, "" for a missing value."""
+    x = as_float(value)
+    if x is None:
+        return ""
+    return f"{x:.{digits}g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
+
+
+def as_float(value: Any) -> float | None:
+    """``value`` as a finite float, or None (empty cells, NaN, text)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def finite_list(values: Sequence[float]) -> list[float | None]:
+    """A JSON-ready list: NaN and infinities become null."""
+    return [as_float(v) for v in values]
+
+
+@dataclass
+class IndexEntry:
+    """One row of the index: a scores-CSV row with what the report made of it."""
+
+    key: str
+    row: dict[str, str]
+    description: str = ""
+    series_number: str = ""
+    #: relative links from the index; "" where there is none
+    page: str = ""
+    thumbnail: str = ""
+    #: ground truth from --labels, e.g. "hydrocephalus (large)"; "" without labels
+    truth: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.row.get("status", "") or "error"
+
+    @property
+    def flagged(self) -> str:
+        return self.row.get("flagged", "")
+
+    def sort_key(self) -> tuple[float, float]:
+        score = as_float(self.row.get("scan_score"))
+        return (STATUS_ORDER.get(self.status, 1), -score if score is not None else math.inf)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the index header says of the run."""
+
+    scores_csv: str
+    bundles: list[str]
+    thresholds: list[str]
+    written: str
+    has_labels: bool
+
+
+_HEAD = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{title}</title>
+<link rel="stylesheet" href="{assets}/report.css">
+</head>
+"""
+
+
+def _head(title: str, assets: str) -> str:
+    return _HEAD.format(title=esc(title), assets=assets)
+
+
+def _series_label(entry: IndexEntry) -> str:
+    if entry.description or entry.series_number:
+        number_part = f"#{entry.series_number} " if entry.series_number else ""
+        return f"{number_part}{entry.description}".strip()
+    path = entry.row.get("path", "")
+    return path.rstrip("/").rsplit("/", 1)[-1] or path
+
+
+def _flag_cell(entry: IndexEntry) -> str:
+    if entry.status != "ok":
+        return '<td class="flag" data-v=""></td>'
+    if entry.flagged == "1":
+        return '<td class="flag" data-v="1"><span class="badge flagged" title="scan score above the bundle threshold">FLAGGED</span></td>'
+    if entry.flagged == "0":
+        return '<td class="flag" data-v="0"><span class="badge calm">below</span></td>'
+    return '<td class="flag" data-v=""><span class="badge none" title="the bundle has no threshold">no threshold</span></td>'
+
+
+def _num_cell(value: Any, css: str = "num", digits: int = 4) -> str:
+    x = as_float(value)
+    return f'<td class="{css}" data-v="{"" if x is None else repr(x)}">{esc(number(value, digits))}</td>'
+
+
+def index_row(entry: IndexEntry, *, with_labels: bool) -> str:
+    """One ``<tr>`` of the index."""
+    row = entry.row
+    label = esc(_series_label(entry))
+    uid = esc(row.get("SeriesInstanceUID", "") or row.get("path", ""))
+    if entry.page:
+        thumb = (f'<a href="{esc(entry.page)}" tabindex="-1"><img src="{esc(entry.thumbnail)}" alt="" loading="lazy" '
+                 f'width="80" height="80"></a>') if entry.thumbnail else ""
+        name = f'<a class="series-link" href="{esc(entry.page)}">{label}</a>'
+    else:
+        thumb, name = "", f'<span class="series-name">{label}</span>'
+    top = as_float(row.get("top_slice"))
+    percentile = as_float(row.get("healthy_percentile"))
+    status = entry.status
+    problem = f'<div class="problem">{esc(row.get("error", ""))}</div>' if row.get("error") else ""
+    notes = "".join(f'<div class="note">{esc(n)}</div>' for n in entry.notes)
+    truth = f'<td class="truth" data-v="{esc(entry.truth)}">{esc(entry.truth)}</td>' if with_labels else ""
+    return (
+        f'<tr class="row-{esc(status)}{" is-flagged" if entry.flagged == "1" and status == "ok" else ""}" '
+        f'data-status="{esc(status)}" data-flagged="{esc(entry.flagged if status == "ok" else "")}">'
+        f"{_flag_cell(entry)}"
+        f'<td class="thumb">{thumb}</td>'
+        f'<td class="series" data-v="{label.lower()}">{name}<div class="uid">{uid}</div>{problem}{notes}</td>'
+        f"{truth}"
+        f"{_num_cell(row.get('scan_score'), 'num score')}"
+        f'<td class="num" data-v="{"" if percentile is None else repr(percentile)}">'
+        f'{"" if percentile is None else esc(f"{percentile:.0f}")}</td>'
+        f"{_num_cell(row.get('n_slices'), 'num', 6)}"
+        f'<td class="num" data-v="{"" if top is None else repr(top + 1)}">{"" if top is None else int(top) + 1}</td>'
+        f"{_num_cell(row.get('max_slice_score'))}"
+        f"{_num_cell(row.get('apds'), 'num', 3)}"
+        f'<td class="status" data-v="{STATUS_ORDER.get(status, 1)}"><span class="status-{esc(status)}">{esc(status)}</span></td>'
+        "</tr>"
+    )
+
+
+def index_page(entries: Sequence[IndexEntry], facts: RunFacts) -> str:
+    """The index: every series, flagged first then by scan score, errors and skipped items last."""
+    ordered = sorted(entries, key=IndexEntry.sort_key)
+    ok = [e for e in ordered if e.status == "ok"]
+    counts = {
+        "all": len(ordered),
+        "flagged": sum(e.flagged == "1" for e in ok),
+        "calm": sum(e.flagged != "1" for e in ok),
+        "error": sum(e.status not in ("ok", "skipped") for e in ordered),
+        "skipped": sum(e.status == "skipped" for e in ordered),
+    }
+    filters = [("all", "All"), ("flagged", "Flagged"), ("calm", "Not flagged"), ("error", "Errors"), ("skipped", "Skipped")]
+    buttons = "".join(
+        f'<button type="button" data-filter="{key}" aria-pressed="{"true" if key == "all" else "false"}">'
+        f'{text} <span class="count">{counts[key]}</span></button>'
+        for key, text in filters
+    )
+    columns = [("flag", "Flag", "num"), ("thumb", "", ""), ("series", "Series", "text")]
+    if facts.has_labels:
+        columns.append(("truth", "Label", "text"))
+    columns += [("score", "Scan score", "num"), ("pct", "Healthy pct.", "num"), ("slices", "Slices", "num"),
+                ("top", "Top slice", "num"), ("max", "Max slice score", "num"), ("apds", "APDS", "num"),
+                ("status", "Status", "num")]
+    header = "".join(
+        f'<th scope="col" class="col-{key}">'
+        + (f'<button type="button" data-sort="{index}" data-type="{kind}">{text}</button>' if kind else "")
+        + "</th>"
+        for index, (key, text, kind) in enumerate(columns)
+    )
+    rows = "\n".join(index_row(e, with_labels=facts.has_labels) for e in ordered)
+    bundles = ", ".join(facts.bundles) or "unknown"
+    thresholds = ", ".join(facts.thresholds) or "none (uncalibrated bundle: nothing is flagged)"
+    empty = '<p class="empty">The scores CSV holds no rows yet.</p>' if not ordered else ""
+    return (
+        _head("isl-rt report", "assets")
+        + '<body class="index-page">\n<header class="bar">'
+        + '<h1>isl-rt report</h1>'
+        + f'<div class="facts">{counts["flagged"]} flagged of {len(ok)} scored series · bundle {esc(bundles)} · '
+        + f'scan-score threshold {esc(thresholds)} · {counts["error"]} errors · {counts["skipped"]} skipped</div>'
+        + "</header>\n<main>\n"
+        + f'<div class="toolbar" role="toolbar" aria-label="Show">{buttons}'
+        + '<span id="shown" class="shown" aria-live="polite"></span></div>\n'
+        + f'<table id="series-table" class="series-table"><thead><tr>{header}</tr></thead>\n<tbody>\n{rows}\n</tbody></table>\n'
+        + empty
+        + '<p class="foot">Sorted by scan score, flagged series first; click a column to sort, a series to open it. '
+        + "Flagged: scan score above the bundle's threshold. Healthy pct.: share of the healthy calibration scans "
+        + "scoring at or below this one. Slices count from 1 at the skull base (the CSV's top_slice + 1). "
+        + f"From {esc(facts.scores_csv)}, written {esc(facts.written)}. "
+        + "Scores of a research method, not a diagnosis.</p>\n"
+        + '</main>\n<script src="assets/index.js"></script>\n</body>\n</html>\n'
+    )
+
+
+@dataclass
+class SeriesPage:
+    """What one series page shows."""
+
+    entry: IndexEntry
+    info: Mapping[str, Any]
+    n_slices: int
+    scores: list[float | None]
+    apds: list[float | None]
+    flagged: list[bool]
+    positions_mm: list[float | None] | None
+    threshold: float | None
+    #: image links relative to the page; empty lists where the slices are not shown
+    slices: list[str]
+    heats: list[str]
+    heat_peaks: list[float | None]
+    window: str
+    aspect: float
+    facts: dict[str, str]
+    notes: list[str]
+
+
+def _definition_list(items: Sequence[tuple[str, Any]]) -> str:
+    return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items if v not in (None, "")) + "</dl>"
+
+
+def _metadata_items(page: SeriesPage) -> list[tuple[str, Any]]:
+    row, info = page.entry.row, page.info
+    meta = info.get("metadata") if isinstance(info.get("metadata"), dict) else {}
+    items: list[tuple[str, Any]] = [
+        ("Series description", page.entry.description),
+        ("Series number", page.entry.series_number),
+    ]
+    items += [(str(k), v) for k, v in meta.items()]
+    items += list(page.facts.items())
+    items += [
+        ("SeriesInstanceUID", row.get("SeriesInstanceUID", "")),
+        ("StudyInstanceUID", row.get("StudyInstanceUID", "")),
+        ("Source", row.get("path", "")),
+    ]
+    return items
+
+
+def _scan_items(page: SeriesPage) -> list[tuple[str, Any]]:
+    row, info = page.entry.row, page.info
+    threshold = "none (uncalibrated bundle)" if page.threshold is None else number(page.threshold, 6)
+    seconds = as_float(row.get("seconds"))
+    return [
+        ("Bundle", info.get("bundle", "")),
+        ("Scan-score threshold", threshold),
+        ("Backend", info.get("backend", "")),
+        ("DeDN passes per slice", info.get("dedn_passes_per_slice", "")),
+        ("Scan score", number(row.get("scan_score"), 6)),
+        ("Healthy percentile", number(row.get("healthy_percentile"), 3)),
+        ("Mean APDS", number(row.get("apds"), 3)),
+        ("Scored in", "" if seconds is None else f"{seconds:.1f} s"),
+    ]
+
+
+def series_page(page: SeriesPage) -> str:
+    """One series: the slice viewer with its heat overlay, the slice-score and APDS curves,
+    the metadata and what scored it."""
+    entry, row = page.entry, page.entry.row
+    title = _series_label(entry)
+    n = page.n_slices
+    top = as_float(row.get("top_slice"))
+    start = int(top) if top is not None and 0 <= top < n else 0
+    data = {
+        "n": n,
+        "start": start,
+        "scores": page.scores,
+        "apds": page.apds,
+        "flagged": page.flagged,
+        "z": page.positions_mm,
+        "threshold": page.threshold,
+        "slices": page.slices,
+        "heats": page.heats,
+        "peaks": page.heat_peaks,
+    }
+    flagged = row.get("flagged") == "1"
+    badge = '<span class="badge flagged">FLAGGED</span> ' if flagged else (
+        '<span class="badge calm">below threshold</span> ' if row.get("flagged") == "0" else "")
+    truth = f'<span class="truth-label">label: {esc(entry.truth)}</span>' if entry.truth else ""
+    threshold = "" if page.threshold is None else f" / threshold {esc(number(page.threshold))}"
+    percentile = as_float(row.get("healthy_percentile"))
+    facts = (f'scan score <b>{esc(number(row.get("scan_score")))}</b>{threshold}'
+             + ("" if percentile is None else f" · healthy percentile {percentile:.0f}")
+             + f" · {n} slices · top slice {start + 1}")
+    if page.slices:
+        first_heat = (f'<img id="heat" class="heat" alt="" src="{esc(page.heats[start])}">' if page.heats else "")
+        viewer = (
+            f'<div id="viewer" class="viewer" tabindex="0" data-slice="{start + 1}" '
+            f'style="aspect-ratio: {page.aspect:.6f}" aria-label="Slice viewer: arrow keys or the wheel change the slice">'
+            f'<img id="slice" class="slice" alt="slice" src="{esc(page.slices[start])}">{first_heat}'
+            '<div class="corner tl"><span id="slice-no"></span><br><span id="slice-z"></span></div>'
+            '<div class="corner tr"><span id="slice-score"></span><br><span id="slice-apds"></span></div>'
+            f'<div class="corner bl">{esc(page.window)}</div>'
+            '<div class="corner br" id="heat-peak"></div>'
+            "</div>"
+            f'<input id="scroll" class="scroll" type="range" min="1" max="{n}" value="{start + 1}" step="1" aria-label="Slice">'
+        )
+    else:
+        viewer = '<div class="viewer missing"><p>No slices to show.</p></div>'
+    controls = ""
+    if page.heats:
+        controls = (
+            '<section class="panel controls"><h2>Heat map</h2>'
+            '<label><input id="heat-on" type="checkbox" checked> overlay <kbd>H</kbd></label>'
+            '<label>opacity <input id="heat-opacity" type="range" min="0" max="100" value="60" aria-label="Heat-map opacity"></label>'
+            "<p class=\"hint\">Each slice's heat is scaled to its own peak (shown at the bottom right); "
+            "compare slices by their scores and APDS.</p></section>"
+        )
+    keys = (
+        '<section class="panel keys"><h2>Keys</h2><p><kbd>↑</kbd><kbd>↓</kbd> or <kbd>←</kbd><kbd>→</kbd> or the wheel: '
+        "previous / next slice · <kbd>PgUp</kbd><kbd>PgDn</kbd> 5 slices · <kbd>Home</kbd><kbd>End</kbd> · "
+        "<kbd>T</kbd> top slice · <kbd>H</kbd> heat map · click the curves to jump</p></section>"
+    )
+    notes = "".join(f'<p class="note">{esc(n_)}</p>' for n_ in page.notes)
+    warnings = [w for w in page.info.get("warnings") or [] if w]
+    warning_html = ("<section class=\"panel\"><h2>Warnings</h2><ul>" + "".join(f"<li>{esc(w)}</li>" for w in warnings)
+                    + "</ul></section>") if warnings else ""
+    slice_rows = "".join(
+        f'<tr data-slice="{i + 1}" class="{"above" if page.flagged[i] else ""}"><td>{i + 1}</td>'
+        f'<td>{"" if page.positions_mm is None or page.positions_mm[i] is None else f"{page.positions_mm[i]:.1f}"}</td>'
+        f"<td>{esc(number(page.scores[i]))}</td><td>{esc(number(page.apds[i], 3))}</td></tr>"
+        for i in range(n)
+    )
+    return (
+        _head(f"{title} · isl-rt report", "../assets")
+        + '<body class="series-page">\n<header class="bar">'
+        + '<a class="back" href="../index.html">← all series</a>'
+        + f"<h1>{badge}{esc(title)}</h1>{truth}"
+        + f'<div class="facts">{facts}</div></header>\n<main class="series">\n'
+        + f'<section class="viewer-col">{notes}{viewer}</section>\n'
+        + '<aside class="side">'
+        + '<section class="panel"><h2>Slice score and APDS</h2>'
+        + '<div id="curves" class="curves" aria-label="Slice scores and APDS per slice; click to show a slice"></div></section>'
+        + controls
+        + f'<section class="panel"><h2>Scan</h2>{_definition_list(_scan_items(page))}</section>'
+        + f'<section class="panel"><h2>Series</h2>{_definition_list(_metadata_items(page))}</section>'
+        + warning_html
+        + '<section class="panel"><details><summary>Slices</summary><table id="slice-table" class="slice-table">'
+        + "<thead><tr><th>slice</th><th>z (mm)</th><th>score</th><th>APDS</th></tr></thead>"
+        + f"<tbody>{slice_rows}</tbody></table></details></section>"
+        + keys
+        + "</aside>\n</main>\n"
+        + json_script("series-data", data)
+        + '\n<script src="../assets/series.js"></script>\n</body>\n</html>\n'
+    )

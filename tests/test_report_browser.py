@@ -1,0 +1,171 @@
+"""The report in a real headless Chromium (Debian's `chromium` and `chromium-driver`, driven by
+selenium): opened from file:// with the network closed, rows checked, a series scrolled with the
+keys and the wheel, the overlay toggled, the curve clicked. Screenshots are kept under
+build/report-tests/ for a person to look at. Skips, saying why, where Chromium is absent."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "build" / "report-tests"
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--window-size=1400,900", "--force-device-scale-factor=1",
+)
+
+
+def _find(*names: str) -> str | None:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium with a fresh profile; skips with the reason where one is missing."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install '.[test]')")
+    binary = _find("chromium", "chromium-browser")
+    driver_path = _find("chromedriver")
+    if binary is None or driver_path is None:
+        pytest.skip("Chromium or chromedriver is not installed (apt-get install -y chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    profile = tempfile.mkdtemp(prefix="isl-rt-chromium-")
+    options.add_argument(f"--user-data-dir={profile}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    driver.set_page_load_timeout(30)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _problems(driver) -> list[str]:
+    """Console errors and warnings the page produced (a blocked request, a script error)."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+
+
+def _slice(driver) -> int:
+    return int(driver.find_element("id", "viewer").get_attribute("data-slice"))
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_index_shows_every_row_flagged_first_and_filters_and_sorts(browser, scanned_report):
+    from selenium.webdriver.common.by import By
+
+    rows = _rows(scanned_report["scores"])
+    browser.get((scanned_report["report"] / "index.html").as_uri())
+    assert browser.title == "isl-rt report"
+    shown = browser.find_elements(By.CSS_SELECTOR, "#series-table tbody tr")
+    assert len(shown) == len(rows) == 4
+    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: -float(r["scan_score"]))
+    first = shown[0]
+    assert first.get_attribute("data-flagged") == "1" and "FLAGGED" in first.text
+    assert f"{float(ok[0]['scan_score']):.4g}" in first.text
+    assert [r.get_attribute("data-status") for r in shown] == ["ok", "ok", "error", "skipped"]
+    # the markup in a SeriesDescription is text on the page, and never ran
+    assert any(scanned_report["markup"] in r.text for r in shown)
+    assert browser.execute_script("return window.pwned === undefined")
+    browser.save_screenshot(str(SCREENSHOTS / "index.png"))
+
+    def visible():
+        return [r.get_attribute("data-status") + r.get_attribute("data-flagged")
+                for r in browser.find_elements(By.CSS_SELECTOR, "#series-table tbody tr") if r.is_displayed()]
+
+    browser.find_element(By.CSS_SELECTOR, '[data-filter="flagged"]').click()
+    assert visible() == ["ok1"]
+    browser.find_element(By.CSS_SELECTOR, '[data-filter="error"]').click()
+    assert visible() == ["error"]
+    browser.find_element(By.CSS_SELECTOR, '[data-filter="calm"]').click()
+    assert visible() == ["ok0"]
+    browser.find_element(By.CSS_SELECTOR, '[data-filter="all"]').click()
+    assert len(visible()) == 4
+    score = browser.find_element(By.CSS_SELECTOR, "th.col-score button")
+    score.click()  # descending
+    score.click()  # ascending: the lower score first, empty scores last
+    order = [r.get_attribute("data-status") + r.get_attribute("data-flagged") for r in browser.find_elements(By.CSS_SELECTOR, "#series-table tbody tr")]
+    assert order[:2] == ["ok0", "ok1"] and set(order[2:]) == {"error", "skipped"}
+    assert _problems(browser) == []
+
+
+def test_series_page_scrolls_toggles_the_overlay_and_jumps_from_the_curve(browser, scanned_report):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get((scanned_report["report"] / "index.html").as_uri())
+    browser.find_element(By.CSS_SELECTOR, "#series-table tbody tr .series-link").click()  # the top (flagged) series
+    assert "FLAGGED" in browser.find_element(By.TAG_NAME, "h1").text
+    flagged = next(r for r in _rows(scanned_report["scores"]) if r["flagged"] == "1")
+    top = int(flagged["top_slice"]) + 1
+    n = int(flagged["n_slices"])
+    image = browser.find_element(By.ID, "slice")
+    assert _slice(browser) == top and image.get_attribute("src").endswith(f"/s{top - 1:03d}.png")
+    assert browser.execute_script("return document.getElementById('slice').naturalWidth") == 512
+    assert browser.find_element(By.ID, "slice-no").text == f"slice {top} / {n}"
+    browser.save_screenshot(str(SCREENSHOTS / "series-flagged.png"))
+
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.ARROW_DOWN)
+    assert _slice(browser) == top + 1 and image.get_attribute("src").endswith(f"/s{top:03d}.png")
+    assert browser.find_element(By.ID, "heat").get_attribute("src").endswith(f"/h{top:03d}.png")
+    body.send_keys(Keys.ARROW_UP, Keys.ARROW_UP)
+    assert _slice(browser) == top - 1
+    body.send_keys(Keys.HOME)
+    assert _slice(browser) == 1 and browser.find_element(By.ID, "scroll").get_attribute("value") == "1"
+    viewer = browser.find_element(By.ID, "viewer")
+    ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(viewer), 0, 240).perform()
+    assert _slice(browser) > 1  # the wheel scrolls the slices, not the page
+
+    heat = browser.find_element(By.ID, "heat")
+    assert heat.is_displayed()
+    browser.find_element(By.ID, "heat-on").click()
+    assert not heat.is_displayed()
+    body.send_keys("h")
+    assert heat.is_displayed()
+    browser.execute_script("var o = document.getElementById('heat-opacity'); o.value = 30;"
+                           "o.dispatchEvent(new Event('input'));")
+    assert heat.value_of_css_property("opacity") == "0.3"
+
+    curve = browser.find_element(By.ID, "curve-svg")
+    width = curve.size["width"]
+    ActionChains(browser).move_to_element_with_offset(curve, -width // 2 + 2, 0).click().perform()
+    assert _slice(browser) == 1
+    ActionChains(browser).move_to_element_with_offset(curve, width // 2 - 2, 0).click().perform()
+    assert _slice(browser) == n and browser.find_element(By.ID, "slice-no").text == f"slice {n} / {n}"
+    body.send_keys("t")
+    assert _slice(browser) == top
+    assert _problems(browser) == []
+
+
+def test_series_page_keeps_markup_as_text(browser, scanned_report):
+    from selenium.webdriver.common.by import By
+
+    rows = [r for r in _rows(scanned_report["scores"]) if r["status"] == "ok" and r["flagged"] != "1"]
+    from isl_rt.report.source import series_key
+
+    page = scanned_report["report"] / "series" / f"{series_key(rows[0])}.html"
+    browser.get(page.as_uri())
+    assert scanned_report["markup"] in browser.find_element(By.TAG_NAME, "h1").text
+    assert browser.execute_script("return window.pwned === undefined")
+    assert browser.find_elements(By.CSS_SELECTOR, "h1 script, h1 img, dd img") == []
+    browser.save_screenshot(str(SCREENSHOTS / "series-markup.png"))
+    assert _problems(browser) == []
