@@ -2,20 +2,24 @@
 
 Writes a small phantom cohort (its own seed, never used for training; about half the series
 with a disorder), scans it with the shipped bundle, and joins the scores with the cohort's
-labels: a table of series, disorder, scan score and flag, and the cohort AUC.
+labels: a table of series, disorder, scan score and flag, and the cohort AUC; and writes the
+HTML report of the scan (with heat maps and each series' label) into ``out/report``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from isl_rt import metrics
 from isl_rt.evaluate import read_labels, read_score_rows
 from isl_rt.errors import IslError
+
+if TYPE_CHECKING:
+    from isl_rt.report import ReportSummary
 
 #: the demo cohort's seed; the shipped bundle was trained on studies seeded 1000..1099 (DeDN) and 3000..3039 (DRN)
 DEMO_SEED = 20241122
@@ -39,6 +43,7 @@ class DemoResult:
     labels_csv: Path
     slices_per_second: float
     backend: str
+    report: ReportSummary
 
 
 def run_demo(
@@ -51,21 +56,24 @@ def run_demo(
     backend_name: str,
     on_series: Callable[[Any], None] | None = None,
 ) -> DemoResult:
-    """Write the cohort under ``out/cohort``, scan it into ``out/scores.csv`` and join the labels.
+    """Write the cohort under ``out/cohort``, scan it into ``out/scores.csv`` (heat maps in
+    ``out/heatmaps``), join the labels and write the report into ``out/report``.
 
     ``scorer_factory`` returns a ready :class:`isl_rt.pipeline.Scorer` (its backends active).
     """
     from isl_rt.io.phantom import write_cohort
     from isl_rt.pipeline import scan_directory
+    from isl_rt.report import write_report
 
     out = Path(out)
     cohort = out / "cohort"
     write_cohort(cohort, scans, 0.5, seed)
     scores_csv = out / "scores.csv"
     summary = scan_directory(cohort, scores_csv, bundle, scorer_factory(), backend_name=backend_name,
-                             resume=False, on_series=on_series)
+                             resume=False, heatmaps=out / "heatmaps", on_series=on_series)
     labels_csv = cohort / "labels.csv"
     labels = read_labels(labels_csv)
+    report = write_report(scores_csv, out / "report", labels=labels)
     scored = [r for r in read_score_rows(scores_csv) if r["SeriesInstanceUID"] in labels]
     rows = [
         DemoRow(
@@ -86,4 +94,4 @@ def run_demo(
     if not ok:
         raise IslError(f"The demo scanned no series of {cohort}; see the error rows in {scores_csv}.")
     return DemoResult(rows=sorted(rows, key=lambda r: r.series), auc=auc, scores_csv=scores_csv, labels_csv=labels_csv,
-                      slices_per_second=summary.slices_per_second, backend=backend_name)
+                      slices_per_second=summary.slices_per_second, backend=backend_name, report=report)

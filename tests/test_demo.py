@@ -14,6 +14,10 @@ def test_demo_prints_the_table_and_the_auc(small_bundle, tmp_path):
     assert "cohort AUC" in result.output and "PASSED" in result.output
     assert "series_0001" in result.output and "healthy" in result.output
     assert (tmp_path / "demo" / "scores.csv").is_file() and (tmp_path / "demo" / "cohort" / "labels.csv").is_file()
+    index = tmp_path / "demo" / "report" / "index.html"
+    assert f"open {index.resolve()}" in result.output and "report: 2 series pages," in result.output
+    assert len(list((tmp_path / "demo" / "report" / "series").glob("*.html"))) == 2
+    assert ">Label</button>" in index.read_text()  # the cohort's labels beside the scores
 
 
 def test_demo_without_a_bundle_names_the_fix(tmp_path, monkeypatch):
