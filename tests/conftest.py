@@ -8,7 +8,8 @@ shuffled so that neither says anything about the order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +106,10 @@ class DicomFactory:
         padding: int | None = None,
         implicit: bool = False,
         sop_class: UID = CTImageStorage,
+        mutate: Callable[[Dataset], None] | None = None,
     ) -> np.ndarray:
-        """Write one slice of ``hu`` (int HU) and return the stored values it holds."""
+        """Write one slice of ``hu`` (int HU) and return the stored values it holds; ``mutate``
+        edits the data set last, with pydicom's value validation off (to write invalid values)."""
         dtype = np.int16 if signed else np.uint16
         info = np.iinfo(dtype)
         stored = np.clip(np.rint((hu - intercept) / slope), info.min, info.max).astype(dtype)
@@ -140,8 +143,31 @@ class DicomFactory:
             ds.PixelPaddingValue = padding
         ds.PixelData = stored.tobytes()
         path.parent.mkdir(parents=True, exist_ok=True)
-        ds.save_as(path, enforce_file_format=True)
+        with invalid_values_allowed():
+            if mutate is not None:
+                mutate(ds)
+            ds.save_as(path, enforce_file_format=True)
         return stored
+
+    def head_series(
+        self,
+        folder: Path,
+        *,
+        n: int = 12,
+        size: int = 256,
+        pixel_mm: float = 0.8,
+        spacing: float = 5.0,
+        hu: Callable[[int], np.ndarray] | None = None,
+        mutate: Callable[[Dataset], None] | None = None,
+    ) -> str:
+        """A series a head-CT gate accepts (``simple_head_slice`` slices, 205 mm field of view),
+        with ``hu(i)`` replacing slice i's HU and ``mutate`` editing every data set; its UID."""
+        uid = generate_uid()
+        for i in range(n):
+            values = simple_head_slice(size, seed=i) if hu is None else hu(i)
+            self.ct_slice(folder / f"IM{i:04d}", values, z=spacing * i, series_uid=uid, instance=i + 1,
+                          pixel_spacing=(pixel_mm, pixel_mm), mutate=mutate)
+        return uid
 
     def series(
         self,
@@ -159,6 +185,7 @@ class DicomFactory:
         compress: UID | None = None,
         implicit: bool = False,
         orientation: tuple[float, ...] = AXIAL,
+        mutate: Callable[[Dataset], None] | None = None,
     ) -> WrittenSeries:
         """Write a series in shuffled file names with scrambled InstanceNumbers."""
         zs = list(z) if z is not None else [-20.0 + spacing * i for i in range(n)]
@@ -185,6 +212,7 @@ class DicomFactory:
                 padding=padding,
                 implicit=implicit,
                 orientation=orientation,
+                mutate=mutate,
             )
             if compress is not None:
                 ds = pydicom.dcmread(path)
@@ -242,6 +270,19 @@ class DicomFactory:
     def truncate(path: Path, keep_bytes: int) -> None:
         data = path.read_bytes()
         path.write_bytes(data[:keep_bytes])
+
+
+@contextmanager
+def invalid_values_allowed() -> Iterator[None]:
+    """pydicom writes values its validation would refuse (NaN rescale slopes, for example)."""
+    from pydicom import config
+
+    before = config.settings.writing_validation_mode
+    config.settings.writing_validation_mode = config.IGNORE
+    try:
+        yield
+    finally:
+        config.settings.writing_validation_mode = before
 
 
 @pytest.fixture

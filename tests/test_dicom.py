@@ -319,3 +319,86 @@ def test_inspect_missing_dir_exits_1_with_a_sentence(tmp_path):
     result = runner.invoke(app, ["inspect", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert f"error: {tmp_path / 'nope'} does not exist." in result.output
+
+
+# ------------------------------------------------------------------------------------ hostile input
+
+
+@pytest.mark.parametrize("slope", [0.0, float("nan"), float("inf")])
+def test_an_unusable_rescale_slope_is_an_error_never_one(tmp_path, dicom_factory, slope):
+    """A slope of 0 was once silently read as 1 (and NaN slopes became garbage HU)."""
+    dicom_factory.series(tmp_path, n=2, mutate=lambda ds: setattr(ds, "RescaleSlope", slope))
+    ref = only_series(tmp_path)
+    assert not np.isfinite(ref.rescale[:, 0]).all() or (ref.rescale[:, 0] == 0).all()
+    with pytest.raises(InputError, match="finite, non-zero slope"):
+        load_volume(ref)
+
+
+def test_load_volume_decodes_a_range_of_slices(tmp_path, dicom_factory):
+    written = dicom_factory.series(tmp_path, n=6)
+    ref = only_series(tmp_path)
+    part = load_volume(ref, 2, 5)
+    assert part.hu.shape == (3, 64, 64) and np.array_equal(part.hu, written.hu[2:5])
+    assert np.array_equal(part.positions, ref.positions[2:5])
+    with pytest.raises(InputError):
+        load_volume(ref, 6, 8)
+
+
+def test_symlinked_folders_are_followed_once_and_loops_refused(tmp_path, dicom_factory):
+    outside = tmp_path / "elsewhere" / "series"
+    written = dicom_factory.series(outside, n=3)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(outside, target_is_directory=True)  # once skipped without a word
+    (root / "again").symlink_to(outside, target_is_directory=True)  # a second path to the same folder
+    (outside / "up").symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # a loop
+    (root / "self").symlink_to(root / "self")  # a link to itself
+    (root / "dangling").symlink_to(tmp_path / "nothing-here")
+    found = discover(root)
+    assert [s.series_uid for s in found.series] == [written.series_uid]
+    assert found.series[0].n_slices == 3
+    reasons = {k.path.relative_to(root).as_posix(): (k.status, k.reason) for k in found.skipped}
+    assert reasons["link"][1].startswith("a symbolic link to a folder already scanned")  # "again" came first
+    assert "already scanned" in reasons["again/up/series"][1]
+    assert reasons["self"] == ("skipped", "a symbolic link loop, not followed")
+    assert reasons["dangling"] == ("skipped", "a broken symbolic link (its target does not exist)")
+
+
+def test_special_and_oversized_files_are_never_opened(tmp_path, dicom_factory, monkeypatch):
+    import os
+
+    dicom_factory.series(tmp_path / "s", n=2)
+    os.mkfifo(tmp_path / "pipe")  # opening it would block discovery forever
+    with open(tmp_path / "huge.dcm", "wb") as handle:  # sparse: costs no disk
+        handle.truncate(dicom.MAX_FILE_BYTES + 1)
+    opened: list[str] = []
+    real_open = Path.open
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: opened.append(self.name) or real_open(self, *a, **k))
+    found = discover(tmp_path)
+    entries = by_name(found)
+    assert entries["pipe"].status == "skipped" and "not a regular file" in entries["pipe"].reason
+    assert entries["huge.dcm"].status == "skipped" and "larger than any single CT slice" in entries["huge.dcm"].reason
+    assert "pipe" not in opened and "huge.dcm" not in opened
+
+
+def test_a_forged_codestream_size_is_refused_before_decoding(tmp_path, dicom_factory):
+    """A JPEG 2000 frame declaring 40000×40000 inside a 64×64 header: openjpeg would allocate
+    gigabytes for it before pydicom could compare the shapes."""
+    dicom_factory.series(tmp_path, n=2, signed=False, compress=JPEG2000Lossless)
+    ref = only_series(tmp_path)
+    victim = ref.files[0]
+    data = bytearray(victim.read_bytes())
+    siz = data.find(b"\xff\x4f\xff\x51")
+    assert siz > 0 and dicom.codestream_size(bytes(data[siz:])) == (64, 64)
+    data[siz + 8 : siz + 16] = (40000).to_bytes(4, "big") * 2  # Xsiz, Ysiz
+    victim.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="compressed image of 40000×40000 pixels but its header says 64×64"):
+        load_volume(ref)
+
+
+def test_codestream_size_reads_jpeg_frame_headers():
+    sof = b"\xff\xd8" + b"\xff\xe0\x00\x04ab" + b"\xff\xc3\x00\x0b\x10\x01\x00\x02\x00\x01" + b"\x00" * 6
+    assert dicom.codestream_size(sof) == (256, 512)
+    assert dicom.codestream_size(b"\xff\xd8\xff\xda\x00\x02") is None
+    assert dicom.codestream_size(b"not a codestream") is None
+    assert dicom.codestream_size(b"\xff\xd8\xff") is None

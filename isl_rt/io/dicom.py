@@ -37,17 +37,30 @@ Decisions, in one place:
   PixelData length must cover Rows × Columns × SamplesPerPixel × BitsAllocated/8 × frames and
   fit in the file; for encapsulated (compressed) data the item headers must chain to the
   sequence delimiter inside the file.
+- Files are walked without following a folder twice: a symbolic link to a folder is followed
+  the first time that folder is reached and becomes a ``skipped`` entry after that (a link loop
+  or a second path to the same folder); broken links, special files (FIFOs, sockets, devices)
+  and files larger than ``MAX_FILE_BYTES`` become entries too, and are never opened.
+- Resources are bounded before anything is decoded: a header declaring more than
+  ``MAX_MATRIX`` rows or columns is refused by the input gate (``isl_rt.io.gate``) from the
+  header alone, a compressed frame whose codestream declares another size than Rows×Columns is
+  refused before its decoder runs, and :func:`load_volume` decodes ``[start, stop)`` slice
+  ranges so a caller can hold a long series a chunk at a time. One slice of the HU volume
+  takes Rows×Columns×2 bytes, and decoding it needs at most Rows×Columns×(2 + 8) bytes more
+  (the stored array and one float64 copy for the rescale).
 - HU: each file's stored values are rescaled with its own RescaleSlope/RescaleIntercept,
   rounded, and clipped to [-1024, 32767] HU in int16. Pixels equal to PixelPaddingValue (or in
   the PixelPaddingValue..PixelPaddingRangeLimit range) and everything below -1024 HU (air
   outside the field of view, vendor padding such as -2000 or -3024) become -1024 HU, i.e. air;
-  no window used on head CT looks below -1024.
+  no window used on head CT looks below -1024. A RescaleSlope or RescaleIntercept that is not
+  a finite number, or a slope of 0, is an error of that slice, never replaced by a default.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import errno
 import os
 import struct
 import warnings
@@ -62,6 +75,7 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
@@ -89,6 +103,12 @@ ORIENTATION_TOL = 1e-3
 #: HU range of the int16 volumes.
 HU_MIN = -1024
 HU_MAX = 32767
+#: Largest Rows or Columns decoded. Head CT is reconstructed on 512×512 (some scanners offer
+#: 768 or 1024); 2048 leaves room for all of them and bounds one decoded slice to 8 MiB of int16.
+MAX_MATRIX = 2048
+#: Files larger than this are not opened: a 2048×2048 16-bit slice with its header is about
+#: 8 MiB, so anything 8× beyond is not a single-frame CT slice.
+MAX_FILE_BYTES = 64 * 2**20
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 _ENHANCED_CT = {"1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2"}
@@ -104,6 +124,10 @@ _NON_IMAGE_CLASSES: tuple[tuple[str, str], ...] = (
     ("1.2.840.10008.5.1.4.1.1.66", "a non-image object (raw data, registration or segmentation)"),
     ("1.2.840.10008.5.1.4.1.1.9", "a waveform"),
 )
+
+#: Attributes only an MR acquisition writes (the MR Image module, PS3.3 C.8.3.1): a "CT" file
+#: carrying them is an MR image relabelled as CT.
+MR_ATTRIBUTES = ("EchoTime", "RepetitionTime", "MagneticFieldStrength", "ScanningSequence", "ImagingFrequency")
 
 # The only tags discovery keeps (SpecificCharacterSet is always added by pydicom).
 _HEADER_TAGS = [
@@ -124,6 +148,10 @@ _HEADER_TAGS = [
     "BitsAllocated",
     "NumberOfFrames",
     "SliceThickness",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "BodyPartExamined",
+    *MR_ATTRIBUTES,
 ]
 
 # Which package supplies a decoder, by transfer syntax (pydicom decodes native and RLE itself).
@@ -190,6 +218,15 @@ class SeriesRef:
     series_number: int | None = None
     description: str = ""
     warnings: list[str] = field(default_factory=list)
+    #: (RescaleSlope, RescaleIntercept) of each file in ``files`` order, [N, 2] float64: (1, 0)
+    #: where the file has none, NaN where its value is not one number.
+    rescale: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    #: Median SliceThickness (mm) of the files that state one, NaN when none does.
+    slice_thickness: float = math.nan
+    #: The distinct BodyPartExamined values of the files, upper case.
+    body_parts: tuple[str, ...] = ()
+    #: The MR-only attributes (``MR_ATTRIBUTES``) any file carries.
+    mr_attributes: tuple[str, ...] = ()
 
     @property
     def n_slices(self) -> int:
@@ -250,6 +287,9 @@ class _Slice:
     slice_thickness: float
     series_number: int | None
     description: str
+    rescale: tuple[float, float]
+    body_part: str
+    mr_attributes: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +462,16 @@ def _int_or(value: Any, default: int) -> int:
         return default
 
 
+def _number(value: Any, missing: float) -> float:
+    """One number from a header value: ``missing`` when absent or empty, NaN when not one number."""
+    if value is None or value == "":
+        return missing
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _optional_int(value: Any) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
@@ -473,6 +523,9 @@ def _classify_file(path: Path, max_tilt_deg: float) -> _Slice | _FileNote:
 
     try:
         file_size = path.stat().st_size
+        if file_size > MAX_FILE_BYTES:
+            return note("skipped", f"{file_size / 2**20:.0f} MiB, larger than any single CT slice "
+                                   f"({MAX_FILE_BYTES // 2**20} MiB at most), never opened")
         with path.open("rb") as fp:
             ds = _dcmread(fp, path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
             header_cut = fp.tell() > file_size or _short_value(ds)
@@ -539,7 +592,7 @@ def _classify_file(path: Path, max_tilt_deg: float) -> _Slice | _FileNote:
         return note("error", "no usable PixelSpacing", uid)
     if problem is not None:
         return note("error", problem, uid)
-    thickness = ds.get("SliceThickness")
+    thickness = _number(ds.get("SliceThickness"), math.nan)
     return _Slice(
         path=path,
         series_uid=uid,
@@ -550,9 +603,12 @@ def _classify_file(path: Path, max_tilt_deg: float) -> _Slice | _FileNote:
         pixel_spacing=(spacing[0], spacing[1]),
         orientation=orientation,  # type: ignore[arg-type]
         position=position,  # type: ignore[arg-type]
-        slice_thickness=float(thickness) if thickness not in (None, "") else math.nan,
+        slice_thickness=thickness,
         series_number=_optional_int(ds.get("SeriesNumber")),
         description=str(ds.get("SeriesDescription", "") or ""),
+        rescale=(_number(ds.get("RescaleSlope"), 1.0), _number(ds.get("RescaleIntercept"), 0.0)),
+        body_part=str(ds.get("BodyPartExamined", "") or "").strip().upper(),
+        mr_attributes=tuple(k for k in MR_ATTRIBUTES if ds.get(k) not in (None, "")),
     )
 
 
@@ -561,18 +617,59 @@ def _classify_file(path: Path, max_tilt_deg: float) -> _Slice | _FileNote:
 
 
 def _walk(root: Path, notes: list[_FileNote]) -> list[Path]:
-    """Every non-hidden file under root, sorted; unlistable folders become error notes."""
+    """Every non-hidden regular file under root, depth first in name order.
 
-    def on_error(err: OSError) -> None:
-        where = Path(err.filename) if err.filename else root
-        notes.append(_FileNote(where, "error", f"cannot list the folder: {err.strerror}", None))
-
+    A folder is listed once: a symbolic link reaching a folder already listed (a link loop, or
+    a second path to the same folder) becomes a skipped note. Folders that cannot be listed,
+    broken links and special files become notes; nothing here opens a file.
+    """
     files: list[Path] = []
-    for folder, dirs, names in os.walk(root, onerror=on_error):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        base = Path(folder)
-        files.extend(base / n for n in sorted(names) if not n.startswith("."))
+    listed: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError as err:
+            notes.append(_link_note(folder, err))
+            continue
+        if (st.st_dev, st.st_ino) in listed:
+            notes.append(_FileNote(folder, "skipped", "a symbolic link to a folder already scanned (a link loop or a "
+                                   "second path to it), not followed again", None))
+            continue
+        listed.add((st.st_dev, st.st_ino))
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError as err:
+            notes.append(_FileNote(folder, "error", f"cannot list the folder: {err.strerror or _one_line(err)}", None))
+            continue
+        folders: list[Path] = []
+        for entry in entries:
+            path = folder / entry.name
+            try:  # is_dir/is_file follow links; d_type answers without a stat for the rest
+                if entry.is_dir():
+                    folders.append(path)
+                    continue
+                if entry.is_file():
+                    files.append(path)
+                    continue
+                os.stat(path)  # raises for a broken link
+            except OSError as err:  # a broken link, a link loop, a folder that vanished
+                notes.append(_link_note(path, err))
+                continue
+            notes.append(_FileNote(path, "skipped", "not a regular file (a FIFO, socket or device), never opened", None))
+        stack.extend(reversed(folders))
     return files
+
+
+def _link_note(path: Path, err: OSError) -> _FileNote:
+    """The note for a path whose target cannot be reached."""
+    if err.errno == errno.ELOOP:
+        return _FileNote(path, "skipped", "a symbolic link loop, not followed", None)
+    if err.errno == errno.ENOENT and path.is_symlink():
+        return _FileNote(path, "skipped", "a broken symbolic link (its target does not exist)", None)
+    return _FileNote(path, "error", f"cannot reach it: {err.strerror or _one_line(err)}", None)
 
 
 def _common_parent(paths: list[Path]) -> Path:
@@ -677,6 +774,9 @@ def _build_series(uid: str, slices: list[_Slice], left_out: list[_FileNote]) -> 
 
     positions = np.ascontiguousarray(np.array([s.position for s in ordered], dtype=np.float64))
     positions.setflags(write=False)
+    rescale = np.array([s.rescale for s in ordered], dtype=np.float64).reshape(-1, 2)
+    rescale.setflags(write=False)
+    thicknesses = [s.slice_thickness for s in ordered if math.isfinite(s.slice_thickness)]
     files = [s.path for s in ordered]
     return SeriesRef(
         series_uid=uid,
@@ -693,6 +793,10 @@ def _build_series(uid: str, slices: list[_Slice], left_out: list[_FileNote]) -> 
         series_number=first.series_number,
         description=first.description,
         warnings=warns,
+        rescale=rescale,
+        slice_thickness=float(np.median(thicknesses)) if thicknesses else math.nan,
+        body_parts=tuple(sorted({s.body_part for s in ordered if s.body_part})),
+        mr_attributes=tuple(k for k in MR_ATTRIBUTES if any(k in s.mr_attributes for s in ordered)),
     )
 
 
@@ -808,16 +912,27 @@ def _padding_mask(stored: np.ndarray, ds: Dataset) -> np.ndarray | None:
     return (stored >= low) & (stored <= high)
 
 
-def _to_hu(stored: np.ndarray, ds: Dataset, out: np.ndarray) -> None:
+def _rescale(path: Path, ds: Dataset) -> tuple[float, float]:
+    """(slope, intercept) of one slice: (1, 0) where absent; InputError when not usable."""
+    slope = _number(ds.get("RescaleSlope"), 1.0)
+    intercept = _number(ds.get("RescaleIntercept"), 0.0)
+    if not (math.isfinite(slope) and math.isfinite(intercept)) or slope == 0:
+        raise InputError(
+            f"{path} has RescaleSlope {ds.get('RescaleSlope')!s} and RescaleIntercept {ds.get('RescaleIntercept')!s}; "
+            "CT numbers need a finite, non-zero slope and a finite intercept."
+        )
+    return slope, intercept
+
+
+def _to_hu(stored: np.ndarray, ds: Dataset, out: np.ndarray, rescale: tuple[float, float]) -> None:
     """Rescale one slice's stored values into ``out`` (int16 HU)."""
-    slope_v, intercept_v = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
-    slope = float(slope_v) if slope_v not in (None, "") and float(slope_v) != 0 else 1.0
-    intercept = float(intercept_v) if intercept_v not in (None, "") else 0.0
+    slope, intercept = rescale
     hu = stored.astype(np.float64)
-    if slope != 1.0:
-        hu *= slope
-    if intercept != 0.0:
-        hu += intercept
+    with np.errstate(over="ignore"):  # an absurd slope overflows to ±inf, which the clip below bounds
+        if slope != 1.0:
+            hu *= slope
+        if intercept != 0.0:
+            hu += intercept
     mask = _padding_mask(stored, ds)
     if mask is not None:
         hu[mask] = HU_MIN
@@ -828,6 +943,8 @@ def _to_hu(stored: np.ndarray, ds: Dataset, out: np.ndarray) -> None:
 
 def _load_slice(path: Path, ref: SeriesRef, out: np.ndarray) -> Dataset:
     """Decode one slice file into ``out`` (int16 HU) and return its data set."""
+    if max(ref.rows, ref.columns) > MAX_MATRIX:
+        raise InputError(f"{path} declares {ref.rows}×{ref.columns} pixels; isl-rt decodes at most {MAX_MATRIX}×{MAX_MATRIX}.")
     try:
         ds = _dcmread(path, path)
     except _NotDicom:
@@ -836,37 +953,101 @@ def _load_slice(path: Path, ref: SeriesRef, out: np.ndarray) -> Dataset:
         raise InputError(f"Cannot read {path}: {_one_line(err)}.") from None
     if "PixelData" not in ds:
         raise InputError(f"{path} has no pixel data.")
-    shape = (int(ds.get("Rows") or 0), int(ds.get("Columns") or 0))
-    if shape != (ref.rows, ref.columns):
+    shape = (_int_or(ds.get("Rows"), 0), _int_or(ds.get("Columns"), 0))
+    if shape != (ref.rows, ref.columns) or _int_or(ds.get("NumberOfFrames"), 1) != 1:
         raise InputError(
             f"{path} is {shape[0]}×{shape[1]} but its series is {ref.rows}×{ref.columns}; "
             "the files changed since discovery."
         )
+    rescale = _rescale(path, ds)
     ts = _transfer_syntax(ds)
     if "TransferSyntaxUID" not in ds.file_meta:  # a data set written without file meta
         ds.file_meta.TransferSyntaxUID = ts
     _decoder_check(path, ts)
+    if ts.is_compressed:
+        _codestream_check(path, ds, ts)
     try:
         stored = ds.pixel_array
     except Exception as err:  # decoders raise many types on damaged data
         raise InputError(f"Cannot decode the pixel data of {path} ({ts.name}): {_one_line(err)}.") from None
     if stored.shape != (ref.rows, ref.columns):
         raise InputError(f"{path} decodes to an array of shape {stored.shape}, not {ref.rows}×{ref.columns}.")
-    _to_hu(stored, ds, out)
+    _to_hu(stored, ds, out, rescale)
     return ds
 
 
-def load_volume(ref: SeriesRef) -> Volume:
-    """Decode a discovered series into an int16 HU volume, one slice file at a time.
+def _codestream_check(path: Path, ds: Dataset, ts: UID) -> None:
+    """InputError when a JPEG or JPEG 2000 frame declares another size than Rows×Columns: its
+    decoder would allocate what the codestream declares before anything else could check it."""
+    if str(ts) not in _PLUGIN_PACKAGE or str(ts) == "1.2.840.10008.1.2.5":  # RLE sizes come from Rows×Columns
+        return
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    except Exception:  # damaged encapsulation: the decoder says what is wrong
+        return
+    size = codestream_size(bytes(frame[:65536]))
+    if size is not None and size != (ds.Rows, ds.Columns):
+        raise InputError(
+            f"{path} holds a compressed image of {size[0]}×{size[1]} pixels but its header says "
+            f"{ds.Rows}×{ds.Columns}; the file is damaged or forged, so it is not decoded."
+        )
 
-    Raises :class:`InputError` naming the file when a slice cannot be read or decoded, when a
-    compressed transfer syntax needs a plugin that is not installed, or when a file no longer
-    matches what discovery saw.
+
+# JPEG start-of-frame markers (ITU T.81 B.1.1.3, T.87 for JPEG-LS's 0xF7): not DHT/JPG/DAC
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
+
+
+def codestream_size(data: bytes) -> tuple[int, int] | None:
+    """(rows, columns) a JPEG, JPEG-LS or JPEG 2000 codestream declares, None when not found.
+
+    Reads only marker segments: the JPEG frame header (SOFn: P, Y, X) or the JPEG 2000 SIZ
+    segment (Xsiz - XOsiz, Ysiz - YOsiz; ITU T.800 A.5.1), in a bare codestream or a JP2 file.
     """
-    hu = np.empty((len(ref.files), ref.rows, ref.columns), dtype=np.int16)
+    siz = data.find(b"\xff\x4f\xff\x51")
+    if siz >= 0 and len(data) >= siz + 24:
+        x, y, x0, y0 = struct.unpack(">LLLL", data[siz + 8 : siz + 24])
+        return (y - y0, x - x0) if x > x0 and y > y0 else None
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in _JPEG_SOF:
+            if pos + 9 > len(data):
+                return None
+            rows, cols = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return rows, cols
+        if marker == 0xDA or length < 2:  # start of scan before any frame header
+            return None
+        pos += 2 + length
+    return None
+
+
+def load_volume(ref: SeriesRef, start: int = 0, stop: int | None = None) -> Volume:
+    """Decode slices ``[start, stop)`` of a discovered series (all by default) into an int16 HU
+    volume, one slice file at a time; memory: (stop - start)·Rows·Columns·2 bytes.
+
+    Raises :class:`InputError` naming the file when a slice cannot be read or decoded, when its
+    rescale is not usable, when a compressed transfer syntax needs a plugin that is not
+    installed, or when a file no longer matches what discovery saw.
+    """
+    stop = ref.n_slices if stop is None else min(stop, ref.n_slices)
+    if not 0 <= start < stop:
+        raise InputError(f"Slices {start}..{stop} are not a range of the {ref.n_slices} slices of {ref.path}.")
+    files = ref.files[start:stop]
+    hu = np.empty((len(files), ref.rows, ref.columns), dtype=np.int16)
     metadata: dict[str, str | float] = {}
     n_missing_rescale = 0
-    for i, path in enumerate(ref.files):
+    for i, path in enumerate(files):
         with _warnings_to_log(path):
             try:
                 ds = _load_slice(path, ref, hu[i])
@@ -883,14 +1064,13 @@ def load_volume(ref: SeriesRef) -> Volume:
         warns.append(
             f"{n_missing_rescale} slice(s) have no RescaleSlope/RescaleIntercept; their stored values were used as HU"
         )
-    positions = ref.positions.copy()
     return Volume(
         hu=hu,
         spacing=(float(ref.slice_spacing), float(ref.pixel_spacing[0]), float(ref.pixel_spacing[1])),
         study_uid=ref.study_uid,
         series_uid=ref.series_uid,
         path=ref.path,
-        positions=positions,
+        positions=ref.positions[start:stop].copy(),
         metadata=metadata,
         warnings=warns,
     )
