@@ -45,14 +45,18 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
 
 
 def read_labels(labels_csv: Path) -> dict[str, dict[str, str]]:
-    """The rows of a labels CSV by SeriesInstanceUID; every label must be 0 or 1."""
+    """The rows of a labels CSV by SeriesInstanceUID; every label must be 0 or 1, and a series
+    listed twice must carry the same label both times."""
     labels: dict[str, dict[str, str]] = {}
     for row in _read_csv(labels_csv, ("SeriesInstanceUID", "label")):
-        if row["label"].strip() not in ("0", "1"):
+        uid, label = row["SeriesInstanceUID"], row["label"].strip()
+        if label not in ("0", "1"):
+            raise InputError(f"{labels_csv}: series {uid} has label {row['label']!r}; labels must be 0 or 1.")
+        if uid in labels and labels[uid]["label"] != label:
             raise InputError(
-                f"{labels_csv}: series {row['SeriesInstanceUID']} has label {row['label']!r}; labels must be 0 or 1."
+                f"{labels_csv} labels series {uid} both {labels[uid]['label']} and {label}; keep one row per series."
             )
-        labels[row["SeriesInstanceUID"]] = {**row, "label": row["label"].strip()}
+        labels[uid] = {**row, "label": label}
     return labels
 
 

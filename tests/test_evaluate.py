@@ -96,3 +96,14 @@ def test_missing_columns_and_files(tmp_path):
         evaluate(bad, bad, tmp_path / "e")
     with pytest.raises(InputError, match="does not exist"):
         evaluate(tmp_path / "none.csv", bad, tmp_path / "e")
+
+
+def test_a_series_labelled_twice_differently_is_refused(tmp_path):
+    """It was accepted, the last row winning, so a labelling mistake changed the AUC silently."""
+    scores, labels_csv = _cohort(tmp_path)
+    with labels_csv.open("a") as handle:
+        handle.write("h3,1,subdural,large,high\n")
+    with pytest.raises(InputError, match="labels series h3 both 0 and 1"):
+        evaluate(scores, labels_csv, tmp_path / "e")
+    result = CliRunner().invoke(app, ["evaluate", str(scores), str(labels_csv), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 1 and "keep one row per series" in result.output and "Traceback" not in result.output
