@@ -24,3 +24,12 @@ class ExtensionError(IslError):
 
 class BackendError(IslError):
     """An inference backend that cannot be loaded or run here."""
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (multi-line library reports joined), without a final
+    stop, at most 300 characters; the exception's type name when it has no message."""
+    text = " ".join(str(err).split()).rstrip(".")
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return text or type(err).__name__

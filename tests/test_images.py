@@ -141,3 +141,27 @@ def test_natural_key_orders_digit_runs_by_value():
 def test_missing_root_raises(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         discover_images(tmp_path / "nope")
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG declaring width×height 8-bit gray pixels, with one tiny IDAT (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(("width", "height"), [(60000, 60000), (10000, 10000), (3000, 100)])
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path, width, height):
+    """60000² raised Pillow's DecompressionBombError (a traceback), 10000² only warned and then
+    decoded 100 megapixels into 400 MB of float32."""
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    (folder / "000.png").write_bytes(_png_header_only(width, height))
+    [ref] = discover_images(tmp_path)
+    with pytest.raises(InputError, match="pixels"):
+        load_images(ref)

@@ -82,6 +82,8 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import UID
 
 from isl_rt.errors import InputError
+from isl_rt.errors import one_line as _one_line
+from isl_rt.io.limits import MAX_FILE_BYTES, MAX_MATRIX
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +105,6 @@ ORIENTATION_TOL = 1e-3
 #: HU range of the int16 volumes.
 HU_MIN = -1024
 HU_MAX = 32767
-#: Largest Rows or Columns decoded. Head CT is reconstructed on 512×512 (some scanners offer
-#: 768 or 1024); 2048 leaves room for all of them and bounds one decoded slice to 8 MiB of int16.
-MAX_MATRIX = 2048
-#: Files larger than this are not opened: a 2048×2048 16-bit slice with its header is about
-#: 8 MiB, so anything 8× beyond is not a single-frame CT slice.
-MAX_FILE_BYTES = 64 * 2**20
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 _ENHANCED_CT = {"1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2"}
@@ -344,14 +340,6 @@ def _dcmread(fp: BinaryIO | Path, path: Path, **kwargs: Any) -> Dataset:
         if not isinstance(fp, Path):
             fp.seek(0)
         return pydicom.dcmread(fp, force=True, **kwargs)
-
-
-def _one_line(err: BaseException) -> str:
-    """The error's message on one line (multi-line plugin reports joined), without a final stop."""
-    text = " ".join(str(err).split()).rstrip(".")
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return text or type(err).__name__
 
 
 def _transfer_syntax(ds: Dataset) -> UID:

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from isl_rt import kernels
-from isl_rt.io.dicom import MAX_MATRIX, SeriesRef
+from isl_rt.io.dicom import SeriesRef
+from isl_rt.io.limits import MAX_MATRIX
 
 # ---- headers --------------------------------------------------------------------------------
 

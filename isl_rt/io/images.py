@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from isl_rt.errors import InputError
+from isl_rt.errors import InputError, one_line
+from isl_rt.io.limits import MAX_FILE_BYTES, MAX_MATRIX
 
 #: File suffixes read as images (compared case-insensitively).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
@@ -108,10 +112,29 @@ def discover_images(root: Path) -> list[ImageSeriesRef]:
     return refs
 
 
+@contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """``Image.open`` that refuses, from the header alone, a file over MAX_FILE_BYTES or an image
+    over MAX_MATRIX a side (Pillow's own bomb check only starts at 89 megapixels)."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"{path} is {size / 2**20:.0f} MiB, larger than any single slice ({MAX_FILE_BYTES // 2**20} MiB at most).")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            columns, rows = img.size
+            if max(rows, columns) > MAX_MATRIX:
+                raise InputError(
+                    f"{path} declares {columns}×{rows} pixels; isl-rt reads images up to {MAX_MATRIX}×{MAX_MATRIX}, "
+                    "so it was not decoded."
+                )
+            yield img
+
+
 def _read_image(path: Path) -> tuple[np.ndarray, int]:
     """One image as float32 [C, H, W] in [0, 1] and its bit depth."""
     try:
-        with Image.open(path) as img:
+        with _opened(path) as img:
             n_frames = getattr(img, "n_frames", 1)
             if n_frames > 1:
                 raise InputError(
@@ -131,8 +154,9 @@ def _read_image(path: Path) -> tuple[np.ndarray, int]:
             arr = np.asarray(img)
     except InputError:
         raise
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
-        raise InputError(f"{path} is not a readable image ({type(err).__name__}: {err}).") from None
+    except (Exception, Image.DecompressionBombWarning) as err:  # Pillow's plugins raise many types on damaged
+        # files (OSError, ValueError, TypeError, KeyError, struct.error, ...): any of them means unreadable
+        raise InputError(f"{path} is not a readable image ({type(err).__name__}: {one_line(err)}).") from None
 
     if mode == "L":
         return (arr.astype(np.float32) / 255.0)[None], 8
