@@ -35,7 +35,11 @@ while todo:
     if name in closure:
         continue
     closure.add(name)
-    for req in md.requires(name) or []:
+    try:
+        requires = md.requires(name) or []
+    except md.PackageNotFoundError:  # a requirement whose marker excludes this platform
+        continue
+    for req in requires:
         if "extra ==" not in req:
             todo.append(requirement_name(req))
 blocked = {module for module, dists in md.packages_distributions().items()
