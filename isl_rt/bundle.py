@@ -197,7 +197,7 @@ class TrainingSpec:
     slices: int
     seed: int
     command: str
-    feature_network: str  # "vgg19" | "self-supervised"
+    feature_network: str  # "vgg19" | "self-supervised" | "none" (reconstruction-only DeDN)
     epochs: dict[str, int]
     losses: dict[str, Any]
     #: the DRN's data when it is not the DeDN's ``data`` (e.g. healthy studies the DeDN never saw),

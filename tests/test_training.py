@@ -3,6 +3,8 @@ difference images through the runtime's kernels, and slice preparation from the 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -396,6 +398,81 @@ def test_train_dedn_stops_when_the_loss_stops_decreasing(tmp_path):
     # with no learning the loss cannot keep decreasing: the run stops long before max_epochs
     assert result.stopped_early and result.epochs < 6
     assert result.best_epoch == int(min(result.history, key=lambda h: h["recon"])["epoch"])
+
+
+def _recon_only_config(**changes) -> DeDNTrainConfig:
+    values = dict(weights=L.LossWeights(1.0, 0.0, 0.0, 0.0), beta1=0.9, beta2=0.99, lr=2e-3, lr_schedule="onecycle",
+                  steps_per_epoch=2, max_epochs=3)
+    values.update(changes)
+    return fast_dedn_config(**values)
+
+
+def test_reconstruction_only_recipe_trains_no_discriminator_and_no_features(tmp_path):
+    data = synthetic_slices()
+    config = _recon_only_config()
+    trainer = DeDNTrainer(config, channels=3, size=S, device=torch.device("cpu"))
+    assert trainer.discriminator is None and trainer.opt_d is None
+    trainer.prepare_features(data.x, None)
+    assert trainer.features is None and trainer.feature_state()["kind"] == "none"
+    x, e, hole = _fixed_batch(data)
+    first = trainer.step(x, e, hole)
+    assert first["adv"] == 0.0 and first["perc"] == 0.0 and first["d"] == 0.0
+    for _ in range(5):
+        last = trainer.step(x, e, hole)
+    assert last["l1"] < first["l1"]
+    assert trainer.schedule is not None and trainer.schedule.last_epoch == 6  # one scheduler step per optimiser step
+
+    events = []
+    straight = train_dedn(data, tmp_path, config, progress=events.append)
+    assert {e.phase for e in events} == {"dedn"}  # no feature-network phase
+    _, meta = load_dedn(tmp_path / "dedn_best.pt")
+    assert meta["feature_network"] == "none" and meta["epoch"] == straight.best_epoch
+    with pytest.raises(TrainingError, match="max-epochs=3"):  # the one-cycle schedule's length is fixed
+        train_dedn(data, tmp_path, replace(config, max_epochs=4), resume=True)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_reconstruction_only_recipe_resumes_exactly(tmp_path):
+    data = synthetic_slices()
+    config = _recon_only_config()
+    straight = train_dedn(data, tmp_path / "a", config)
+
+    def stop_after_first_epoch(event):
+        if event.kind == "epoch":
+            raise _Interrupt  # as if the process were killed after writing epoch 1's checkpoint
+
+    with pytest.raises(_Interrupt):
+        train_dedn(data, tmp_path / "b", config, progress=stop_after_first_epoch)
+    resumed = train_dedn(data, tmp_path / "b", config, resume=True)
+    assert resumed.history == straight.history
+    a = load_checkpoint(tmp_path / "a" / "dedn_last.pt")["trainer"]["generator"]
+    b = load_checkpoint(tmp_path / "b" / "dedn_last.pt")["trainer"]["generator"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_dedn_epoch_is_chosen_by_healthy_validation_error_on_the_inference_grid(tmp_path):
+    data = synthetic_slices(n=6, seed=0)
+    held_out = synthetic_slices(n=3, seed=9)
+    config = _recon_only_config(lr_schedule="constant", val_k=4)
+    result = train_dedn(data, tmp_path, config, validation=held_out)
+    losses = [h["val_l1"] for h in result.history]
+    assert result.best_epoch == 1 + int(np.argmin(losses))
+    state = load_checkpoint(tmp_path / "dedn_best.pt")
+    assert state["selection"].startswith("validation") and state["validation"]["slices"] == 3
+
+    # the selection loss is the runtime's dedisorder error: every cell of the 4×4 grid inpainted from the rest
+    model, _ = load_dedn(tmp_path / "dedn_best.pt")
+    part = Partition.cells(4)
+    x = np.ascontiguousarray(held_out.x, dtype=np.float32)
+    dif = difference_images(model, x, np.ascontiguousarray(held_out.edges), part)
+    assert float(np.mean(dif)) == pytest.approx(state["history"][result.best_epoch - 1]["val_l1"], rel=1e-4)
+
+    other = synthetic_slices(n=2, size=S + 4)
+    with pytest.raises(TrainingError, match="prepared differently"):
+        train_dedn(data, tmp_path / "x", config, validation=other)
 
 
 def test_difference_images_follow_the_runtime_formula(tmp_path):

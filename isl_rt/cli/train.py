@@ -199,6 +199,9 @@ def train_dedn_command(
     labels: Annotated[Path | None, typer.Option(help=_LABELS_HELP)] = None,
     label_column: Annotated[str, typer.Option(help="Label column of a per-slice labels CSV (e.g. lesion).")] = "label",
     max_series: Annotated[int | None, typer.Option(help="Use at most this many series.")] = None,
+    adam_betas: Annotated[str, typer.Option(help="Adam beta1,beta2 (EdgeConnect: 0,0.9; the reconstruction-only recipe: 0.9,0.99).")] = "0,0.9",
+    lr_schedule: Annotated[str, typer.Option(help="constant, or onecycle (warm-up then cosine decay over max-epochs × steps-per-epoch).")] = "constant",
+    val_labels: Annotated[Path | None, typer.Option(help="Per-slice labels of held-out patients (e.g. val.csv of isl-rt split): the epoch is chosen by the reconstruction error of their lesion-free slices on the inference grid, not by the training loss.")] = None,
 ) -> None:
     """Train the DeDN (inpainting generator) on healthy slices."""
     _require_train_extra()
@@ -211,19 +214,23 @@ def train_dedn_command(
     from isl_rt.training.losses import LossWeights
 
     w = _parse_floats(loss_weights, 4, "--loss-weights")
+    beta1, beta2 = _parse_floats(adam_betas, 2, "--adam-betas")
     sigma, low, high = _parse_floats(canny, 3, "--canny")
     params = PrepParams(size=size or PRESETS[preset.value].size, windows=_parse_windows(windows), canny=CannySpec(sigma, low, high))
     config = DeDNTrainConfig(
         preset=preset.value, max_epochs=max_epochs, patience=patience, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
         lr=lr, weights=LossWeights(l1=w[0], adversarial=w[1], perceptual=w[2], style=w[3], adversarial_kind=adversarial.value),
         seed=seed, device=device, threads=threads, vgg19_weights=str(vgg19_weights or ""), feature_steps=feature_steps,
-        command=command_line(),
+        beta1=beta1, beta2=beta2, lr_schedule=lr_schedule, command=command_line(),
     )
     config.validate()
     start = time.perf_counter()
     slices = _prepare_slices(data, ckpt, params, labels, max_series, label_column)
+    validation = None
+    if val_labels is not None:
+        validation = _prepare_slices(data, ckpt / "validation", slices.params, val_labels, None, label_column)
     with _TrainingView() as view:
-        result = train_dedn(slices, ckpt, config, resume=resume, progress=view)
+        result = train_dedn(slices, ckpt, config, resume=resume, progress=view, validation=validation)
     ending = "stopped early" if result.stopped_early else "reached --max-epochs"
     typer.echo(
         f"DeDN: {result.epochs} epoch(s), {ending}; best epoch {result.best_epoch} "
