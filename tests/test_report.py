@@ -91,6 +91,7 @@ def test_nothing_from_the_data_reaches_markup_or_file_names_unescaped(scanned_re
     ours = {'<script src="assets/index.js">', '<script src="../assets/series.js">',
             '<script id="series-data" type="application/json">'}
     for text in texts:
+        assert pages.esc(pages.CONTENT_SECURITY_POLICY) in text  # nothing but our own files loads or runs
         assert set(re.findall(r"<script[^>]*>", text)) <= ours, "a script element that is not ours"
         assert "<img src=x" not in text
     for path in report.rglob("*"):

@@ -4,7 +4,8 @@ Every value that comes from the data (DICOM tags, paths, error sentences, labels
 :func:`esc` into the HTML, or through :func:`json_script` into a JSON block that scripts read
 with ``JSON.parse``; nothing from the data is ever placed in markup, a URL or a file name as it
 is. The pages link our own stylesheet and scripts by relative paths, so they open from
-``file://`` with no server and no network.
+``file://`` with no server and no network, and their Content-Security-Policy lets nothing else
+load or run (no inline script or style, no remote request).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ _HEAD = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>{title}</title>
@@ -106,8 +108,12 @@ _HEAD = """<!doctype html>
 """
 
 
+#: only our own files load: no inline script or style runs, nothing is fetched from a network
+CONTENT_SECURITY_POLICY = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'"
+
+
 def _head(title: str, assets: str) -> str:
-    return _HEAD.format(title=esc(title), assets=assets)
+    return _HEAD.format(title=esc(title), assets=assets, csp=esc(CONTENT_SECURITY_POLICY))
 
 
 def _series_label(entry: IndexEntry) -> str:
@@ -300,6 +306,7 @@ def series_page(page: SeriesPage) -> str:
         "slices": page.slices,
         "heats": page.heats,
         "peaks": page.heat_peaks,
+        "aspect": page.aspect,
     }
     flagged = row.get("flagged") == "1"
     badge = '<span class="badge flagged">FLAGGED</span> ' if flagged else (
@@ -314,7 +321,7 @@ def series_page(page: SeriesPage) -> str:
         first_heat = (f'<img id="heat" class="heat" alt="" src="{esc(page.heats[start])}">' if page.heats else "")
         viewer = (
             f'<div id="viewer" class="viewer" tabindex="0" data-slice="{start + 1}" '
-            f'style="aspect-ratio: {page.aspect:.6f}" aria-label="Slice viewer: arrow keys or the wheel change the slice">'
+            'aria-label="Slice viewer: arrow keys or the wheel change the slice">'
             f'<img id="slice" class="slice" alt="slice" src="{esc(page.slices[start])}">{first_heat}'
             '<div class="corner tl"><span id="slice-no"></span><br><span id="slice-z"></span></div>'
             '<div class="corner tr"><span id="slice-score"></span><br><span id="slice-apds"></span></div>'

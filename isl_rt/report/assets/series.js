@@ -16,6 +16,7 @@
   var current = -1;
   var SVG = "http://www.w3.org/2000/svg";
   var marks = [];
+  if (viewer && data.aspect) { viewer.style.aspectRatio = String(data.aspect); }  // the pixel spacing's aspect
 
   function fmt(x, digits) {
     if (x === null || x === undefined) { return "–"; }
