@@ -17,7 +17,7 @@
   };
 
   function applyFilter(name) {
-    var test = tests[name] || tests.all;
+    var test = tests[name];
     var count = 0;
     rows.forEach(function (r) { var on = test(r); r.hidden = !on; count += on ? 1 : 0; });
     Array.prototype.forEach.call(filters, function (b) { b.setAttribute("aria-pressed", String(b.dataset.filter === name)); });
@@ -52,5 +52,5 @@
   });
 
   var start = location.hash.replace("#", "");
-  applyFilter(tests[start] ? start : "all");
+  applyFilter(Object.prototype.hasOwnProperty.call(tests, start) ? start : "all");
 }());
