@@ -7,7 +7,8 @@ Real data: every patient folder of PHE-SICH-CT-IDS (pre-windowed 8-bit PNG slice
 and image count, then the pixel check on all its slices). Phantom: ``--phantom N`` series written
 with ``--seed`` go through the CT gate (header, then pixels on the decoded HU volume). Prints one
 JSON line per series, then one summary line per data set: series and slices seen, series and
-slices rejected (each with its reason), slices on which no cranial cavity was found, and the
+slices rejected (each with its reason), slices on which no cranial cavity was found or none that
+looks like a head (see isl_rt/io/gate.py), the lowest share of head slices in a series, and the
 gate's own time per slice (decoding not counted). A healthy gate rejects 0 series here.
 """
 
@@ -15,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "phe-sich-ct-ids"
+#: beside the project, never in it (``ISL_RT_REAL_DATA`` points elsewhere), as tests/test_real_data.py finds it
+DEFAULT_REAL = Path(os.environ.get("ISL_RT_REAL_DATA",
+                                   Path(__file__).resolve().parents[1].parent / "shared" / "data" / "phe-sich-ct-ids"))
 
 
 def machine() -> dict[str, object]:
@@ -40,6 +44,8 @@ def summary(name: str, rows: list[dict[str, object]]) -> dict[str, object]:
         "rejected_series": len(rejected), "rejected_slices": sum(int(r["slices"]) for r in rejected),
         "reasons": sorted({str(r["reason"]) for r in rejected}),
         "slices_without_cavity": sum(int(r["slices"]) - int(r["cavity_slices"]) for r in rows),
+        "slices_not_showing_a_head": sum(int(r["slices"]) - int(r["head_slices"]) for r in rows),
+        "lowest_head_slice_share": min((int(r["head_slices"]) / int(r["slices"]) for r in rows), default=0.0),
         "gate_ms_per_slice": round(1000 * seconds / max(slices, 1), 2), "machine": machine(),
     }
 
@@ -57,8 +63,8 @@ def real_series(root: Path) -> list[dict[str, object]]:
         if verdict.usable:
             verdict = gate.check_image_pixels(stats)
         seconds = time.perf_counter() - start
-        has = sum(a >= gate.MIN_CAVITY_FRACTION for a in stats.cavity_area)
-        rows.append({"kind": "series", "data": "real", "series": ref.series_id, "slices": n, "cavity_slices": has,
+        rows.append({"kind": "series", "data": "real", "series": ref.series_id, "slices": n, "cavity_slices": verdict.facts.get("cavity_slices", 0),
+                     "head_slices": verdict.facts.get("head_slices", 0),
                      "reason": verdict.reason or "", "facts": verdict.facts, "gate_seconds": seconds})
     return rows
 
@@ -78,9 +84,9 @@ def phantom_series(n: int, seed: int) -> list[dict[str, object]]:
             if verdict.usable:
                 verdict = gate.check_ct_pixels(stats)
             seconds = time.perf_counter() - start
-            has = sum(a >= gate.MIN_CAVITY_MM2 for a in stats.cavity_area)
             rows.append({"kind": "series", "data": "phantom", "series": ref.path.name, "slices": ref.n_slices,
-                         "cavity_slices": has, "reason": verdict.reason or "", "facts": verdict.facts,
+                         "cavity_slices": verdict.facts.get("cavity_slices", 0),
+                     "head_slices": verdict.facts.get("head_slices", 0), "reason": verdict.reason or "", "facts": verdict.facts,
                          "gate_seconds": seconds})
     return rows
 

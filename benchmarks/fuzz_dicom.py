@@ -189,7 +189,21 @@ def as_file(data: bytes) -> bytes | None:
     return data[1:] if data[0] % 2 == 0 else structured_file(data[1:])
 
 
+#: ISL_FUZZ_COUNT=FILE: the executions so far are written there every 1000 inputs (a lower bound
+#: that survives an interrupted run, which prints no final count)
+_COUNT_FILE = os.environ.get("ISL_FUZZ_COUNT")
+_executions = 0
+
+
+def _count() -> None:
+    global _executions
+    _executions += 1
+    if _COUNT_FILE and _executions % 1000 == 0:
+        Path(_COUNT_FILE).write_text(f"{_executions}\n")
+
+
 def one_input(data: bytes, folder: Path | None = None) -> None:
+    _count()
     raw = as_file(data)
     if raw is None:
         return

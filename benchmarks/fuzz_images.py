@@ -59,7 +59,21 @@ def read_like_scan(path: Path) -> None:
     gate.check_image_pixels(gate.image_slice_stats(image[None]))
 
 
+#: ISL_FUZZ_COUNT=FILE: the executions so far are written there every 1000 inputs (a lower bound
+#: that survives an interrupted run, which prints no final count)
+_COUNT_FILE = os.environ.get("ISL_FUZZ_COUNT")
+_executions = 0
+
+
+def _count() -> None:
+    global _executions
+    _executions += 1
+    if _COUNT_FILE and _executions % 1000 == 0:
+        Path(_COUNT_FILE).write_text(f"{_executions}\n")
+
+
 def one_input(data: bytes, folder: Path | None = None) -> None:
+    _count()
     if not data:
         return
     path = (folder or work_folder()) / f"slice{SUFFIXES[data[0] % len(SUFFIXES)]}"
