@@ -130,8 +130,8 @@ def dedn_rate_torch(backend: Any, batch: int, size: int, channels: int, repeats:
 def bench_preset(preset: str, bundle_path: str, gpu: Any, args: argparse.Namespace) -> None:
     from bench_scan import dedn_flops
 
-    from isl_rt import engine
     from isl_rt.backends import open_backends
+    from isl_rt.backends import tensorrt_engines as engine
     from isl_rt.backends.tensorrt import open_tensorrt_pair
     from isl_rt.bundle import load_bundle
     from isl_rt.io.phantom import generate_study
@@ -182,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="eight slices per volume")
     args = parser.parse_args(argv)
 
-    from isl_rt import engine
+    from isl_rt.backends.gpu import gpu_or_reason
     from isl_rt.bundle import default_bundle_path
 
-    gpu, why = engine.gpu_or_reason()
+    gpu, why = gpu_or_reason()
     if gpu is None:
         print(json.dumps({"kind": "machine", "gpu": None, "skipped": f"no CUDA GPU visible: {why}"}), flush=True)
         return 0

@@ -35,6 +35,7 @@ def backend_status() -> dict[str, dict[str, Any]]:
         }
     except ImportError as err:
         backends["onnxruntime"] = {"available": False, "error": str(err)}
+    backends["openvino"] = openvino_status()
     for module, dist, extra in (("torch", "torch", "train"), ("tensorrt", "tensorrt", "trt")):
         found = importlib.util.find_spec(module) is not None
         entry: dict[str, Any] = {"available": found, "version": _package_version(dist)}
@@ -42,6 +43,19 @@ def backend_status() -> dict[str, dict[str, Any]]:
             entry["install"] = f"pip install 'isl-rt[{extra}]'"
         backends[module] = entry
     return backends
+
+
+def openvino_status() -> dict[str, Any]:
+    """OpenVINO's version, CPU and the precisions it runs natively here (imports openvino when installed)."""
+    if importlib.util.find_spec("openvino") is None:
+        return {"available": False, "version": None, "install": "pip install 'isl-rt[openvino]'"}
+    from isl_rt.backends.openvino import cpu_info
+
+    cpu = cpu_info()
+    native = ["fp32", "int8"] + (["bf16"] if cpu.bf16 else [])
+    return {"available": True, "version": _package_version("openvino"), "nncf": _package_version("nncf"),
+            "device": cpu.name, "precisions": native,
+            "note": "" if cpu.bf16 else "no BF16 instructions on this CPU: --precision bf16 runs FP32"}
 
 
 def collect() -> dict[str, Any]:

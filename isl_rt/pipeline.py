@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from isl_rt import kernels
-from isl_rt.backends.base import Backend
+from isl_rt.backends.base import DEDN_BATCH, DRN_BATCH, Backend
 from isl_rt.errors import InputError, IslError
 from isl_rt.kernels.partition import Partition
 from isl_rt.outputs import ScoreTable, row_key, safe_name, write_atomic, write_json_atomic
@@ -83,7 +83,8 @@ class VolumeScores:
 class Scorer:
     """Scores HU volumes with a DeDN and a DRN backend (both already active)."""
 
-    def __init__(self, params: ScanParams, dedn: Backend, drn: Backend, *, dedn_batch: int = 16, drn_batch: int = 32) -> None:
+    def __init__(self, params: ScanParams, dedn: Backend, drn: Backend, *, dedn_batch: int = DEDN_BATCH,
+                 drn_batch: int = DRN_BATCH) -> None:
         if dedn_batch < 1 or drn_batch < 1:
             raise InputError(f"Batch sizes must be at least 1, got DeDN {dedn_batch} and DRN {drn_batch}.")
         self.params = params

@@ -30,13 +30,33 @@ def scale_model(tmp_path):
 
 
 def test_every_backend_subclasses_the_base():
-    modules = [m.name for m in pkgutil.iter_modules(isl_rt.backends.__path__) if m.name != "base"]
-    assert "onnxruntime" in modules
+    helpers = {"base", "gpu", "tensorrt_engines"}  # the base class, the GPU probe, TensorRT's engine cache
+    modules = [m.name for m in pkgutil.iter_modules(isl_rt.backends.__path__) if m.name not in helpers]
+    assert {"onnxruntime", "openvino", "tensorrt", "torch"} <= set(modules)
     for name in modules:
         module = importlib.import_module(f"isl_rt.backends.{name}")
         runners = [v for v in vars(module).values() if isinstance(v, type) and v.__name__.endswith("Backend") and v is not Backend]
         assert runners, f"isl_rt.backends.{name} defines no *Backend class"
         assert all(issubclass(r, Backend) for r in runners)
+
+
+def test_input_check_covers_batch_ranges_and_host_dtypes():
+    from isl_rt.backends.base import TensorMeta
+
+    meta = TensorMeta("x", np.dtype(np.float16), (None, 3), batch=(1, 4), host_dtypes=(np.dtype(np.float32),))
+    meta.check(np.zeros((4, 3), np.float16), "m")
+    meta.check(np.zeros((2, 3), np.float32), "m")  # a host float32 array is converted by the runner
+    with pytest.raises(BackendError, match="must be float16 or float32, got float64"):
+        meta.check(np.zeros((2, 3), np.float64), "m")
+    with pytest.raises(BackendError, match="takes batches of 1..4, got 5"):
+        meta.check(np.zeros((5, 3), np.float16), "m")
+
+    class GpuArray:  # what CuPy/torch expose: a GPU array must have the binding's dtype itself
+        shape = (2, 3)
+        __cuda_array_interface__ = {"typestr": "<f4", "shape": (2, 3), "data": (0, False), "version": 3}
+
+    with pytest.raises(BackendError, match="must be float16, got float32"):
+        meta.check(GpuArray(), "m")
 
 
 def test_onnxruntime_infers_and_times(scale_model):

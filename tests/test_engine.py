@@ -13,24 +13,28 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from isl_rt import engine
+from isl_rt.pipeline import params_from_bundle
+
+from isl_rt import accuracy
 from isl_rt.backends import open_backends
+from isl_rt.backends import tensorrt_engines as engine
+from isl_rt.backends.gpu import GpuInfo, detect_gpu
 from isl_rt.backends.tensorrt import TensorRTBackend, check_record
-from isl_rt.cli import app
-from isl_rt.engine import (
+from isl_rt.backends.tensorrt_engines import (
     BatchProfile,
     EngineKey,
-    GpuInfo,
-    Tolerance,
     batch_profiles,
-    compare_arrays,
     engine_cache_key,
     load_engine_record,
 )
+from isl_rt.cli import app
 from isl_rt.errors import BackendError
+from isl_rt.precision import PRECISIONS, compare
+from isl_rt.precision.compare import Tolerance, compare_arrays
+from isl_rt.precision.fp16 import to_fp16_onnx
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
-GPU = engine.detect_gpu()
+GPU = detect_gpu()
 H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
 SHA_A, SHA_B = "a" * 64, "b" * 64
 
@@ -165,7 +169,7 @@ def test_without_tensorrt_every_entry_point_says_how_to_install(tmp_path, small_
     with pytest.raises(BackendError) as err:
         open_backends(small_bundle, "tensorrt")
     assert str(err.value) == sentence
-    assert open_backends(small_bundle, "auto").name in ("onnxruntime", "onnxruntime-cuda")
+    assert open_backends(small_bundle, "auto").name in ("onnxruntime", "onnxruntime-cuda", "openvino")
     result = CliRunner().invoke(app, ["build-engine", str(small_bundle.root), "--precision", "fp32"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip() == f"error: {sentence}"
@@ -203,7 +207,7 @@ def test_fp16_onnx_of_the_small_bundle_runs_in_onnxruntime(tmp_path, small_bundl
     paths = {}
     for name in engine.NETWORKS:
         paths[name] = tmp_path / f"{name}.fp16.onnx"
-        report = engine.to_fp16_onnx(small_bundle.root / f"{name}.onnx", paths[name], fp16_io=engine.FP16_IO[name])
+        report = to_fp16_onnx(small_bundle.root / f"{name}.onnx", paths[name], fp16_io=engine.FP16_IO[name])
         onnx.checker.check_model(str(paths[name]))
         assert report.initializers > 0 and report.clipped_values == 0
         assert report.kept_fp32_nodes.get("InstanceNormalization", 0) > 0
@@ -221,9 +225,11 @@ def test_fp16_onnx_of_the_small_bundle_runs_in_onnxruntime(tmp_path, small_bundl
     # boundaries of the FP32 islands, not FP16 arithmetic. Measured on this bundle: DeDN max 1.1e-3,
     # p99 6e-4; DRN embedding max 1.5e-3 (|h| <= 1.7). The engine tolerances (DEFAULT_TOLERANCES,
     # 5-10x wider) must hold; a tighter bound of 5e-3 on the DeDN max catches a wrong conversion.
-    candidate = BackendPair(OnnxRuntimeBackend(paths["dedn"], threads=1), OnnxRuntimeBackend(paths["drn"], threads=1), "fp16", "ORT fp16 graph")
+    candidate = BackendPair(OnnxRuntimeBackend(paths["dedn"], threads=1), OnnxRuntimeBackend(paths["drn"], threads=1), "fp16",
+                            "ORT fp16 graph", precision="fp16")
+    hu = accuracy.phantom_cohort(1, slices=6)[0].hu
     with candidate, open_backends(small_bundle, "onnxruntime", threads=1) as reference:
-        results = {c.name: c for c in engine.compare_backends(small_bundle, candidate, reference, slices=6)}
+        results = {c.name: c for c in accuracy.compare_outputs(params_from_bundle(small_bundle), candidate, reference, hu, "fp16")}
     assert all(c.passed for c in results.values()), [c.to_dict() for c in results.values()]
     dedn = results["inpainted"].stats
     assert dedn is not None and 0 < dedn.max_abs < 5e-3 and dedn.p99_abs < 2e-3
@@ -243,7 +249,7 @@ def test_fp16_onnx_clips_out_of_range_weights_and_keeps_fp32_islands(tmp_path):
     model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [big, axes]), opset_imports=[helper.make_opsetid("", 18)])
     src, dst = tmp_path / "g.onnx", tmp_path / "g16.onnx"
     onnx.save(model, src)
-    report = engine.to_fp16_onnx(src, dst, fp16_io=False)
+    report = to_fp16_onnx(src, dst, fp16_io=False)
     assert report.clipped_values == 1 and report.flushed_values == 1 and report.kept_fp32_nodes == {"ReduceMean": 1}
     types = _types(dst)
     assert types["w"] == TensorProto.FLOAT16 and types["y"] == TensorProto.FLOAT and types["x"] == TensorProto.FLOAT
@@ -280,9 +286,9 @@ def test_comparator_passes_and_fails_by_statistic():
 
 
 def test_default_tolerances_cover_every_output_and_precision():
-    for output in ("inpainted", "embedding", "slice_score"):
-        for precision in engine.PRECISIONS:
-            assert engine.DEFAULT_TOLERANCES[(output, precision)]
+    for output in compare.OUTPUTS:
+        for precision in PRECISIONS:
+            assert compare.DEFAULT_TOLERANCES[(output, precision)]
 
 
 # ---- torch backend options -------------------------------------------------------------------------
@@ -311,9 +317,12 @@ def _torch_cuda() -> bool:
 def test_torch_cuda_fp16_graph_matches_the_cpu(small_bundle):
     from isl_rt.pipeline import Scorer, params_from_bundle
 
-    x, e = engine.phantom_slices(small_bundle, 8)
-    groups = small_bundle.partition().groups
     from isl_rt import kernels
+
+    params = params_from_bundle(small_bundle)
+    x = kernels.window(accuracy.phantom_cohort(1, slices=8)[0].hu, params.windows, params.size)
+    e = kernels.canny(x, params.canny_low, params.canny_high, sigma=params.canny_sigma)
+    groups = small_bundle.partition().groups
 
     batch = kernels.fanout(x, e, small_bundle.partition().group_map(small_bundle.manifest.size), groups)
     with open_backends(small_bundle, "torch") as cpu, \
@@ -334,8 +343,8 @@ def test_tensorrt_engines_build_run_and_match_onnxruntime(tmp_path, small_bundle
     result = engine.build_engines(small_bundle, precision=precision, max_batch=32, workspace_mb=1024,
                                   timing_cache=tmp_path / "timing.cache", cache=tmp_path / "cache")
     assert result.folder == tmp_path / "cache" / result.record.key.id and (tmp_path / "timing.cache").stat().st_size > 0
-    comparisons = engine.compare_with_onnxruntime(small_bundle, result.folder)
-    assert all(c.passed for c in comparisons), [c.to_dict() for c in comparisons]
+    report = accuracy.check_tensorrt(small_bundle, result.folder, series=4, slices=4)
+    assert report.passed, report.to_dict()
     record, _ = engine.find_engine(small_bundle, GPU, result.record.key.tensorrt_version, cache=tmp_path / "cache")
     assert record is not None and record.folder == result.folder
 

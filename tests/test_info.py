@@ -23,7 +23,7 @@ def test_info_json_reports_extensions_and_backends():
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["extensions"]["_native"]["built"] is True
-    assert set(report["backends"]) == {"onnxruntime", "torch", "tensorrt"}
+    assert set(report["backends"]) == {"onnxruntime", "openvino", "torch", "tensorrt"}
     assert report["backends"]["onnxruntime"]["available"] is True
 
 

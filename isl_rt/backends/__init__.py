@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from isl_rt.bundle import Bundle
 
 #: what ``--backend`` accepts
-BACKEND_NAMES: tuple[str, ...] = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cuda", "torch", "torch-cuda")
+BACKEND_NAMES: tuple[str, ...] = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cuda", "openvino", "torch", "torch-cuda")
 
 
 @dataclass
@@ -27,6 +27,8 @@ class BackendPair:
     drn: Backend
     name: str
     description: str
+    #: what the DeDN runs: fp32, fp16 (TensorRT), bf16 or int8 (OpenVINO)
+    precision: str = "fp32"
 
     def __enter__(self) -> "BackendPair":
         self.dedn.activate()
@@ -42,14 +44,18 @@ class BackendPair:
         self.dedn.deactivate()
 
 
-def open_backends(bundle: "Bundle", name: str = "auto", *, threads: int = 0, torch_fp16: bool = False,
-                  cuda_graph_batch: int = 0) -> BackendPair:
+def open_backends(bundle: "Bundle", name: str = "auto", *, threads: int = 0, precision: str = "",
+                  torch_fp16: bool = False, cuda_graph_batch: int = 0) -> BackendPair:
     """Runners for the bundle's DeDN and DRN (not yet active; use the pair as a context manager).
 
     ``auto`` picks the fastest backend available here: TensorRT when it is installed, a GPU is
     visible and ``isl-rt build-engine`` has cached engines for this bundle on it; else ONNX
-    Runtime with its CUDA execution provider when the installed onnxruntime has one; else ONNX
-    Runtime on the CPU. ``tensorrt`` needs those engines and says what is missing.
+    Runtime with its CUDA execution provider when the installed onnxruntime has one; else
+    OpenVINO on the CPU when installed, at the fastest precision that passed the accuracy check
+    here (``isl-rt check-precision``; FP32 when none did); else ONNX Runtime on the CPU.
+    ``tensorrt`` needs those engines and says what is missing.
+    ``precision`` is OpenVINO's (fp32, bf16, int8; empty = the checked one, as ``auto``);
+    other backends take only "" or their own precision.
     ``torch_fp16`` and ``cuda_graph_batch`` are the torch-cuda options (FP16 autocast, a CUDA graph
     for DeDN batches of that size; see :class:`isl_rt.backends.torch.TorchBackend`).
     """
@@ -57,9 +63,12 @@ def open_backends(bundle: "Bundle", name: str = "auto", *, threads: int = 0, tor
 
     if name not in BACKEND_NAMES:
         raise BackendError(f"--backend {name!r} is not one of {', '.join(BACKEND_NAMES)}.")
+    if precision and name not in ("openvino", "auto") and precision != "fp32":
+        raise BackendError(f"--precision {precision} is for --backend openvino (fp32, bf16, int8); "
+                           f"--backend {name} runs its own precision (TensorRT: the engine's, from isl-rt build-engine).")
     if name in ("torch", "torch-cuda"):
         return _torch_pair(bundle, name, threads, torch_fp16, cuda_graph_batch)
-    if name == "tensorrt" or (name == "auto" and _tensorrt_usable()):
+    if name == "tensorrt" or (name == "auto" and not precision and _tensorrt_usable()):
         from isl_rt.backends.tensorrt import engine_for, open_tensorrt_pair
 
         try:
@@ -69,7 +78,22 @@ def open_backends(bundle: "Bundle", name: str = "auto", *, threads: int = 0, tor
                 raise
     providers = available_providers()
     if name == "auto":
-        name = "onnxruntime-cuda" if "CUDAExecutionProvider" in providers else "onnxruntime"
+        if "CUDAExecutionProvider" in providers and not precision:
+            name = "onnxruntime-cuda"
+        elif openvino_installed():
+            name = "openvino"
+        elif precision:
+            raise BackendError(f"--precision {precision} needs OpenVINO; pip install 'isl-rt[openvino]'.")
+        else:
+            name = "onnxruntime"
+    if name == "openvino":
+        from isl_rt.backends.openvino import checked_precision, open_openvino_pair
+
+        reason = ""
+        if not precision:
+            precision, why = checked_precision(bundle)
+            reason = f"chosen: {why}" if precision != "fp32" else f"fp32: {why}"
+        return open_openvino_pair(bundle, precision, threads=threads, reason=reason)
     if name == "onnxruntime-cuda":
         if "CUDAExecutionProvider" not in providers:
             raise BackendError(
@@ -90,6 +114,13 @@ def open_backends(bundle: "Bundle", name: str = "auto", *, threads: int = 0, tor
         name=name,
         description=description,
     )
+
+
+def openvino_installed() -> bool:
+    """OpenVINO can be imported (checked without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
 
 
 def _torch_pair(bundle: "Bundle", name: str, threads: int, fp16: bool = False, cuda_graph_batch: int = 0) -> BackendPair:
@@ -116,6 +147,6 @@ def _tensorrt_usable() -> bool:
     """TensorRT is installed and a CUDA GPU is visible (checked without importing TensorRT)."""
     import importlib.util
 
-    from isl_rt.engine import detect_gpu
+    from isl_rt.backends.gpu import detect_gpu
 
     return importlib.util.find_spec("tensorrt") is not None and detect_gpu() is not None

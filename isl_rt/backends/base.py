@@ -18,28 +18,50 @@ import numpy as np
 from isl_rt.errors import BackendError
 
 
+#: images per DeDN call (whole slices of G mask groups each, at least one slice) and difference
+#: images per DRN call in :class:`isl_rt.pipeline.Scorer`; TensorRT engines are tuned for them
+DEDN_BATCH = 16
+DRN_BATCH = 32
+
+
 @dataclass(frozen=True)
 class TensorMeta:
-    """Name, dtype and shape of a model input; ``None`` in ``shape`` is a dynamic axis."""
+    """Name, dtype and shape of a model input; ``None`` in ``shape`` is a dynamic axis.
+
+    ``batch`` bounds the first axis (min, max) where the runner has a fixed range (a TensorRT
+    profile); ``host_dtypes`` are further dtypes a host (numpy) array may have, converted by the
+    runner (float32 for a float16 engine input). A GPU array (``__cuda_array_interface__``)
+    must have ``dtype`` itself.
+    """
 
     name: str
     dtype: np.dtype
     shape: tuple[int | None, ...]
+    batch: tuple[int, int] | None = None
+    host_dtypes: tuple[np.dtype, ...] = ()
 
     def check(self, array: Any, model: str) -> None:
         """Raise BackendError when ``array`` does not fit this input."""
-        dtype = np.dtype(getattr(array, "dtype", None))
+        iface = getattr(array, "__cuda_array_interface__", None)
+        if iface is not None:
+            dtype, allowed = np.dtype(iface["typestr"]), (self.dtype,)
+        else:
+            dtype, allowed = np.dtype(getattr(array, "dtype", None)), (self.dtype, *self.host_dtypes)
         shape = tuple(array.shape)
-        if dtype != self.dtype:
-            raise BackendError(f"{model}: input {self.name!r} must be {self.dtype.name}, got {dtype.name}.")
+        if dtype not in allowed:
+            names = " or ".join(np.dtype(d).name for d in allowed)
+            raise BackendError(f"{model}: input {self.name!r} must be {names}, got {dtype.name}.")
         if len(shape) != len(self.shape) or any(
             want is not None and want != got for want, got in zip(self.shape, shape)
         ):
             raise BackendError(f"{model}: input {self.name!r} must have shape {self.shape} (None = any), got {shape}.")
+        if self.batch is not None and not self.batch[0] <= shape[0] <= self.batch[1]:
+            raise BackendError(f"{model} takes batches of {self.batch[0]}..{self.batch[1]}, got {shape[0]}; "
+                               "rebuild it for a larger batch (`isl-rt build-engine --max-batch`).")
 
 
 class Backend(abc.ABC):
-    """Base of every runner: onnxruntime, torch, tensorrt."""
+    """Base of every runner: onnxruntime, openvino, torch, tensorrt."""
 
     #: short name used by ``--backend`` and in reports
     name: str = "base"

@@ -24,13 +24,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from isl_rt.backends.base import Backend, TensorMeta
-from isl_rt.engine import (
+from isl_rt.backends.tensorrt_engines import (
+    ENGINE_JSON,
     EngineRecord,
+    cache_dir,
     engine_mismatch,
+    find_engine,
     require_gpu,
     require_tensorrt,
 )
+from isl_rt.bundle import sha256_file
 from isl_rt.errors import BackendError
+from isl_rt.kernels._dispatch import data_pointer, device_new, device_pointer, stream_handle, torch_dtype
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from isl_rt.backends import BackendPair
@@ -40,8 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 def check_record(record: EngineRecord, network: str, *, dedn_sha256: str, drn_sha256: str, gpu: Any,
                  tensorrt_version: str, verify_file: bool = True) -> None:
     """Raise BackendError (one sentence) when ``record``'s engine for ``network`` cannot run here."""
-    from isl_rt.bundle import sha256_file
-
     why = engine_mismatch(record.key, dedn_sha256=dedn_sha256, drn_sha256=drn_sha256, gpu=gpu, tensorrt_version=tensorrt_version)
     if why is not None:
         raise BackendError(f"The engines in {record.folder} cannot run here: {why}; rebuild with `isl-rt build-engine BUNDLE`.")
@@ -49,11 +52,12 @@ def check_record(record: EngineRecord, network: str, *, dedn_sha256: str, drn_sh
     if not path.is_file():
         raise BackendError(f"{path} is missing; rebuild with `isl-rt build-engine BUNDLE`.")
     if verify_file and sha256_file(path) != record.files[network]["sha256"]:
-        raise BackendError(f"{path} does not match the sha256 in {record.folder / 'engine.json'}; rebuild with `isl-rt build-engine BUNDLE`.")
+        raise BackendError(f"{path} does not match the sha256 in {record.folder / ENGINE_JSON}; rebuild with `isl-rt build-engine BUNDLE`.")
 
 
 class _Allocator:
-    """Device and pinned host buffers, a stream and copies, from CuPy or torch."""
+    """Device and pinned host buffers, a stream and copies, from CuPy or torch (the device helpers
+    of :mod:`isl_rt.kernels._dispatch` allocate, read addresses and stream handles)."""
 
     def __init__(self) -> None:
         try:
@@ -61,35 +65,26 @@ class _Allocator:
 
             self.kind, self.lib = "cupy", cupy
             self.stream = cupy.cuda.Stream(non_blocking=True)
-            self.handle = int(self.stream.ptr)
-            return
         except ImportError:
-            pass
-        try:
-            import torch
-        except ImportError:
-            raise BackendError("The TensorRT backend needs CuPy or a CUDA build of torch for GPU buffers: pip install cupy-cuda12x.") from None
-        if not torch.cuda.is_available():
-            raise BackendError("The TensorRT backend found torch without CUDA and no CuPy: pip install cupy-cuda12x.")
-        self.kind, self.lib = "torch", torch
-        self.stream = torch.cuda.Stream()
-        self.handle = int(self.stream.cuda_stream)
+            try:
+                import torch
+            except ImportError:
+                raise BackendError("The TensorRT backend needs CuPy or a CUDA build of torch for GPU buffers: pip install cupy-cuda12x.") from None
+            if not torch.cuda.is_available():
+                raise BackendError("The TensorRT backend found torch without CUDA and no CuPy: pip install cupy-cuda12x.")
+            self.kind, self.lib = "torch", torch
+            self.stream = torch.cuda.Stream()
+        self.handle = stream_handle(self.stream)
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> Any:
-        if self.kind == "cupy":
-            return self.lib.empty(shape, dtype=dtype)
-        return self.lib.empty(shape, dtype=_torch_dtype(self.lib, dtype), device="cuda")
+        return device_new(self.kind, shape, dtype)
 
     def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         if self.kind == "cupy":
             count = int(np.prod(shape))
             memory = self.lib.cuda.alloc_pinned_memory(count * np.dtype(dtype).itemsize)
             return np.frombuffer(memory, dtype=dtype, count=count).reshape(shape)
-        return self.lib.empty(shape, dtype=_torch_dtype(self.lib, dtype), pin_memory=True).numpy()
-
-    @staticmethod
-    def pointer(array: Any) -> int:
-        return int(array.__cuda_array_interface__["data"][0])
+        return self.lib.empty(shape, dtype=torch_dtype(dtype), pin_memory=True).numpy()
 
     def to_device(self, device: Any, host: np.ndarray) -> None:
         """Queue host -> device on the stream (``host`` is pinned, ``device`` a buffer prefix view)."""
@@ -110,10 +105,6 @@ class _Allocator:
         self.stream.synchronize()
 
 
-def _torch_dtype(torch: Any, dtype: np.dtype) -> Any:
-    return {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}[np.dtype(dtype)]
-
-
 class TensorRTBackend(Backend):
     """Runs the ``network`` ("dedn" or "drn") engine of an engine record with TensorRT."""
 
@@ -121,7 +112,7 @@ class TensorRTBackend(Backend):
 
     def __init__(self, record: EngineRecord, network: str, *, dedn_sha256: str, drn_sha256: str) -> None:
         if network not in record.files:
-            raise BackendError(f"{record.folder / 'engine.json'} has no {network} engine.")
+            raise BackendError(f"{record.folder / ENGINE_JSON} has no {network} engine.")
         super().__init__(str(record.engine_path(network)))
         self.record, self.network = record, network
         self.dedn_sha256, self.drn_sha256 = dedn_sha256, drn_sha256
@@ -170,30 +161,14 @@ class TensorRTBackend(Backend):
         out_shape = tuple(context.get_tensor_shape(self.output_name))
         self._device = {"in": alloc.empty(biggest, in_dtype), "out": alloc.empty(out_shape, self._out_dtype)}
         self._host = {"in": alloc.pinned(biggest, in_dtype), "out": alloc.pinned(out_shape, self._out_dtype)}
-        context.set_tensor_address(self.output_name, alloc.pointer(self._device["out"]))
+        context.set_tensor_address(self.output_name, data_pointer(self._device["out"]))
         self._trt, self._engine, self._context, self._alloc = trt, engine, context, alloc
-        self._meta = {self.input_name: TensorMeta(self.input_name, in_dtype, (None, *in_shape[1:]))}
+        host = (np.dtype(np.float32),) if in_dtype == np.float16 else ()
+        self._meta = {self.input_name: TensorMeta(self.input_name, in_dtype, (None, *in_shape[1:]),
+                                                  batch=(self.profile.min, self.profile.max), host_dtypes=host)}
 
     def _input_metadata_impl(self) -> dict[str, TensorMeta]:
         return self._meta
-
-    def infer(self, feed: dict[str, Any], *, check: bool = True) -> dict[str, Any]:
-        """As :meth:`Backend.infer`; a host float32 array is also accepted for a float16 input."""
-        self._require_active()
-        if check:
-            if sorted(feed) != [self.input_name]:
-                raise BackendError(f"{self.model}: inputs must be {[self.input_name]}, got {sorted(feed)}.")
-            array = feed[self.input_name]
-            meta = self._meta[self.input_name]
-            on_gpu = hasattr(array, "__cuda_array_interface__")
-            if not on_gpu and np.dtype(array.dtype) == np.float32 and meta.dtype == np.float16:
-                meta = TensorMeta(meta.name, np.dtype(np.float32), meta.shape)
-            meta.check(array, self.model)
-            batch = int(array.shape[0])
-            if not self.profile.min <= batch <= self.profile.max:
-                raise BackendError(f"{self.model} was built for batches {self.profile.min}..{self.profile.max}, got {batch}; "
-                                   "rebuild with a larger `isl-rt build-engine --max-batch`.")
-        return super().infer(feed, check=False)
 
     def _infer_impl(self, feed: dict[str, Any]) -> dict[str, Any]:
         alloc, context = self._alloc, self._context
@@ -202,14 +177,12 @@ class TensorRTBackend(Backend):
         batch = int(array.shape[0])
         shape = (batch, *self._meta[self.input_name].shape[1:])
         if hasattr(array, "__cuda_array_interface__"):
-            from isl_rt.kernels._dispatch import device_pointer
-
             address = device_pointer(array, self.input_name, self._meta[self.input_name].dtype, shape)
         else:
             staged = self._host["in"][:batch]
             np.copyto(staged, array, casting="same_kind")
             alloc.to_device(self._device["in"][:batch], staged)
-            address = alloc.pointer(self._device["in"])
+            address = data_pointer(self._device["in"])
         context.set_input_shape(self.input_name, shape)
         context.set_tensor_address(self.input_name, address)
         if not context.execute_async_v3(alloc.handle):
@@ -241,14 +214,13 @@ def open_tensorrt_pair(bundle: "Bundle", record: EngineRecord) -> "BackendPair":
         drn=TensorRTBackend(record, "drn", **hashes),
         name="tensorrt",
         description=f"TensorRT {k.tensorrt_version}, {k.precision}, {k.gpu_name} (engines {record.folder})",
+        precision=k.precision,
     )
 
 
 def engine_for(bundle: "Bundle", *, cache: Path | None = None) -> EngineRecord:
     """The cached engine record for ``bundle`` on this GPU and TensorRT, or a BackendError saying
     what is missing (TensorRT, a GPU, or an engine built here)."""
-    from isl_rt.engine import cache_dir, find_engine
-
     trt = require_tensorrt()
     gpu = require_gpu()
     record, passed = find_engine(bundle, gpu, str(trt.__version__), cache=cache)

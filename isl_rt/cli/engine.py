@@ -28,13 +28,15 @@ def build_engine(
     workspace: Annotated[int, typer.Option("--workspace", help="TensorRT builder workspace in MB.")] = 4096,
     timing_cache: Annotated[Path | None, typer.Option("--timing-cache", help="TensorRT timing cache file: read if it exists, written after the build.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Engine folder; default <cache>/<key> ($ISL_RT_ENGINE_CACHE or ~/.cache/isl-rt/engines).")] = None,
-    check: Annotated[bool, typer.Option("--check", help="Then compare the engines with ONNX Runtime FP32 on phantom slices.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Then run the accuracy check against ONNX Runtime FP32 (per output, and scan scores and AUC on a phantom cohort).")] = False,
 ) -> None:
     """Build TensorRT engines of a bundle for the GPU here, into the engine cache that --backend auto/tensorrt reads."""
     import time
 
+    from isl_rt.accuracy import check_tensorrt
+    from isl_rt.backends.tensorrt_engines import build_engines
     from isl_rt.bundle import load_bundle
-    from isl_rt.engine import build_engines, compare_with_onnxruntime
+    from isl_rt.cli.precision import echo_check
 
     start = time.perf_counter()
     loaded = load_bundle(bundle)
@@ -45,12 +47,8 @@ def build_engine(
     for field_name, value in record.key.describe().items():
         typer.echo(f"  {field_name}: {value}")
     if check:
-        comparisons = compare_with_onnxruntime(loaded, result.folder)
-        for c in comparisons:
-            stats = "" if c.stats is None else (f"max {c.stats.max_abs:.3g}, mean {c.stats.mean_abs:.3g}, "
-                                                f"median {c.stats.median_abs:.3g}, p99 {c.stats.p99_abs:.3g}")
-            typer.echo(f"  check {c.name}: {'ok' if c.passed else 'FAILED'} ({stats}){'' if c.passed else ': ' + c.reason}")
-        failed = [c.name for c in comparisons if not c.passed]
-        if failed:
-            raise IslError(f"The engines in {result.folder} differ from ONNX Runtime FP32 beyond tolerance on {', '.join(failed)}.")
+        report = check_tensorrt(loaded, result.folder)
+        echo_check(report)
+        if not report.passed:
+            raise IslError(f"The engines in {result.folder} differ from ONNX Runtime FP32 beyond tolerance: {report.reason}.")
     typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {command_line()}")

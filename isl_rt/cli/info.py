@@ -44,6 +44,9 @@ def info(
     for name, backend in report["backends"].items():
         if backend["available"]:
             extra = f", providers={backend['providers']}" if "providers" in backend else ""
+            if "precisions" in backend:
+                extra = f", {backend['device']}, precisions {'/'.join(backend['precisions'])}, nncf {backend['nncf'] or 'not installed'}"
+                extra += f"; {backend['note']}" if backend["note"] else ""
             typer.echo(f"  backend {name}: available ({backend.get('version')}{extra})")
         else:
             typer.echo(f"  backend {name}: not installed ({backend.get('install', backend.get('error'))})")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from isl_rt.backends.base import DEDN_BATCH
 from isl_rt.cli._app import app, command_line, print_json, user_errors
 from isl_rt.demo import DEMO_SEED
 from isl_rt.errors import IslError
@@ -116,8 +117,9 @@ def scan(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder tree of DICOM files.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Scores CSV, one row per series; per-series JSON go to <stem>.series/ beside it.")] = Path("scores.csv"),
     bundle: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder; default the shipped head-ct-tiny.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="auto, tensorrt, onnxruntime, onnxruntime-cuda, torch or torch-cuda.")] = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="DeDN images per inference call (whole slices of G images each).")] = 16,
+    backend: Annotated[str, typer.Option("--backend", help="auto, tensorrt, onnxruntime, onnxruntime-cuda, openvino, torch or torch-cuda.")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="OpenVINO's DeDN precision: fp32, bf16 or int8; default the fastest that passed `isl-rt check-precision` here, else fp32.")] = "",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="DeDN images per inference call (whole slices of G images each).")] = DEDN_BATCH,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
     heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Folder for heat maps (NPZ), overlays of the top slices and slice-score curves.")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip series already in --out (default) or start the CSV over.")] = True,
@@ -139,7 +141,7 @@ def scan(
         raise IslError(f"{directory} is not a folder: pass the folder that holds the DICOM files.")
     loaded = load_bundle(bundle if bundle is not None else default_bundle_path())
     params = with_stride(params_from_bundle(loaded), stride)
-    pair = open_backends(loaded, backend, threads=threads)
+    pair = open_backends(loaded, backend, threads=threads, precision=precision)
     console = Console(stderr=True)
     passes = f"; {params.partition.groups} DeDN passes per slice (--stride {stride})" if stride else ""
     console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pair.description}{passes}", highlight=False)
@@ -185,7 +187,8 @@ def demo(
     scans: Annotated[int, typer.Option("--scans", help="Series in the demo cohort (about half with a disorder).")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Cohort seed (the default was never used for training).")] = DEMO_SEED,
     bundle: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder; default the shipped head-ct-tiny.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="auto, tensorrt, onnxruntime, onnxruntime-cuda, torch or torch-cuda.")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help="auto, tensorrt, onnxruntime, onnxruntime-cuda, openvino, torch or torch-cuda.")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="OpenVINO's DeDN precision: fp32, bf16 or int8; default the fastest that passed `isl-rt check-precision` here, else fp32.")] = "",
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
 ) -> None:
     """Generate a small phantom cohort, scan it with the shipped bundle, print the scores and the AUC, write the HTML report."""
@@ -202,7 +205,7 @@ def demo(
 
     start = time.perf_counter()
     loaded = load_bundle(bundle if bundle is not None else default_bundle_path())
-    pair = open_backends(loaded, backend, threads=threads)
+    pair = open_backends(loaded, backend, threads=threads, precision=precision)
     console = Console(stderr=True)
     console.print(f"demo: {scans} phantom series (seed {seed}) -> {out}; bundle {loaded.manifest.name}; {pair.description}", highlight=False)
     with pair, _ScanProgress(console) as progress:

@@ -55,21 +55,43 @@ def device_pointer(array: Any, name: str, dtype: np.dtype | type, shape: tuple[i
     return int(iface["data"][0])
 
 
+def data_pointer(array: Any) -> int:
+    """Device address of a GPU array (no checks; see :func:`device_pointer`)."""
+    return int(array.__cuda_array_interface__["data"][0])
+
+
+def torch_dtype(dtype: np.dtype | type) -> Any:
+    """The torch dtype of a numpy dtype the kernels and engines use."""
+    import torch
+
+    table = {np.dtype(np.float32): torch.float32, np.dtype(np.uint8): torch.uint8, np.dtype(np.int16): torch.int16,
+             np.dtype(np.int32): torch.int32, np.dtype(np.float16): torch.float16}
+    return table[np.dtype(dtype)]
+
+
+def device_new(library: str, shape: tuple[int, ...], dtype: np.dtype | type, device: Any = None) -> Any:
+    """A new uninitialised GPU array from ``library`` ("cupy" or "torch") on ``device`` (default: current)."""
+    if library == "cupy":
+        import cupy
+
+        if device is None:
+            return cupy.empty(shape, dtype=dtype)
+        with cupy.cuda.Device(device):
+            return cupy.empty(shape, dtype=dtype)
+    if library == "torch":
+        import torch
+
+        return torch.empty(shape, dtype=torch_dtype(dtype), device="cuda" if device is None else device)
+    raise IslError(f"Cannot allocate GPU arrays with {library!r}; use CuPy or torch.")
+
+
 def device_empty(like: Any, shape: tuple[int, ...], dtype: np.dtype | type) -> Any:
     """A new uninitialised GPU array from the same library (CuPy or torch) and device as ``like``."""
     module = type(like).__module__.split(".")[0]
     if module == "cupy":
-        import cupy
-
-        with cupy.cuda.Device(like.device.id):
-            return cupy.empty(shape, dtype=dtype)
+        return device_new("cupy", shape, dtype, like.device.id)
     if module == "torch":
-        import torch
-
-        torch_dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.uint8): torch.uint8,
-                       np.dtype(np.int16): torch.int16, np.dtype(np.int32): torch.int32,
-                       np.dtype(np.float16): torch.float16}[np.dtype(dtype)]
-        return torch.empty(shape, dtype=torch_dtype, device=like.device)
+        return device_new("torch", shape, dtype, like.device)
     raise IslError(f"Cannot allocate a GPU output like a {type(like).__name__}; pass out= explicitly.")
 
 
