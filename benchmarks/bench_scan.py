@@ -1,23 +1,30 @@
 """Throughput of the optimised scan against a research-style reference pipeline, in one run.
 
-    python benchmarks/bench_scan.py [--quick] [--bundle PATH] [--volumes N] [--batch-size 16]
+    python benchmarks/bench_scan.py [--quick] [--bundle PATH] [--volumes N] [--slices N] [--rounds R]
+                                    [--threads 2] [--batch-size 16] [--no-openvino]
 
-Both pipelines score the same phantom HU volumes (generated in memory with fixed seeds; DICOM
-decoding is left out of both) with the same weights:
+Every pipeline scores the same phantom HU volumes (generated in memory with fixed seeds; DICOM
+decoding is left out) with the same weights:
 
-- optimised: isl_rt.pipeline.Scorer — native kernels, ONNX Runtime, batches across slices;
+- optimised: isl_rt.pipeline.Scorer — native kernels, batches across slices — on ONNX Runtime
+  FP32 and on OpenVINO at fp32, bf16 and int8 (when the openvino extra is installed), each in the
+  exact K×K mode (the paper's) and the strided partition of ``scan --stride 2``;
 - reference: written the way research code does it — numpy windowing (isl_rt.kernels.reference),
   skimage Canny, numpy fan-out and composition, eager PyTorch on the bundle's torch weights, one
-  slice at a time (its G masked images as one batch).
+  slice at a time (its G masked images as one batch), exact K×K.
 
-Prints one JSON object per line: the machine, then per pipeline slices/s, then a summary with
-speedup_vs_reference, the share of the optimised time spent outside the DeDN and DRN, the DeDN's
-achieved GFLOP/s and the machine's measured float32 matrix-multiply GFLOP/s.
+The machine is shared, so the pipelines run interleaved: each round times every pipeline once on
+all volumes, and ``speedup_vs_reference`` is the median over rounds of the same round's ratio
+(its range beside it). Prints one JSON object per line: the machine; per pipeline its backend,
+precision, partition, slices/s, speedup_vs_reference, the DeDN's achieved GFLOP/s and the
+recorded accuracy check of that precision; then the machine's measured FP32 and BF16
+matrix-multiply rates and the DeDN's share of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -44,8 +51,18 @@ def machine() -> dict[str, Any]:
     return {"kind": "machine", "cpu": cpu, "cpus": os.cpu_count(), "loadavg_1min": round(os.getloadavg()[0], 2),
             "platform": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
             "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
+            "openvino": _version("openvino"), "nncf": _version("nncf"),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
             "native": native}
+
+
+def _version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
 
 def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
@@ -61,6 +78,40 @@ def _timed(fn: Any) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def torch_bf16_matmul_gflops(n: int = 256, repeats: int = 3) -> float:
+    """bfloat16 matrix multiply in PyTorch on this CPU (its BF16 path: native where the CPU has
+    AVX512-BF16 or AMX, emulated elsewhere)."""
+    import torch
+
+    a, b = torch.rand(n, n, dtype=torch.bfloat16), torch.rand(n, n, dtype=torch.bfloat16)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def openvino_matmul_gflops(precision: str, threads: int, n: int = 1024, repeats: int = 5) -> tuple[float, str]:
+    """A 1024² MatMul compiled by OpenVINO with ``inference_precision`` f32 or bf16: its rate and
+    the precision the CPU plugin actually chose."""
+    import openvino as ov
+    import openvino.opset13 as ops
+    from openvino import properties
+    from openvino.properties import hint
+
+    a = ops.parameter([n, n], ov.Type.f32, name="a")
+    b = ops.constant(np.random.default_rng(1).random((n, n), dtype=np.float32))
+    model = ov.Model([ops.matmul(a, b, False, False)], [a], "matmul")
+    config = {hint.inference_precision: ov.Type.bf16 if precision == "bf16" else ov.Type.f32,
+              hint.performance_mode: hint.PerformanceMode.LATENCY}
+    if threads > 0:
+        config[properties.inference_num_threads] = threads
+    compiled = ov.Core().compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    x = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    request.infer({0: x})
+    best = min(_timed(lambda: request.infer({0: x}, share_inputs=True)) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9, compiled.get_property(hint.inference_precision).get_type_name()
 
 
 def dedn_flops(path: str, size: int) -> float:
@@ -120,54 +171,113 @@ def reference_scan(volumes: list[np.ndarray], bundle: Any, dedn: Any, drn: Any) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one short volume (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="one volume of six slices, two rounds")
     parser.add_argument("--bundle", default="", help="bundle folder (default: the shipped head-ct-tiny)")
-    parser.add_argument("--volumes", type=int, default=2, help="phantom volumes to score (ignored with --quick)")
-    parser.add_argument("--batch-size", type=int, default=16, help="DeDN images per ONNX Runtime call")
+    parser.add_argument("--volumes", type=int, default=1, help="phantom volumes per round")
+    parser.add_argument("--slices", type=int, default=12, help="mid slices per volume (0 = all)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--threads", type=int, default=2, help="inference threads of every pipeline")
+    parser.add_argument("--batch-size", type=int, default=16, help="DeDN images per call of the optimised pipelines")
+    parser.add_argument("--no-openvino", action="store_true", help="ONNX Runtime rows only")
     args = parser.parse_args(argv)
+
+    import torch
 
     from isl_rt.backends import open_backends
     from isl_rt.bundle import default_bundle_path, load_bundle
     from isl_rt.io.phantom import generate_study
-    from isl_rt.pipeline import Scorer, params_from_bundle
+    from isl_rt.pipeline import Scorer, params_from_bundle, with_stride
 
+    torch.set_num_threads(args.threads)
     bundle = load_bundle(args.bundle or default_bundle_path())
-    print(json.dumps(machine()), flush=True)
-    count = 1 if args.quick else args.volumes
+    print(json.dumps({**machine(), "threads": args.threads}), flush=True)
+    count, keep, rounds = (1, 6, 2) if args.quick else (args.volumes, args.slices, args.rounds)
     volumes = [generate_study(900_000 + i).hu for i in range(count)]
-    if args.quick:
-        volumes = [v[10:16] for v in volumes]  # six mid slices
+    if keep:
+        volumes = [v[v.shape[0] // 2 - keep // 2:][:keep] for v in volumes]
     slices = sum(v.shape[0] for v in volumes)
 
-    with open_backends(bundle, "onnxruntime") as pair:
-        scorer = Scorer(params_from_bundle(bundle), pair.dedn, pair.drn, dedn_batch=args.batch_size)
+    exact = params_from_bundle(bundle)
+    partitions = {f"{exact.partition.k}x{exact.partition.k}": exact, "stride2": with_stride(exact, 2)}
+    backends = [("onnxruntime", "fp32")]
+    use_openvino = not args.no_openvino and importlib.util.find_spec("openvino") is not None
+    if use_openvino:
+        backends += [("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8")]
+    pairs = {}
+    for backend, precision in backends:
+        pair = open_backends(bundle, backend, threads=args.threads, precision="" if backend == "onnxruntime" else precision)
+        pair.__enter__()
+        pairs[(backend, precision)] = pair
+    runs = {(b, p, name): Scorer(params, pairs[(b, p)].dedn, pairs[(b, p)].drn, dedn_batch=args.batch_size)
+            for b, p in backends for name, params in partitions.items()}
+    for scorer in runs.values():
         scorer.score(volumes[0][:1])  # warm-up
-        stages: dict[str, float] = {}
-        start = time.perf_counter()
-        for hu in volumes:
-            for stage, seconds in scorer.score(hu).seconds.items():
-                stages[stage] = stages.get(stage, 0.0) + seconds
-        optimised = time.perf_counter() - start
-    print(json.dumps({"pipeline": "optimised", "backend": "onnxruntime-cpu", "slices": slices,
-                      "slices_per_s": round(slices / optimised, 3), "stage_seconds": {k: round(v, 3) for k, v in stages.items()}}), flush=True)
+    with open_backends(bundle, "torch") as ref_pair:
+        reference_scan([volumes[0][:1]], bundle, ref_pair.dedn, ref_pair.drn)  # warm-up
+        seconds: dict[Any, list[float]] = {key: [] for key in runs}
+        stages: dict[Any, list[dict[str, float]]] = {key: [] for key in runs}
+        reference: list[float] = []
+        for _ in range(rounds):
+            reference.append(reference_scan(volumes, bundle, ref_pair.dedn, ref_pair.drn))
+            for key, scorer in runs.items():
+                start = time.perf_counter()
+                totals: dict[str, float] = {}
+                for hu in volumes:
+                    for stage, value in scorer.score(hu).seconds.items():
+                        totals[stage] = totals.get(stage, 0.0) + value
+                seconds[key].append(time.perf_counter() - start)
+                stages[key].append(totals)
+    for pair in pairs.values():
+        pair.__exit__(None, None, None)
 
-    with open_backends(bundle, "torch") as pair:
-        reference_scan([volumes[0][:1]], bundle, pair.dedn, pair.drn)  # warm-up
-        reference = reference_scan(volumes, bundle, pair.dedn, pair.drn)
-    print(json.dumps({"pipeline": "reference", "backend": "torch-eager-cpu", "slices": slices,
-                      "slices_per_s": round(slices / reference, 3)}), flush=True)
-
-    images = slices * bundle.partition().groups
+    print(json.dumps({"pipeline": "reference", "backend": "torch-eager-cpu", "precision": "fp32", "partition": next(iter(partitions)),
+                      "slices": slices, "rounds": rounds, "slices_per_s": round(slices / float(np.median(reference)), 3)}), flush=True)
     flops = dedn_flops(str(bundle.torch_path("dedn")), bundle.manifest.size)
+    cpu = None
+    if use_openvino:
+        from isl_rt.backends.openvino import check_status, cpu_info
+
+        cpu = cpu_info()
+    best_dedn = 0.0
+    for (backend, precision, name), times in seconds.items():
+        ratios = [r / t for r, t in zip(reference, times)]
+        dedn = [s["dedn"] for s in stages[(backend, precision, name)]]
+        groups = partitions[name].partition.groups
+        gflops = flops * slices * groups / float(np.median(dedn)) / 1e9
+        best_dedn = max(best_dedn, gflops)
+        share = [1 - (s["dedn"] + s["drn"]) / sum(s.values()) for s in stages[(backend, precision, name)]]
+        row: dict[str, Any] = {
+            "pipeline": "optimised", "backend": backend, "precision": precision, "partition": name,
+            "dedn_passes_per_slice": groups, "slices": slices, "rounds": rounds,
+            "slices_per_s": round(slices / float(np.median(times)), 3),
+            "speedup_vs_reference": round(float(np.median(ratios)), 2),
+            "speedup_range": [round(min(ratios), 2), round(max(ratios), 2)],
+            "dedn_gflops": round(gflops, 2), "share_outside_dedn_drn": round(float(np.median(share)), 4),
+        }
+        if backend == "openvino":
+            row["dedn_runs"] = getattr(pairs[(backend, precision)].dedn, "runs", "")
+            if precision != "fp32" and cpu is not None:
+                passed, why = check_status(bundle, precision, cpu)
+                row["accuracy_check"] = {"passed": passed, "why": why, "partition": next(iter(partitions))}
+        print(json.dumps(row), flush=True)
+
+    rates: dict[str, Any] = {"numpy_fp32_matmul_gflops": round(matmul_gflops(), 1),
+                             "torch_bf16_matmul_gflops": round(torch_bf16_matmul_gflops(), 2)}
+    if use_openvino:
+        for precision in ("f32", "bf16"):
+            rate, ran = openvino_matmul_gflops(precision, args.threads)
+            rates[f"openvino_{precision}_matmul_gflops"] = round(rate, 1)
+            rates[f"openvino_{precision}_matmul_ran"] = ran
+    bf16_rate = max(rates["torch_bf16_matmul_gflops"], rates.get("openvino_bf16_matmul_gflops", 0.0))
     print(json.dumps({
         "summary": "scan",
         "bundle": bundle.manifest.name,
-        "partition_groups": bundle.partition().groups,
-        "speedup_vs_reference": round(reference / optimised, 2),
-        "share_outside_dedn_drn": round(1 - (stages.get("dedn", 0) + stages.get("drn", 0)) / sum(stages.values()), 4),
+        "cpu_bf16": None if cpu is None else cpu.bf16,
         "dedn_gflop_per_image": round(flops / 1e9, 3),
-        "dedn_achieved_gflops": round(flops * images / stages["dedn"] / 1e9, 2),
-        "matmul_gflops": round(matmul_gflops(), 1),
+        "best_dedn_gflops": round(best_dedn, 2),
+        **rates,
+        "best_dedn_share_of_fp32_matmul": round(best_dedn / rates["numpy_fp32_matmul_gflops"], 3),
+        "best_dedn_share_of_bf16_matmul": round(best_dedn / bf16_rate, 3) if bf16_rate else None,
     }), flush=True)
     return 0
 

@@ -92,7 +92,7 @@ def open_backends(bundle: "Bundle", name: str = "auto", *, threads: int = 0, pre
         reason = ""
         if not precision:
             precision, why = checked_precision(bundle)
-            reason = f"chosen: {why}" if precision != "fp32" else f"fp32: {why}"
+            reason = f"chosen: {why}" if precision != "fp32" else "fp32: no reduced precision passed isl-rt check-precision here"
         return open_openvino_pair(bundle, precision, threads=threads, reason=reason)
     if name == "onnxruntime-cuda":
         if "CUDAExecutionProvider" not in providers:

@@ -68,13 +68,16 @@ class OnnxRuntimeBackend(Backend):
             if node.type not in _ORT_DTYPES:
                 raise BackendError(f"{self.path}: input {node.name!r} has unsupported type {node.type}.")
             shape = tuple(d if isinstance(d, int) else None for d in node.shape)
-            self._inputs[node.name] = TensorMeta(node.name, _ORT_DTYPES[node.type], shape)
+            dtype = _ORT_DTYPES[node.type]
+            host = (np.dtype(np.float32),) if dtype == np.float16 else ()  # an FP16 graph takes float32, cast here
+            self._inputs[node.name] = TensorMeta(node.name, dtype, shape, host_dtypes=host)
 
     def _input_metadata_impl(self) -> dict[str, TensorMeta]:
         return self._inputs
 
     def _infer_impl(self, feed: dict[str, Any]) -> dict[str, Any]:
         names = [o.name for o in self._session.get_outputs()]
+        feed = {k: v.astype(self._inputs[k].dtype) if v.dtype != self._inputs[k].dtype else v for k, v in feed.items()}
         values = self._session.run(names, feed)
         return dict(zip(names, values))
 

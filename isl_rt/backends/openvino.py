@@ -346,6 +346,21 @@ def open_openvino_pair(bundle: "Bundle", precision: str, *, threads: int = 0, ca
     )
 
 
+def check_status(bundle: "Bundle", precision: str, cpu: CpuInfo, *, cache: Path | None = None) -> tuple[bool, str]:
+    """(passed here, why) of the recorded accuracy check of ``bundle`` at ``precision`` on ``cpu``."""
+    try:
+        key = network_key(bundle, precision)
+    except BackendError as err:
+        return False, str(err)
+    folder = (cache_dir() if cache is None else Path(cache)) / key.id
+    if not (folder / RECORD_JSON).is_file():
+        return False, f"{precision} has not been checked here (isl-rt check-precision --precision {precision})"
+    try:
+        return read_check(load_record(folder, key), cpu)
+    except BackendError as err:
+        return False, str(err)
+
+
 def checked_precision(bundle: "Bundle", *, cache: Path | None = None) -> tuple[str, str]:
     """The fastest precision whose accuracy check passed on this CPU (int8, then bf16 where the
     CPU has BF16), else fp32; and why. Never quantizes or checks anything itself."""
@@ -354,22 +369,8 @@ def checked_precision(bundle: "Bundle", *, cache: Path | None = None) -> tuple[s
     for precision in ("int8", "bf16"):
         if precision == "bf16" and not cpu.bf16:
             continue
-        try:
-            key = network_key(bundle, precision)
-        except BackendError as err:
-            why_not.append(str(err))
-            continue
-        folder = (cache_dir() if cache is None else Path(cache)) / key.id
-        if not (folder / RECORD_JSON).is_file():
-            why_not.append(f"no {precision} network is cached (isl-rt check-precision --precision {precision})")
-            continue
-        try:
-            record = load_record(folder, key)
-        except BackendError as err:
-            why_not.append(str(err))
-            continue
-        passed, why = read_check(record, cpu)
+        passed, why = check_status(bundle, precision, cpu, cache=cache)
         if passed:
             return precision, why
         why_not.append(why)
-    return "fp32", "; ".join(why_not) or "no reduced precision is available"
+    return "fp32", "; ".join(why_not)

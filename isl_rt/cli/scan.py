@@ -144,7 +144,7 @@ def scan(
     pair = open_backends(loaded, backend, threads=threads, precision=precision)
     console = Console(stderr=True)
     passes = f"; {params.partition.groups} DeDN passes per slice (--stride {stride})" if stride else ""
-    console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pair.description}{passes}", highlight=False)
+    console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pair.description}{passes}", highlight=False, soft_wrap=True)
     live = None
     if report is not None:
         from isl_rt.report import Report, default_heatmaps_dir
@@ -207,7 +207,7 @@ def demo(
     loaded = load_bundle(bundle if bundle is not None else default_bundle_path())
     pair = open_backends(loaded, backend, threads=threads, precision=precision)
     console = Console(stderr=True)
-    console.print(f"demo: {scans} phantom series (seed {seed}) -> {out}; bundle {loaded.manifest.name}; {pair.description}", highlight=False)
+    console.print(f"demo: {scans} phantom series (seed {seed}) -> {out}; bundle {loaded.manifest.name}; {pair.description}", highlight=False, soft_wrap=True)
     with pair, _ScanProgress(console) as progress:
         result = run_demo(out, scans=scans, seed=seed, bundle=loaded, backend_name=pair.name, on_series=progress,
                           scorer_factory=lambda: Scorer(params_from_bundle(loaded), pair.dedn, pair.drn))
