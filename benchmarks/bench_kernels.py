@@ -374,23 +374,28 @@ def heatmap_cases(bench: Bench) -> Iterator[CaseRow]:
 
 
 def cavity_cases(bench: Bench) -> Iterator[CaseRow]:
-    """The cranial cavity mask on the same head slices: the bone channel is the rim (0.95)."""
+    """The cranial cavity mask on the same head slices: the bone channel is the rim (0.95); the
+    default rule (bone on all four sides) and the one for real CT (3 sides, largest component)."""
     for name, shape in B_SHAPES.items():
         if name not in bench.shapes:
             continue
         d = _b_inputs(shape)
         n, s = shape["n"], shape["s"]
         channel, bone, margin = 2, 0.8, 2
-        mask = np.empty((n, s, s), np.float32)
-        impls: Impls = {
-            "native": lambda d=d, mask=mask: K.cavity(d["x"], channel, bone, margin, out=mask),
-            "reference": lambda d=d, mask=mask: R.cavity(d["x"], channel, bone, margin, out=mask),
-        }
-        if bench.cupy is not None:
-            cp = bench.cupy
-            dx, dmask = cp.asarray(d["x"]), cp.empty(mask.shape, cp.float32)
-            impls["cuda"] = bench.cuda_sync(lambda dx=dx, dmask=dmask: K.cavity(dx, channel, bone, margin, out=dmask))
-        yield "cavity", name, n * s * s, {"bone": bone, "margin": margin}, impls
+        for sides, largest in ((4, False), (3, True)):
+            mask = np.empty((n, s, s), np.float32)
+            impls: Impls = {
+                "native": lambda d=d, mask=mask, sides=sides, largest=largest: K.cavity(
+                    d["x"], channel, bone, margin, sides=sides, largest=largest, out=mask),
+                "reference": lambda d=d, mask=mask, sides=sides, largest=largest: R.cavity(
+                    d["x"], channel, bone, margin, sides=sides, largest=largest, out=mask),
+            }
+            if bench.cupy is not None:
+                cp = bench.cupy
+                dx, dmask = cp.asarray(d["x"]), cp.empty(mask.shape, cp.float32)
+                impls["cuda"] = bench.cuda_sync(lambda dx=dx, dmask=dmask, sides=sides, largest=largest: K.cavity(
+                    dx, channel, bone, margin, sides=sides, largest=largest, out=dmask))
+            yield "cavity", name, n * s * s, {"bone": bone, "margin": margin, "sides": sides, "largest": largest}, impls
 
 
 # ---- the registry --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -180,17 +181,20 @@ static void heatmap_py(const carray<float>& x_dif, const carray<float>& x, float
 }
 
 // ---- cavity.h ----------------------------------------------------------------------------------
-static void cavity_py(const carray<float>& x, int64_t channel, float bone, int64_t margin, carray<float>& out) {
+static void cavity_py(const carray<float>& x, int64_t channel, float bone, int64_t margin, int sides, bool largest,
+                      carray<float>& out) {
   require(x.ndim() == 4, "x must be [N, C, H, W]");
   const int64_t n = x.shape(0), c = x.shape(1), h = x.shape(2), w = x.shape(3);
   require(c >= 1 && h >= 1 && w >= 1, "x must have C, H, W >= 1");
   require(channel >= 0 && channel < c, "channel must be in 0..C-1");
   require(margin >= 0, "margin must be >= 0");
+  require(sides >= 1 && sides <= 4, "sides must be in 1..4");
+  require(!largest || h * w <= INT32_MAX, "H * W must fit in 31 bits for largest");
   require(has_shape(out, {n, h, w}), "out must be [N, H, W]");
   const float* px = x.data();
   float* pm = out.mutable_data();
   py::gil_scoped_release release;
-  isl::cavity_cpu(px, n, c, h, w, channel, bone, margin, pm);
+  isl::cavity_cpu(px, n, c, h, w, channel, bone, margin, sides, largest, pm);
 }
 
 static py::dict build_info() {
@@ -254,5 +258,5 @@ PYBIND11_MODULE(_native, m) {
         "Heat maps into out [N, H, W] and APDS into out_apds [N].");
   // cavity.h
   m.def("cavity", &cavity_py, py::arg("x").noconvert(), py::arg("channel"), py::arg("bone"), py::arg("margin"),
-        py::arg("out").noconvert(), "Cranial cavity mask (0/1 float32) into out [N, H, W] (see csrc/cavity.h).");
+        py::arg("sides"), py::arg("largest"), py::arg("out").noconvert(), "Cranial cavity mask (0/1 float32) into out [N, H, W] (see csrc/cavity.h).");
 }

@@ -21,7 +21,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from isl_rt.kernels.partition import Partition
 
 __all__ = [
+    "CavityArgs",
     "CavitySpec",
     "DEFAULT_CAVITY",
     "DEFAULT_HEATMAP",
@@ -154,28 +155,52 @@ class HeatmapSpec:
     gamma: float
 
 
+class CavityArgs(NamedTuple):
+    """The arguments of ``isl_rt.kernels.cavity`` for one bundle's windows."""
+
+    channel: int
+    bone: float  # in the channel's [0, 1] units
+    margin: int
+    sides: int = 4
+    largest: bool = False
+
+
 @dataclass(frozen=True)
 class CavitySpec:
     """Where ISL scores a slice: inside the skull (see ``isl_rt.kernels.cavity``).
 
-    Bone is where the window ``window`` shows at least ``bone_hu``; a pixel is scored when bone
-    encloses it along its row and column more than ``margin`` pixels away. Difference images are
-    zeroed outside before the DRN and the heat map, in training and at runtime alike, so the
-    reconstruction error of skull, scalp and head holder does not drown what lies inside.
+    Bone is where the window ``window`` shows at least ``bone_hu``; a pixel is scored when no bone
+    lies within ``margin`` pixels along its row or column and bone is reached in at least ``sides``
+    of the four directions; with ``largest`` only the 4-connected component of such pixels with
+    the most pixels enclosed on all four sides is kept per slice (the brain, not what a head
+    holder encloses with the skull). Difference images are zeroed outside before the DRN and the
+    heat map, in training and at runtime alike, so the reconstruction error of skull, scalp and
+    head holder does not drown what lies inside. A manifest without ``sides`` and ``largest``
+    means 4 and false: bone on all four sides, every component (the rule before they existed).
     """
 
     window: str
     bone_hu: float
     margin: int
+    sides: int = 4
+    largest: bool = False
 
-    def resolve(self, windows: Sequence[WindowSpec]) -> tuple[int, float, int]:
-        """The ``isl_rt.kernels.cavity`` arguments for these windows: (channel index, bone level in
-        that channel's [0, 1] units, margin)."""
+    def resolve(self, windows: Sequence[WindowSpec]) -> CavityArgs:
+        """The ``isl_rt.kernels.cavity`` arguments for these windows (the bone level in that
+        channel's [0, 1] units)."""
         for index, w in enumerate(windows):
             if w.name == self.window:
-                return index, (self.bone_hu - (w.level - w.width / 2)) / w.width, self.margin
+                return CavityArgs(index, (self.bone_hu - (w.level - w.width / 2)) / w.width, self.margin, self.sides,
+                                  self.largest)
         names = ", ".join(w.name for w in windows)
         raise BundleError(f"The cavity needs a window named '{self.window}', but the windows are: {names}.")
+
+    def describe(self) -> str:
+        """One line for ``isl-rt info --bundle``."""
+        reach = "all four sides" if self.sides == 4 else f"at least {self.sides} of the four sides"
+        keep = "; only the component with the most fully enclosed pixels" if self.largest else ""
+        return (f"bone >= {self.bone_hu:g} HU in window '{self.window}', margin {self.margin} px, bone reached on "
+                f"{reach}{keep}")
 
 
 #: bone from 300 HU in the bone window, 2 pixels (about 4 mm at S = 128) kept clear of it
@@ -395,6 +420,12 @@ class _Reader:
             raise self.fail(f"has '{_join(where, key)}' = {value!r}, which is not a string")
         return value
 
+    def flag(self, data: Any, key: str, where: str) -> bool:
+        value = self.get(data, key, where)
+        if not isinstance(value, bool):
+            raise self.fail(f"has '{_join(where, key)}' = {value!r}, which is not true or false")
+        return value
+
     def obj(self, data: Any, key: str, where: str) -> dict[str, Any]:
         value = self.get(data, key, where)
         if not isinstance(value, dict):
@@ -514,9 +545,14 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
             window=r.text(c_raw, "window", "cavity"),
             bone_hu=r.num(c_raw, "bone_hu", "cavity"),
             margin=r.num(c_raw, "margin", "cavity", integer=True),
+            # absent in manifests written before they existed: the rule of that time
+            sides=r.num(c_raw, "sides", "cavity", integer=True) if "sides" in c_raw else 4,
+            largest=r.flag(c_raw, "largest", "cavity") if "largest" in c_raw else False,
         )
         if cavity.margin < 0:
             raise r.fail(f"has cavity.margin = {cavity.margin}, which is negative")
+        if not 1 <= cavity.sides <= 4:
+            raise r.fail(f"has cavity.sides = {cavity.sides}, which is not 1, 2, 3 or 4")
         if cavity.window not in {w.name for w in windows}:
             raise r.fail(f"has cavity.window '{cavity.window}', which is not one of its windows")
 

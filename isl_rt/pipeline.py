@@ -31,7 +31,7 @@ from isl_rt.kernels.partition import Partition
 from isl_rt.outputs import ScoreTable, row_key, safe_name, write_atomic, write_json_atomic
 
 if TYPE_CHECKING:
-    from isl_rt.bundle import Bundle
+    from isl_rt.bundle import Bundle, CavityArgs
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,9 @@ class ScanParams:
     dedn_output: str = "inpainted"
     drn_input: str = "difference"
     drn_output: str = "embedding"
-    #: (bone channel, bone level in its [0,1] units, margin) of the cranial cavity; None = whole slice
-    cavity: tuple[int, float, int] | None = None
+    #: the ``kernels.cavity`` arguments of the cranial cavity (bone channel, bone level in its [0,1]
+    #: units, margin, sides, largest); None = whole slice
+    cavity: CavityArgs | None = None
 
     @property
     def channels(self) -> int:
@@ -135,10 +136,9 @@ class Scorer:
         return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, difference=x_dif, seconds=timer.seconds)
 
 
-def mask_cavity(x: np.ndarray, x_dif: np.ndarray, cavity: tuple[int, float, int]) -> np.ndarray:
+def mask_cavity(x: np.ndarray, x_dif: np.ndarray, cavity: CavityArgs) -> np.ndarray:
     """Zero ``x_dif`` [N,C,S,S] in place outside the cranial cavity of ``x``; returns the mask [N,S,S]."""
-    channel, bone, margin = cavity
-    mask = kernels.cavity(x, channel, bone, margin)
+    mask = kernels.cavity(x, cavity.channel, cavity.bone, cavity.margin, sides=cavity.sides, largest=cavity.largest)
     x_dif *= mask[:, None]
     return mask
 

@@ -118,18 +118,36 @@ def test_tampered_network_is_refused_naming_the_file(tmp_path):
 def test_cavity_round_trips_and_resolves_to_the_bone_channel(tmp_path):
     bundle = load_bundle(make_bundle(tmp_path / "b"))
     assert bundle.manifest.cavity == DEFAULT_CAVITY
-    channel, level, margin = bundle.manifest.cavity.resolve(bundle.manifest.windows)
+    channel, level, margin, sides, largest = bundle.manifest.cavity.resolve(bundle.manifest.windows)
     assert channel == 2 and level == pytest.approx((300.0 - (600.0 - 1400.0)) / 2800.0) and margin == 2
+    assert (sides, largest) == (4, False)
     assert load_bundle(make_bundle(tmp_path / "none", cavity=None)).manifest.cavity is None
     from isl_rt.pipeline import params_from_bundle
 
-    assert params_from_bundle(bundle).cavity == (2, pytest.approx(level), 2)
+    assert params_from_bundle(bundle).cavity == (2, pytest.approx(level), 2, 4, False)
+    three = CavitySpec("bone", 300.0, 1, sides=3, largest=True)
+    loaded = load_bundle(make_bundle(tmp_path / "three", cavity=three))
+    assert loaded.manifest.cavity == three
+    assert params_from_bundle(loaded).cavity == (2, pytest.approx(level), 1, 3, True)
+    assert "at least 3 of the four sides" in three.describe() and "most fully enclosed" in three.describe()
+    assert "all four sides" in DEFAULT_CAVITY.describe() and "enclosed pixels" not in DEFAULT_CAVITY.describe()
+
+
+def test_a_cavity_without_sides_and_largest_is_the_old_rule(tmp_path):
+    # manifests written before sides and largest existed (the shipped head-ct-tiny among them)
+    root = make_bundle(tmp_path / "b")
+    edit_manifest(root, cavity={"window": "bone", "bone_hu": 300, "margin": 2})
+    assert load_bundle(root).manifest.cavity == CavitySpec("bone", 300.0, 2, sides=4, largest=False)
 
 
 @pytest.mark.parametrize(("cavity", "pattern"), [
     ({"window": "soft", "bone_hu": 300, "margin": 2}, "cavity.window 'soft', which is not one of its windows"),
     ({"window": "bone", "bone_hu": 300, "margin": -1}, "cavity.margin = -1"),
     ({"window": "bone", "margin": 2}, "lacks the field 'cavity.bone_hu'"),
+    ({"window": "bone", "bone_hu": 300, "margin": 2, "sides": 0}, "cavity.sides = 0, which is not 1, 2, 3 or 4"),
+    ({"window": "bone", "bone_hu": 300, "margin": 2, "sides": 5}, "cavity.sides = 5"),
+    ({"window": "bone", "bone_hu": 300, "margin": 2, "sides": 3.0}, "'cavity.sides' = 3.0, which is not an integer"),
+    ({"window": "bone", "bone_hu": 300, "margin": 2, "largest": 1}, "'cavity.largest' = 1, which is not true or false"),
 ])
 def test_bad_cavity_is_refused(tmp_path, cavity, pattern):
     root = make_bundle(tmp_path / "b")

@@ -256,7 +256,8 @@ def test_cli_train_and_export_on_the_phantom(tmp_path):
     assert r.exit_code == 0, r.output
     assert "PASSED" in r.output and (ckpt / "dedn_best.pt").is_file() and (ckpt / "data" / "x.npy").is_file()
     r = runner.invoke(app, ["train", "drn", "phantom:2", "--ckpt", str(ckpt), "--k", "2", "--pretrain-epochs", "1",
-                            "--max-epochs", "1", "--batch-size", "4", "--steps-per-epoch", "2", "--embedding-dim", "8", *common])
+                            "--max-epochs", "1", "--batch-size", "4", "--steps-per-epoch", "2", "--embedding-dim", "8",
+                            "--cavity-sides", "3", "--cavity-largest", *common])
     assert r.exit_code == 0, r.output
     scores = tmp_path / "healthy.txt"
     scores.write_text("0.5\n0.6\n0.7\n")
@@ -272,6 +273,9 @@ def test_cli_train_and_export_on_the_phantom(tmp_path):
 
     assert summary["canny"] == {"sigma": DEFAULT_CANNY.sigma, "low": DEFAULT_CANNY.low, "high": DEFAULT_CANNY.high}
     assert summary["windows"] == ["brain 40/80", "subdural 75/215", "bone 600/2800"]
+    assert summary["cavity"] == {"window": "bone", "bone_hu": 300.0, "margin": 2, "sides": 3, "largest": True}
+    text = runner.invoke(app, ["info", "--bundle", str(out)]).output
+    assert "bone reached on at least 3 of the four sides; only the component with the most fully enclosed" in text
     # resuming a finished run does nothing more and says so through the same verdict line
     r = runner.invoke(app, ["train", "dedn", "phantom:2", "--ckpt", str(ckpt), "--size", "32", "--max-epochs", "1",
                             "--batch-size", "4", "--steps-per-epoch", "2", "--feature-steps", "2", "--resume", *common])

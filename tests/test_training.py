@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from isl_rt import kernels  # noqa: E402
+from isl_rt.bundle import CavitySpec  # noqa: E402
 from isl_rt.kernels.partition import Partition  # noqa: E402
 from isl_rt.training import losses as L  # noqa: E402
 from isl_rt.training.common import EarlyStopping, TrainingError, load_checkpoint, torch_generator  # noqa: E402
@@ -542,6 +543,26 @@ def test_the_drn_sees_difference_images_inside_the_cranial_cavity(tmp_path):
     # checkpoints written before the cavity existed scored whole slices
     old = {k: v for k, v in DRNTrainConfig().to_dict().items() if not k.startswith("cavity")}
     assert DRNTrainConfig.from_dict(old).cavity_spec() is None
+    # ... and those written before sides and largest existed used bone on all four sides, every component
+    before = {k: v for k, v in DRNTrainConfig().to_dict().items() if k not in ("cavity_sides", "cavity_largest")}
+    assert DRNTrainConfig.from_dict(before).cavity_spec() == DRNTrainConfig().cavity_spec()
+    assert (DRNTrainConfig().cavity_spec().sides, DRNTrainConfig().cavity_spec().largest) == (4, False)
+
+
+def test_the_drn_cavity_takes_sides_and_largest():
+    from isl_rt.training.drn import _scored_region
+
+    data = synthetic_slices(4)
+    dif = np.random.default_rng(0).random(data.x.shape, dtype=np.float32)
+    config = DRNTrainConfig(cavity_sides=3, cavity_largest=True, cavity_margin=1)
+    assert config.cavity_spec() == CavitySpec("bone", 300.0, 1, 3, True)
+    scored, region = _scored_region(dif, data, config)
+    mask = kernels.cavity(data.x, 2, (300.0 + 800.0) / 2800.0, 1, sides=3, largest=True)
+    assert 0 < mask.mean() < 1
+    np.testing.assert_array_equal(scored, dif * mask[:, None])
+    np.testing.assert_array_equal(region, mask > 0)
+    with pytest.raises(TrainingError, match="--cavity-sides must be 1, 2, 3 or 4, got 5"):
+        DRNTrainConfig(cavity_sides=5).validate()
 
 
 def test_train_drn_on_original_slices_needs_no_dedn(tmp_path):

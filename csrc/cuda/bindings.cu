@@ -90,13 +90,15 @@ static void heatmap_py(std::uintptr_t x_dif, std::uintptr_t x, int64_t n, int64_
 
 // ---- cavity.h ----------------------------------------------------------------------------------
 static void cavity_py(std::uintptr_t x, int64_t n, int64_t c, int64_t h, int64_t w, int64_t channel, float bone,
-                      int64_t margin, std::uintptr_t mask, std::uintptr_t stream) {
+                      int64_t margin, int sides, bool largest, std::uintptr_t mask, std::uintptr_t stream) {
   check_dims(n, c, h, w);
   require(channel >= 0 && channel < c, "channel must be in 0..C-1");
   require(margin >= 0, "margin must be >= 0");
+  require(sides >= 1 && sides <= 4, "sides must be in 1..4");
+  require(!largest || h * w <= INT32_MAX, "H * W must fit in 31 bits for largest");
   py::gil_scoped_release release;
-  check_launch(isl::cavity_cuda(dptr<const float>(x), n, c, h, w, channel, bone, margin, dptr<float>(mask),
-                                as_stream(stream)),
+  check_launch(isl::cavity_cuda(dptr<const float>(x), n, c, h, w, channel, bone, margin, sides, largest,
+                                dptr<float>(mask), as_stream(stream)),
                "cavity");
 }
 
@@ -205,6 +207,6 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("threshold"), py::arg("box"), py::arg("gamma"), py::arg("heat"), py::arg("apds"), py::arg("stream"),
         "Heat maps into heat [N, H, W] and APDS into apds [N].");
   m.def("cavity", &cavity_py, py::arg("x"), py::arg("n"), py::arg("c"), py::arg("h"), py::arg("w"),
-        py::arg("channel"), py::arg("bone"), py::arg("margin"), py::arg("mask"), py::arg("stream"),
-        "Cranial cavity mask (0/1 float) into mask [N, H, W].");
+        py::arg("channel"), py::arg("bone"), py::arg("margin"), py::arg("sides"), py::arg("largest"), py::arg("mask"),
+        py::arg("stream"), "Cranial cavity mask (0/1 float) into mask [N, H, W].");
 }

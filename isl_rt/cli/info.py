@@ -53,13 +53,14 @@ def info(
 
 
 def echo_bundle(summary: dict[str, Any]) -> None:
+    from isl_rt.bundle import CavitySpec
+
     typer.echo(f"bundle {summary['name']} at {summary['bundle']} (format {summary['format_version']}, preset {summary['preset']}, S={summary['size']})")
     typer.echo(f"  windows: {', '.join(summary['windows'])}")
     part, canny = summary["partition"], summary["canny"]
     typer.echo(f"  partition: K={part['k']}, {part['groups']} groups; canny sigma {canny['sigma']:g}, low {canny['low']:g}, high {canny['high']:g}")
     cavity, heat = summary["cavity"], summary["heatmap"]
-    region = "whole slice" if cavity is None else (
-        f"cranial cavity (bone >= {cavity['bone_hu']:g} HU in window '{cavity['window']}', margin {cavity['margin']} px)")
+    region = "whole slice" if cavity is None else f"cranial cavity ({CavitySpec(**cavity).describe()})"
     typer.echo(f"  scored region: {region}; heat map t {heat['threshold']:g}, box {heat['box']}, gamma {heat['gamma']:g}")
     for key, text in summary["files"].items():
         typer.echo(f"  {key}: {text}")

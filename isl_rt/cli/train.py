@@ -271,6 +271,8 @@ def train_drn_command(
     cavity: Annotated[bool, typer.Option("--cavity/--no-cavity", help="Score inside the skull only (needs a bone window); the bundle records it.")] = True,
     cavity_bone_hu: Annotated[float, typer.Option(help="HU from which the bone window counts a pixel as skull.")] = 300.0,
     cavity_margin: Annotated[int, typer.Option(help="Pixels kept clear of the skull inside the cavity.")] = 2,
+    cavity_sides: Annotated[int, typer.Option(help="Directions (of left, right, up, down) in which a cavity pixel must reach bone; 3 keeps rows with a gap in the skull on one side.")] = 4,
+    cavity_largest: Annotated[bool, typer.Option("--cavity-largest", help="Keep only the cavity component with the most pixels enclosed on all four sides (drops what a head holder encloses with the skull).")] = False,
     input: Annotated[_DRNInput, typer.Option("--input", help="difference (ISL) or slice (the original-image ablation; not exportable).")] = _DRNInput.difference,
 ) -> None:
     """Train the DRN on difference images of the trained DeDN (MoCo, then centre loss)."""
@@ -284,7 +286,8 @@ def train_drn_command(
         preset=preset.value, embedding_dim=embedding_dim, k=k, stride=stride, pretrain_epochs=pretrain_epochs,
         max_epochs=max_epochs, patience=patience, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
         queue_size=queue_size, lambda_com=lambda_com, lambda_dis=lambda_dis, dis_loss=dis_loss.value, disorder=disorder.value, seed=seed,
-        cavity=cavity, cavity_bone_hu=cavity_bone_hu, cavity_margin=cavity_margin, input=input.value,
+        cavity=cavity, cavity_bone_hu=cavity_bone_hu, cavity_margin=cavity_margin,
+        cavity_sides=cavity_sides, cavity_largest=cavity_largest, input=input.value,
         device=device, threads=threads, command=command_line(),
     )
     config.validate()

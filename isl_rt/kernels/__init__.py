@@ -451,34 +451,60 @@ def _heatmap_cuda(x_dif: Any, x: Any, t: float, box: int, gamma: float, out: Any
 # ---- cranial cavity mask (csrc/cavity.h) -----------------------------------------------------------
 
 
-def _cavity_params(channel: Any, bone: Any, margin: Any, channels: int) -> tuple[int, float, int]:
+def _cavity_params(
+    channel: Any, bone: Any, margin: Any, sides: Any, largest: Any, channels: int
+) -> tuple[int, float, int, int, bool]:
     if isinstance(channel, (bool, np.bool_)) or not isinstance(channel, (int, np.integer)) or not 0 <= channel < channels:
         raise IslError(f"The cavity's bone channel must be an integer in 0..{channels - 1}, got {channel!r}.")
     if isinstance(margin, (bool, np.bool_)) or not isinstance(margin, (int, np.integer)) or margin < 0:
         raise IslError(f"The cavity margin must be an integer number of pixels >= 0, got {margin!r}.")
-    return int(channel), _real(bone, "bone"), int(margin)
+    if isinstance(sides, (bool, np.bool_)) or not isinstance(sides, (int, np.integer)) or not 1 <= sides <= 4:
+        raise IslError(f"The cavity's sides (directions in which bone must be reached) must be 1, 2, 3 or 4, got {sides!r}.")
+    if not isinstance(largest, (bool, np.bool_)):
+        raise IslError(f"The cavity's largest must be True or False, got {largest!r}.")
+    return int(channel), _real(bone, "bone"), int(margin), int(sides), bool(largest)
 
 
-def cavity(x: Any, channel: int, bone: float, margin: int, *, out: Any = None, stream: Any = None) -> Any:
+def _cavity_size(h: int, w: int, largest: bool) -> None:
+    if largest and h * w > 2**31 - 1:
+        raise IslError(f"The cavity's largest component needs slices of fewer than 2**31 pixels, got {h}x{w}.")
+
+
+def cavity(
+    x: Any,
+    channel: int,
+    bone: float,
+    margin: int,
+    sides: int = 4,
+    largest: bool = False,
+    *,
+    out: Any = None,
+    stream: Any = None,
+) -> Any:
     """float32 [N, H, W] mask, 1 inside the skull, from windowed slices x [N, C, H, W].
 
-    A pixel is inside when channel ``channel`` of x is below ``bone`` there and reaches ``bone``
-    more than ``margin`` pixels away on both sides along its row and along its column
-    (csrc/cavity.h). ``out`` receives the mask when given.
+    A pixel is inside when channel ``channel`` of x is below ``bone`` there, no bone lies within
+    ``margin`` pixels of it along its row or column, and bone is reached in at least ``sides`` of
+    the four directions (4: enclosed along its row and its column). With ``largest`` only one
+    4-connected component of each slice is kept: the one with the most pixels enclosed on all
+    four sides, then the largest, then the first in raster order (csrc/cavity.h). ``out``
+    receives the mask when given.
     """
     if on_device(x, out):
         n, c, h, w = _nchw(_device_shape(x), "x")
-        ch, level, margin = _cavity_params(channel, bone, margin, c)
+        ch, level, margin, sides, largest = _cavity_params(channel, bone, margin, sides, largest, c)
+        _cavity_size(h, w, largest)
         px = device_pointer(x, "x", np.float32, (n, c, h, w))
         mask = device_empty(x, (n, h, w), np.float32) if out is None else out
         pm = device_pointer(mask, "out", np.float32, (n, h, w))
-        extensions.cuda().cavity(px, n, c, h, w, ch, level, margin, pm, stream_handle(stream))
+        extensions.cuda().cavity(px, n, c, h, w, ch, level, margin, sides, largest, pm, stream_handle(stream))
         return mask
     xa = host_array(x, "x", np.float32, 4)
     n, c, h, w = _nchw(xa.shape, "x")
-    ch, level, margin = _cavity_params(channel, bone, margin, c)
+    ch, level, margin, sides, largest = _cavity_params(channel, bone, margin, sides, largest, c)
+    _cavity_size(h, w, largest)
     mask = host_out(out, "out", (n, h, w), np.float32)
     if mode() == "reference":
-        return reference.cavity(xa, ch, level, margin, out=mask)
-    extensions.native().cavity(xa, ch, level, margin, mask)
+        return reference.cavity(xa, ch, level, margin, sides=sides, largest=largest, out=mask)
+    extensions.native().cavity(xa, ch, level, margin, sides, largest, mask)
     return mask

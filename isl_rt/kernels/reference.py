@@ -8,6 +8,7 @@ Float math that accumulates is done in float64; element-wise float32 results (a 
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -318,18 +319,60 @@ def _bone_distances(bone: np.ndarray) -> np.ndarray:
     return idx - before
 
 
+def _first_ranked_component(inside: np.ndarray, enclosed: np.ndarray) -> np.ndarray:
+    """bool [H, W]: the 4-connected component of ``inside`` with the most ``enclosed`` pixels, then
+    the most pixels, then the first in raster order; all False when nothing is inside."""
+    h, w = inside.shape
+    is_inside, is_enclosed = inside.tolist(), enclosed.tolist()  # Python lists: fast scalar access
+    label = [[-1] * w for _ in range(h)]
+    best: tuple[int, int] | None = None  # (enclosed pixels, area) of the kept component
+    kept = component = -1
+    for y0 in range(h):
+        for x0 in range(w):  # seeds in raster order: each component's first pixel
+            if not is_inside[y0][x0] or label[y0][x0] >= 0:
+                continue
+            component += 1
+            label[y0][x0] = component
+            queue = deque([(y0, x0)])
+            area = n_enclosed = 0
+            while queue:  # breadth-first flood fill
+                y, x = queue.popleft()
+                area += 1
+                n_enclosed += is_enclosed[y][x]
+                for ny, nx in ((y, x - 1), (y, x + 1), (y - 1, x), (y + 1, x)):
+                    if 0 <= ny < h and 0 <= nx < w and is_inside[ny][nx] and label[ny][nx] < 0:
+                        label[ny][nx] = component
+                        queue.append((ny, nx))
+            if best is None or (n_enclosed, area) > best:  # strictly better: ties keep the earlier
+                best, kept = (n_enclosed, area), component
+    return (np.array(label, dtype=np.int64).reshape(h, w) == kept) & (kept >= 0)
+
+
 def cavity(
-    x: np.ndarray, channel: int, bone: float, margin: int, *, out: np.ndarray | None = None, stream: Any = None
+    x: np.ndarray,
+    channel: int,
+    bone: float,
+    margin: int,
+    sides: int = 4,
+    largest: bool = False,
+    *,
+    out: np.ndarray | None = None,
+    stream: Any = None,
 ) -> np.ndarray:
-    """float32 [N, H, W]: 1 where bone encloses the pixel along its row and column (csrc/cavity.h)."""
+    """float32 [N, H, W]: 1 where the pixel is not bone, no bone lies within ``margin`` along its row
+    or column and bone is reached in at least ``sides`` directions; with ``largest`` only the
+    first-ranked 4-connected component per slice (csrc/cavity.h)."""
     is_bone = np.asarray(x)[:, channel] >= np.float32(bone)  # [N, H, W]
     left = _bone_distances(is_bone)
     right = _bone_distances(is_bone[..., ::-1])[..., ::-1]
     up = _bone_distances(np.swapaxes(is_bone, 1, 2)).swapaxes(1, 2)
     down = _bone_distances(np.swapaxes(is_bone, 1, 2)[..., ::-1])[..., ::-1].swapaxes(1, 2)
     nearest = np.minimum(np.minimum(left, right), np.minimum(up, down))
-    farthest = np.maximum(np.maximum(left, right), np.maximum(up, down))
-    inside = ~is_bone & (nearest > margin) & np.isfinite(farthest)  # bone on all four sides
+    reached = sum(np.isfinite(d).astype(np.int64) for d in (left, right, up, down))  # directions with bone
+    inside = ~is_bone & (nearest > margin) & (reached >= sides)
+    if largest:
+        for i in range(inside.shape[0]):
+            inside[i] = _first_ranked_component(inside[i], reached[i] == 4)
     mask = inside.astype(np.float32)
     if out is not None:
         out[...] = mask

@@ -133,6 +133,10 @@ class DRNTrainConfig:
     cavity_window: str = DEFAULT_CAVITY.window
     cavity_bone_hu: float = DEFAULT_CAVITY.bone_hu
     cavity_margin: int = DEFAULT_CAVITY.margin
+    #: bone reached in at least this many of the four directions (4: enclosed on all sides)
+    cavity_sides: int = DEFAULT_CAVITY.sides
+    #: keep only the component with the most fully enclosed pixels per slice
+    cavity_largest: bool = DEFAULT_CAVITY.largest
     seed: int = 0
     device: str = "cpu"
     threads: int = 0
@@ -148,7 +152,10 @@ class DRNTrainConfig:
 
     def cavity_spec(self) -> CavitySpec | None:
         """The bundle's form of the cavity this DRN was trained with (None: whole slices)."""
-        return CavitySpec(self.cavity_window, self.cavity_bone_hu, self.cavity_margin) if self.cavity else None
+        if not self.cavity:
+            return None
+        return CavitySpec(self.cavity_window, self.cavity_bone_hu, self.cavity_margin, self.cavity_sides,
+                          self.cavity_largest)
 
     def partition(self) -> Partition:
         from isl_rt.kernels.partition import Partition
@@ -170,6 +177,8 @@ class DRNTrainConfig:
             raise TrainingError(f"the DRN input must be difference or slice, got {self.input!r}.")
         if self.cavity_margin < 0:
             raise TrainingError(f"--cavity-margin must be 0 or more pixels, got {self.cavity_margin}.")
+        if not 1 <= self.cavity_sides <= 4:
+            raise TrainingError(f"--cavity-sides must be 1, 2, 3 or 4, got {self.cavity_sides}.")
         if self.disorder not in ("lesion", "blob"):
             raise TrainingError(f"the synthetic disorder must be lesion or blob, got {self.disorder!r}.")
         if self.dis_loss not in ("inverse", "hinge"):
