@@ -167,6 +167,19 @@ class TestCavitySidesAndLargest:
         np.testing.assert_array_equal(K.cavity(x, 0, BONE, 0), both[None])
         np.testing.assert_array_equal(K.cavity(x, 0, BONE, 0, largest=True)[0], box((16, 20), (slice(10, 15), slice(12, 19))))
 
+    def test_components_are_4_connected(self):
+        # a diagonal wall of single bone pixels splits a ring's interior into two triangles that
+        # touch only at corners: two components of 45 px each, the upper one first in raster order
+        plane = np.zeros((12, 12), np.float32)
+        square_ring(plane, 0, 0, 11, 11)
+        plane[np.arange(1, 11), np.arange(1, 11)] = 1.0
+        rows, cols = np.mgrid[0:12, 0:12]
+        upper = ((cols > rows) & (rows >= 1) & (cols <= 10)).astype(np.float32)
+        assert upper.sum() == 45
+        np.testing.assert_array_equal(K.cavity(as_x(plane), 0, BONE, 0, largest=True)[0], upper)
+        # mirrored: the upper-left triangle is now the one first in raster order
+        np.testing.assert_array_equal(K.cavity(as_x(plane[:, ::-1]), 0, BONE, 0, largest=True)[0], upper[:, ::-1])
+
     def test_the_head_holder_region_goes_with_largest(self):
         x = as_x(skull_and_holder())
         brain = box((18, 26), (slice(2, 6), slice(5, 17)))
