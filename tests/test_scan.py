@@ -258,3 +258,24 @@ def test_scores_are_taken_inside_the_cranial_cavity(small_bundle, phantom_cohort
     assert 0 < mask.mean() < 1
     np.testing.assert_array_equal(inside.difference, whole.difference * mask[:, None])
     assert not np.allclose(inside.slice_scores, whole.slice_scores)
+
+
+def test_mask_cavity_takes_sides_and_largest():
+    from isl_rt import kernels
+    from isl_rt.bundle import CavityArgs
+    from isl_rt.pipeline import mask_cavity
+
+    # a ring open on its right side on rows 4..6, and a bar under it: sides 3 keeps the open
+    # rows, largest drops what the bar encloses with the ring on three sides
+    x = np.zeros((1, 2, 16, 12), np.float32)
+    x[0, 1, 1, 1:11] = x[0, 1, 10, 1:11] = x[0, 1, 1:11, 1] = x[0, 1, 1:11, 10] = 1.0
+    x[0, 1, 4:7, 10] = 0.0
+    x[0, 1, 14, :] = x[0, 1, 11:15, 0] = 1.0
+    for args in (CavityArgs(1, 0.5, 0), CavityArgs(1, 0.5, 0, 3), CavityArgs(1, 0.5, 0, 3, True)):
+        dif = np.ones_like(x)
+        mask = mask_cavity(x, dif, args)
+        np.testing.assert_array_equal(mask, kernels.cavity(x, 1, 0.5, 0, sides=args.sides, largest=args.largest))
+        np.testing.assert_array_equal(dif, np.broadcast_to(mask[:, None], x.shape))
+    assert mask_cavity(x, np.ones_like(x), CavityArgs(1, 0.5, 0)).sum() == 8 * 8 - 3 * 8
+    assert mask_cavity(x, np.ones_like(x), CavityArgs(1, 0.5, 0, 3)).sum() == 64 + 3 + 3 * 10
+    assert mask_cavity(x, np.ones_like(x), CavityArgs(1, 0.5, 0, 3, True)).sum() == 64 + 3
