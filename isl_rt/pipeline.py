@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -231,6 +231,29 @@ class SeriesDone:
     slices_per_second: float
 
 
+@dataclass(frozen=True)
+class SeriesResult:
+    """One scored DICOM series, as a result writer (:class:`ResultWriter`) gets it."""
+
+    series_uid: str
+    #: The source slice files in slice order (``scores`` and ``heat`` index them).
+    files: tuple[Path, ...]
+    scores: VolumeScores
+    #: float32 [N, rows, columns]: the heat map resampled onto the source pixel grid.
+    heat: np.ndarray
+    #: The bundle's scan-score threshold and the share of healthy calibration scans scoring at or
+    #: below this scan score (%); None for an uncalibrated bundle.
+    threshold: float | None
+    healthy_percentile: float | None
+
+
+class ResultWriter(Protocol):
+    """Writes the results of one scored series somewhere (DICOM results: isl_rt.dicom_results);
+    returns the files it wrote. An :class:`IslError` turns the series' row into an error row."""
+
+    def write(self, result: SeriesResult) -> list[Path]: ...
+
+
 def healthy_percentile(score: float, healthy_scores: Sequence[float]) -> float:
     """Share (in %) of the healthy calibration scans scoring at or below ``score``."""
     if not healthy_scores:
@@ -255,6 +278,13 @@ def _run_key(bundle: "Bundle", partition: Partition) -> dict[str, Any]:
 
     return {"bundle": bundle.manifest.name, "manifest_sha256": sha256_file(bundle.root / "manifest.json"),
             "partition": partition.to_dict()}
+
+
+def check_resume_key(out_csv: Path, bundle: "Bundle", partition: Partition) -> None:
+    """Raises :class:`InputError` when ``out_csv`` holds rows another bundle or partition wrote
+    (what a resumed :func:`scan_directory` would refuse), before any work starts."""
+    out_csv = Path(out_csv)
+    _check_resume(out_csv, series_json_dir(out_csv), _run_key(bundle, partition))
 
 
 def _check_resume(out_csv: Path, json_dir: Path, key: dict[str, Any]) -> None:
@@ -292,6 +322,7 @@ def scan_directory(
     backend_name: str,
     resume: bool = True,
     heatmaps: Path | None = None,
+    results: ResultWriter | None = None,
     top_slices: int = 3,
     on_series: Callable[[SeriesDone], None] | None = None,
 ) -> ScanSummary:
@@ -300,7 +331,8 @@ def scan_directory(
     with its reason; rows are written as each finishes.
 
     Pixel data of the next series is decoded on a worker thread while the current one is scored.
-    A bad series becomes an error row and the run goes on.
+    A bad series becomes an error row and the run goes on. ``results`` (DICOM results, for
+    example) gets every scored series before its row is written.
     """
     from isl_rt.io import dicom
 
@@ -346,7 +378,7 @@ def scan_directory(
             assert pending is not None
             loaded = pending.result()
             pending = pool.submit(_load, todo[i + 1]) if i + 1 < len(todo) else None
-            row = _score_series(ref, loaded, bundle, scorer, threshold, json_dir, heatmaps, top_slices, summary)
+            row = _score_series(ref, loaded, bundle, scorer, threshold, json_dir, heatmaps, results, top_slices, summary)
             table.append(row)
             index += 1
             summary.seconds = time.perf_counter() - start
@@ -381,6 +413,7 @@ def _score_series(
     threshold: Any,
     json_dir: Path,
     heatmaps: Path | None,
+    results: ResultWriter | None,
     top_slices: int,
     summary: ScanSummary,
 ) -> dict[str, Any]:
@@ -414,14 +447,22 @@ def _score_series(
         status="ok",
         error="",
     )
+    name = safe_name(ref.series_uid)
+    heat = heat_on_source_grid(scores.heat, volume.hu.shape[1:]) if heatmaps is not None or results is not None else None
+    heat_folder = None if heatmaps is None else Path(heatmaps) / name
+    if heat_folder is not None:
+        write_heatmaps(heat_folder, volume.hu, scores, heat, threshold=None if threshold is None else threshold.scan_score, top=top_slices)
+    if results is not None:
+        try:
+            results.write(SeriesResult(ref.series_uid, tuple(ref.files), scores, heat, None if threshold is None else threshold.scan_score, percentile))
+        except IslError as err:
+            summary.errors += 1
+            return {**row, "status": "error", "error": f"scored, but its results could not be written: {err}",
+                    "seconds": time.perf_counter() - began}
     for stage, seconds in scores.seconds.items():
         summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
     summary.slices += int(scores.slice_scores.size)
     summary.ok += 1
-    name = safe_name(ref.series_uid)
-    heat_folder = None if heatmaps is None else Path(heatmaps) / name
-    if heat_folder is not None:
-        write_heatmaps(heat_folder, volume.hu, scores, threshold=None if threshold is None else threshold.scan_score, top=top_slices)
     row["seconds"] = time.perf_counter() - began
     write_json_atomic(
         json_dir / f"{name}.json",
@@ -447,18 +488,29 @@ def _score_series(
     return row
 
 
-def write_heatmaps(folder: Path, hu: np.ndarray, scores: VolumeScores, *, threshold: float | None, top: int) -> None:
-    """Heat maps of one series: ``heatmaps.npz`` (float16 [N,H,W] on the original pixel grid),
-    PNG overlays of the ``top`` highest-scoring slices on the brain window, and the slice-score
-    curve (the paper's Figure 5) as ``slice_scores.png``."""
-    from isl_rt import plots
+def heat_on_source_grid(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The heat maps [N,S,S] resampled onto the source pixel grid ``shape`` = (rows, columns):
+    float32 [N, rows, columns]."""
     from isl_rt.kernels.reference import resample_matrix
 
-    folder.mkdir(parents=True, exist_ok=True)
-    n, h, w = hu.shape
-    s = scores.heat.shape[-1]
+    h, w = int(shape[0]), int(shape[1])
+    s = heat.shape[-1]
     ry, rx = resample_matrix(s, h).astype(np.float32), resample_matrix(s, w).astype(np.float32)
-    full = np.stack([ry @ scores.heat[i] @ rx.T for i in range(n)]).astype(np.float16)
+    full = np.empty((heat.shape[0], h, w), dtype=np.float32)
+    for i in range(heat.shape[0]):
+        np.matmul(ry @ heat[i], rx.T, out=full[i])
+    return full
+
+
+def write_heatmaps(folder: Path, hu: np.ndarray, scores: VolumeScores, heat: np.ndarray, *, threshold: float | None, top: int) -> None:
+    """Heat maps of one series: ``heatmaps.npz`` (``heat``, the heat map on the original pixel
+    grid, as float16 [N,H,W]), PNG overlays of the ``top`` highest-scoring slices on the brain
+    window, and the slice-score curve (the paper's Figure 5) as ``slice_scores.png``."""
+    from isl_rt import plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n = hu.shape[0]
+    full = heat.astype(np.float16)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, heat=full, slice_scores=scores.slice_scores, apds=scores.apds)
     write_atomic(folder / "heatmaps.npz", buffer.getvalue())

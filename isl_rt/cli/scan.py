@@ -122,6 +122,7 @@ def scan(
     batch_size: Annotated[int, typer.Option("--batch-size", help="DeDN images per inference call (whole slices of G images each).")] = DEDN_BATCH,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
     heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Folder for heat maps (NPZ), overlays of the top slices and slice-score curves.")] = None,
+    dicom_out: Annotated[Path | None, typer.Option("--dicom-out", help="Folder for DICOM results per series: a TID 1500 measurement report (Comprehensive 3D SR) and a Parametric Map of the heat map (needs the dicom-node extra).")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip series already in --out (default) or start the CSV over.")] = True,
     stride: Annotated[int, typer.Option("--stride", help="0 = the bundle's partition (K×K single cells, the paper); s in 2..K = s² DeDN passes of non-adjacent cells per slice, faster (accuracy measured in benchmarks/RESULTS.md).")] = 0,
     report: Annotated[Path | None, typer.Option("--report", help="Folder for the HTML report, written as each series finishes; implies heat maps (in --heatmaps, else <stem>.heatmaps/ beside --out).")] = None,
@@ -141,6 +142,11 @@ def scan(
         raise IslError(f"{directory} is not a folder: pass the folder that holds the DICOM files.")
     loaded = load_bundle(bundle if bundle is not None else default_bundle_path())
     params = with_stride(params_from_bundle(loaded), stride)
+    results = None
+    if dicom_out is not None:
+        from isl_rt.dicom_results import DicomResultWriter, algorithm_of
+
+        results = DicomResultWriter(dicom_out, algorithm_of(loaded))
     pair = open_backends(loaded, backend, threads=threads, precision=precision)
     console = Console(stderr=True)
     passes = f"; {params.partition.groups} DeDN passes per slice (--stride {stride})" if stride else ""
@@ -154,7 +160,7 @@ def scan(
     with pair, _ScanProgress(console, report=live) as progress:
         scorer = Scorer(params, pair.dedn, pair.drn, dedn_batch=batch_size)
         summary = scan_directory(directory, out, loaded, scorer, backend_name=pair.name, resume=resume,
-                                 heatmaps=heatmaps, on_series=progress)
+                                 heatmaps=heatmaps, results=results, on_series=progress)
     rows = progress.rows
     errors = [r for r in rows if r.get("status") == "error"]
     if as_json:
