@@ -1,0 +1,456 @@
+"""`isl-rt listen`: a DICOM node beside a scanner. Studies come in by C-STORE, complete series are
+scored by one worker, and the results go out as DICOM objects (and, with a destination, by C-STORE).
+
+::
+
+    C-STORE in ─> durable store ─> series complete after --series-timeout idle seconds
+      ─> scoring queue ─> one scoring worker: scan_directory(series folder) -> scores.csv row,
+         per-series JSON, DICOM results (TID 1500 SR + Parametric Map)
+      ─> outbox ─> forwarder: C-STORE to the destination, retried with backoff
+
+Store layout (``--store DIR``)::
+
+    DIR/incoming/<study>/<series>/<sop>.dcm    every instance received, as the sender encoded it
+    DIR/incoming/<study>/<series>/.scored      the series went through the scoring worker
+    DIR/results/<series>/*.dcm                 its DICOM results
+    DIR/outbox/*.dcm                           results not yet accepted by the destination (hard links)
+
+Decisions, in one place:
+
+- An instance is written to a temporary file, fsynced, renamed into place and its folder fsynced
+  before the C-STORE is answered with success; a failed write answers 0xA700 (out of resources).
+  Every storage SOP class is accepted and stored; only axial CT series are scored (the others
+  become ``skipped`` rows, unreadable ones ``error`` rows, as in ``isl-rt scan``). Other
+  services (query/retrieve, worklists, ...) are refused at association negotiation.
+- The C-STORE handler only writes and notes the arrival; the worker thread does the scoring, so
+  an association never waits on inference.
+- A series is complete when no instance of it arrived for ``series_timeout`` seconds. Instances
+  arriving after their series was scored are stored but the series is not scored again: each
+  series has one row (``scan_directory`` resumes on the one scores CSV).
+- Restart: series folders without ``.scored`` are scheduled again (complete after the timeout);
+  the outbox is sent again. A crash between writing a series' results and appending its row
+  scores that series again on restart and sends its results twice (new UIDs); nothing is lost.
+- Forwarding retries after 1, 2, 4, ... 60 s; results stay in the outbox until the destination
+  answers success (or a warning status), across restarts.
+- SIGTERM (``stop``): stop accepting associations, let open ones finish, score the series
+  already complete, try the outbox once more, exit. Series still inside their timeout stay
+  stored for the next start.
+- Logging: one line per association (peer, instances stored and refused, seconds) and one per
+  scored series (score, flag, results, where they go), plus forwarding outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Comprehensive3DSRStorage, ParametricMapStorage, Verification  # type: ignore[attr-defined]
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from isl_rt.dicom_results import Algorithm, DicomResultWriter
+from isl_rt.errors import InputError
+from isl_rt.outputs import safe_name, write_atomic
+from isl_rt.pipeline import Scorer, SeriesDone, SeriesResult, check_resume_key, scan_directory
+
+if TYPE_CHECKING:
+    from isl_rt.bundle import Bundle
+
+log = logging.getLogger(__name__)
+
+#: C-STORE statuses (PS3.4 B.2.3 and PS3.7 C.4.2).
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DATASET_DOES_NOT_MATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+#: Statuses after which a forwarded result counts as delivered (success and the warnings).
+_DELIVERED = {0x0000, 0x0001, 0x0107, 0x0116, 0xB000, 0xB006, 0xB007}
+#: Forwarding backoff: first and longest wait, seconds.
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 60.0
+SCORED_MARKER = ".scored"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where results are forwarded: ``HOST:PORT:AET``."""
+
+    host: str
+    port: int
+    ae_title: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Destination":
+        host, _, rest = text.rpartition(":")
+        host, _, port = host.rpartition(":")
+        ae_title = rest
+        if not host or not port.isdigit() or not 0 < int(port) < 65536 or not 0 < len(ae_title) <= 16:
+            raise InputError(f"--forward takes HOST:PORT:AET (an AE title of 1-16 characters), got '{text}'.")
+        return cls(host, int(port), ae_title)
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    store: Path
+    out_csv: Path
+    port: int = 11112
+    ae_title: str = "ISLRT"
+    bind: str = "0.0.0.0"
+    series_timeout: float = 10.0
+    forward: Destination | None = None
+    max_associations: int = 16
+
+    @property
+    def incoming(self) -> Path:
+        return self.store / "incoming"
+
+    @property
+    def results(self) -> Path:
+        return self.store / "results"
+
+    @property
+    def outbox(self) -> Path:
+        return self.store / "outbox"
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(folder: Path) -> None:
+    """mkdir -p whose new folders survive a crash (each parent fsynced after its child appears)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        _fsync_dir(new.parent)
+
+
+def store_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (temporary file, fsync, rename) and fsync the folder, so the file
+    is there after a crash once this returns."""
+    _make_dirs(path.parent)
+    write_atomic(path, data)
+    _fsync_dir(path.parent)
+
+
+class SeriesTracker:
+    """When each series folder last received an instance; which ones have been idle long enough."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._last: dict[Path, float] = {}
+        self._lock = threading.Lock()
+
+    def arrived(self, folder: Path) -> None:
+        with self._lock:
+            self._last[folder] = time.monotonic()
+
+    def due(self, *, everything: bool = False) -> list[Path]:
+        """Series idle for ``timeout`` seconds (all of them with ``everything``), forgotten here."""
+        now = time.monotonic()
+        with self._lock:
+            ready = [f for f, t in self._last.items() if everything or now - t >= self.timeout]
+            for folder in ready:
+                del self._last[folder]
+        return sorted(ready, key=str)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._last)
+
+
+class _OutboxResults:
+    """Writes a series' DICOM results, then links them into the outbox (when forwarding)."""
+
+    def __init__(self, writer: DicomResultWriter, outbox: Path | None) -> None:
+        self.writer = writer
+        self.outbox = outbox
+
+    def write(self, result: SeriesResult) -> list[Path]:
+        written = self.writer.write(result)
+        if self.outbox is not None:
+            _make_dirs(self.outbox)
+            for path in written:
+                link = self.outbox / f"{safe_name(result.series_uid)}-{path.name}"
+                link.unlink(missing_ok=True)
+                os.link(path, link)
+            _fsync_dir(self.outbox)
+        return written
+
+
+class Forwarder:
+    """Sends the outbox to the destination by C-STORE, oldest first, with backoff on failure."""
+
+    def __init__(self, outbox: Path, destination: Destination, ae_title: str) -> None:
+        self.outbox = outbox
+        self.destination = destination
+        self.ae_title = ae_title
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="isl-forward", daemon=True)
+        self.delay = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, *, last_try: bool = True) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+        if last_try and self.pending():
+            self.send_once()
+
+    def pending(self) -> list[Path]:
+        if not self.outbox.is_dir():
+            return []
+        return sorted((p for p in self.outbox.iterdir() if p.suffix == ".dcm" and not p.name.startswith(".")),
+                      key=lambda p: (p.stat().st_mtime, p.name))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            if not self.pending():
+                self._wake.wait(5.0)
+                continue
+            if self.send_once():
+                self.delay = 0.0
+                continue
+            self.delay = BACKOFF_FIRST_S if self.delay == 0 else min(BACKOFF_MAX_S, 2 * self.delay)
+            log.warning("forward: retrying in %.0f s; %d results kept in %s", self.delay, len(self.pending()), self.outbox)
+            self._stop.wait(self.delay)
+
+    def send_once(self) -> bool:
+        """One association sending everything in the outbox; True when the outbox was emptied."""
+        files = self.pending()
+        if not files:
+            return True
+        ae = AE(ae_title=self.ae_title)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+        for sop_class in (Comprehensive3DSRStorage, ParametricMapStorage):
+            ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        dest = self.destination
+        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+        if not assoc.is_established:
+            log.warning("forward: no association with %s (%s)", dest,
+                        "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "unreachable")
+            return False
+        sent = 0
+        try:
+            for path in files:
+                status = assoc.send_c_store(path)
+                code = int(status.Status) if status and "Status" in status else None
+                if code not in _DELIVERED:
+                    log.warning("forward: %s refused %s (%s)", dest, path.name, "no answer" if code is None else f"status 0x{code:04X}")
+                    return False
+                path.unlink()
+                sent += 1
+        finally:
+            if assoc.is_established:
+                assoc.release()
+            if sent:
+                _fsync_dir(self.outbox)
+                log.info("forward: %d results sent to %s", sent, dest)
+        return not self.pending()
+
+
+class Node:
+    """The receiving server, the series tracker, one scoring worker and the forwarder."""
+
+    def __init__(self, config: NodeConfig, bundle: "Bundle", scorer: Scorer, algorithm: Algorithm, *, backend_name: str) -> None:
+        self.config = config
+        self.bundle = bundle
+        self.scorer = scorer
+        self.backend_name = backend_name
+        self.tracker = SeriesTracker(config.series_timeout)
+        self.queue: queue.Queue[Path | None] = queue.Queue()
+        self.results = _OutboxResults(DicomResultWriter(config.results, algorithm),
+                                      config.outbox if config.forward else None)
+        self.forwarder = Forwarder(config.outbox, config.forward, config.ae_title) if config.forward else None
+        self._server: Any = None
+        self._worker = threading.Thread(target=self._work, name="isl-score", daemon=True)
+        self._associations: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self.port = config.port
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Check the scores CSV, recover what a previous run left, start the worker, the forwarder
+        and the server. Raises :class:`IslError` when the scores CSV belongs to another bundle."""
+        cfg = self.config
+        check_resume_key(cfg.out_csv, self.bundle, self.scorer.params.partition)
+        _make_dirs(cfg.incoming)
+        left = self._recover()
+        self._worker.start()
+        if self.forwarder is not None:
+            self.forwarder.start()
+            waiting = len(self.forwarder.pending())
+            if waiting:
+                log.info("outbox: %d results from an earlier run to send to %s", waiting, cfg.forward)
+        ae = AE(ae_title=cfg.ae_title)
+        ae.maximum_associations = cfg.max_associations
+        ae.maximum_pdu_size = 0  # no limit on what we receive
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification)
+        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_ACCEPTED, self._on_accepted),
+                    (evt.EVT_RELEASED, self._on_closed), (evt.EVT_ABORTED, self._on_closed)]
+        self._server = ae.start_server((cfg.bind, cfg.port), block=False, evt_handlers=handlers)
+        self.port = int(self._server.server_address[1])
+        log.info("listening on %s:%d as %s; store %s; scores %s; series complete after %g s%s%s",
+                 cfg.bind, self.port, cfg.ae_title, cfg.store, cfg.out_csv, cfg.series_timeout,
+                 f"; results forwarded to {cfg.forward}" if cfg.forward else "",
+                 f"; {left} stored series from an earlier run to score" if left else "")
+
+    def serve(self, stop: threading.Event) -> None:
+        """Start, hand complete series to the worker until ``stop`` is set, then drain."""
+        self.start()
+        try:
+            while not stop.wait(0.1):
+                for folder in self.tracker.due():
+                    self.queue.put(folder)
+        finally:
+            self.drain()
+
+    def drain(self, association_wait_s: float = 30.0) -> None:
+        """Stop accepting, let open associations finish (up to ``association_wait_s``), score the
+        series already complete, try the outbox once more."""
+        if self._server is not None:
+            server, self._server = self._server, None
+            open_ = server.active_associations
+            server.shutdown()
+            deadline = time.monotonic() + association_wait_s
+            while any(a.is_alive() for a in open_) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        for folder in self.tracker.due():
+            self.queue.put(folder)
+        self.queue.put(None)
+        if self._worker.is_alive():
+            self._worker.join()
+        if self.forwarder is not None:
+            self.forwarder.stop()
+        waiting = self.tracker.pending()
+        unsent = len(self.forwarder.pending()) if self.forwarder is not None else 0
+        log.info("stopped%s%s", f"; {waiting} series still inside their timeout are stored for the next start" if waiting else "",
+                 f"; {unsent} results stay in the outbox" if unsent else "")
+
+    def _recover(self) -> int:
+        """Schedule the stored series the scoring worker never finished; remove temporary files
+        a crash left behind. Returns how many series were scheduled."""
+        count = 0
+        for study in sorted(self.config.incoming.iterdir()):
+            if not study.is_dir():
+                continue
+            for series in sorted(study.iterdir()):
+                if not series.is_dir():
+                    continue
+                for tmp in series.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+                if not (series / SCORED_MARKER).exists():
+                    self.tracker.arrived(series)
+                    count += 1
+        return count
+
+    # ---- network side (association threads) ----------------------------------------------------
+    def _on_accepted(self, event: Any) -> None:
+        with self._lock:
+            self._associations[id(event.assoc)] = {"start": time.monotonic(), "stored": 0, "refused": 0, "series": set()}
+
+    def _on_store(self, event: Any) -> int:
+        try:
+            ds = event.dataset
+            study, series, sop = (str(ds.get(k, "") or "") for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
+        except Exception as err:  # pydicom raises many types on undecodable data sets
+            log.warning("C-STORE from %s: data set cannot be decoded (%s); refused", _peer(event.assoc), err)
+            return self._count(event, CANNOT_UNDERSTAND)
+        if not (study and series and sop):
+            log.warning("C-STORE from %s: no Study/Series/SOP Instance UID; refused", _peer(event.assoc))
+            return self._count(event, DATASET_DOES_NOT_MATCH)
+        folder = self.config.incoming / safe_name(study) / safe_name(series)
+        try:
+            store_durably(folder / f"{safe_name(sop)}.dcm", event.encoded_dataset())
+        except OSError as err:
+            log.error("C-STORE from %s: cannot store %s (%s); refused", _peer(event.assoc), sop, err)
+            return self._count(event, OUT_OF_RESOURCES)
+        self.tracker.arrived(folder)
+        return self._count(event, SUCCESS, series)
+
+    def _count(self, event: Any, status: int, series: str | None = None) -> int:
+        with self._lock:
+            stats = self._associations.get(id(event.assoc))
+            if stats is not None:
+                stats["stored" if status == SUCCESS else "refused"] += 1
+                if series:
+                    stats["series"].add(series)
+        return status
+
+    def _on_closed(self, event: Any) -> None:
+        with self._lock:
+            stats = self._associations.pop(id(event.assoc), None)
+        if stats is None:
+            return
+        how = "released" if event.event is evt.EVT_RELEASED else "aborted"
+        log.info("association %s %s: %d instances stored, %d refused, %d series, %.1f s", _peer(event.assoc), how,
+                 stats["stored"], stats["refused"], len(stats["series"]), time.monotonic() - stats["start"])
+
+    # ---- scoring worker ------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            folder = self.queue.get()
+            if folder is None:
+                return
+            try:
+                self._score(folder)
+            except Exception:  # a bug must not stop the node: log it, the series stays unscored
+                log.exception("series folder %s: scoring failed", folder)
+
+    def _score(self, folder: Path) -> None:
+        cfg = self.config
+        rows: list[dict[str, Any]] = []
+
+        def on_series(event: SeriesDone) -> None:
+            rows.append(event.row)
+
+        summary = scan_directory(folder, cfg.out_csv, self.bundle, self.scorer, backend_name=self.backend_name,
+                                 results=self.results, on_series=on_series)
+        write_atomic(folder / SCORED_MARKER, b"")
+        for row in rows:
+            log.info("series %s", _describe(row, cfg))
+        if summary.resumed and not rows:
+            log.info("series folder %s: already scored; the instances that arrived since are stored, not scored again", folder.name)
+        if self.forwarder is not None:
+            self.forwarder.wake()
+
+
+def _peer(assoc: Any) -> str:
+    requestor = assoc.requestor
+    return f"{requestor.ae_title}@{requestor.address}:{requestor.port}"
+
+
+def _describe(row: dict[str, Any], cfg: NodeConfig) -> str:
+    """One log line for one scores row."""
+    uid = row.get("SeriesInstanceUID") or row.get("path")
+    if row.get("status") != "ok":
+        return f"{uid}: {row.get('status')}: {row.get('error')}"
+    flag = {True: "flagged", False: "not flagged"}.get(row.get("flagged"), "no threshold")  # type: ignore[arg-type]
+    where = f"forwarding to {cfg.forward}" if cfg.forward else f"in {cfg.results / safe_name(str(uid))}"
+    return (f"{uid}: scan score {row['scan_score']:.4g} ({flag}), {row['n_slices']} slices, {row['seconds']:.1f} s; "
+            f"SR + parametric map {where}")

@@ -1,0 +1,333 @@
+"""`isl-rt listen` over loopback with real associations: the node runs as a subprocess, the test
+is the scanner (pynetdicom, and dcmtk's storescu where installed) and the PACS (its own storage
+SCP), and reads what comes back with pydicom and highdicom."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import MRImageStorage, generate_uid
+
+pytest.importorskip("torch")  # the small bundle is trained and exported here
+hd = pytest.importorskip("highdicom")
+pynetdicom = pytest.importorskip("pynetdicom")
+
+from pynetdicom import AE, AllStoragePresentationContexts, StoragePresentationContexts, evt  # noqa: E402
+from pynetdicom.sop_class import (  # noqa: E402  # type: ignore[attr-defined]
+    CTImageStorage,
+    PatientRootQueryRetrieveInformationModelFind,
+    Verification,
+)
+
+from isl_rt.dicom_results import MAP_FILE, REPORT_FILE, SCAN_SCORE, SLICE_SCORE, algorithm_of  # noqa: E402
+from isl_rt.node import Destination  # noqa: E402
+from isl_rt.outputs import safe_name  # noqa: E402
+from isl_rt.pipeline import series_json_dir  # noqa: E402
+
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30"
+
+
+# ---- the PACS: a storage SCP in the test process ----------------------------------------------
+class Pacs:
+    def __init__(self, port: int = 0) -> None:
+        self.received: list[pydicom.Dataset] = []
+        self._lock = threading.Lock()
+        ae = AE(ae_title="PACS")
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax)
+        self.server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)])
+        self.port = int(self.server.server_address[1])
+
+    def _store(self, event):
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        with self._lock:
+            self.received.append(ds)
+        return 0x0000
+
+    def wait_for(self, n: int, timeout: float) -> list[pydicom.Dataset]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= n:
+                    return list(self.received)
+            time.sleep(0.1)
+        raise AssertionError(f"the PACS received {len(self.received)} objects in {timeout} s, expected {n}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def pacs():
+    server = Pacs()
+    yield server
+    server.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- the node: `isl-rt listen` as a subprocess -------------------------------------------------
+class Listener:
+    def __init__(self, bundle, store: Path, out: Path, log: Path, *, forward: str | None, timeout: float) -> None:
+        self.log = log
+        args = [sys.executable, "-c", "from isl_rt.cli import main; main()", "listen", "--store", str(store), "--out", str(out),
+                "--port", "0", "--bind", "127.0.0.1", "--bundle", str(bundle.root), "--threads", "1",
+                "--series-timeout", str(timeout), "--backend", "onnxruntime"]
+        if forward:
+            args += ["--forward", forward]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+        self.offset = log.stat().st_size if log.exists() else 0
+        self.handle = log.open("ab")
+        self.proc = subprocess.Popen(args, stdout=self.handle, stderr=subprocess.STDOUT, env=env)
+        self.port = int(self.wait_for_log(r"listening on [0-9.]+:(\d+)", 60).group(1))
+
+    def text(self) -> str:
+        return self.log.read_bytes()[self.offset:].decode(errors="replace")
+
+    def wait_for_log(self, pattern: str, timeout: float) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.text())
+            if found:
+                return found
+            if self.proc.poll() is not None:
+                raise AssertionError(f"isl-rt listen exited with {self.proc.returncode}:\n{self.text()}")
+            time.sleep(0.1)
+        raise AssertionError(f"no '{pattern}' in the log after {timeout} s:\n{self.text()}")
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.handle.close()
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(60)
+        finally:
+            self.handle.close()
+
+
+@pytest.fixture
+def listeners():
+    started: list[Listener] = []
+
+    def start(*args, **kwargs) -> Listener:
+        node = Listener(*args, **kwargs)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        if node.proc.poll() is None:
+            node.kill9()
+
+
+# ---- the scanner -------------------------------------------------------------------------------
+def send(port: int, datasets, *, calling: str = "SCANNER") -> list[int]:
+    ae = AE(ae_title=calling)
+    ae.requested_contexts = StoragePresentationContexts
+    assoc = ae.associate("127.0.0.1", port, ae_title="ISLRT")
+    assert assoc.is_established
+    try:
+        return [int(assoc.send_c_store(ds).Status) for ds in datasets]
+    finally:
+        assoc.release()
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _wait_rows(path: Path, predicate, timeout: float) -> list[dict[str, str]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            rows = _rows(path)
+            if predicate(rows):
+                return rows
+        time.sleep(0.1)
+    raise AssertionError(f"{path}: rows never matched: {_rows(path) if path.exists() else 'no file'}")
+
+
+def _junk(ct_file: Path, tmp_path: Path) -> tuple[Path, pydicom.Dataset]:
+    """An MR image written to a file (for storescu) and a CT slice whose PixelData is cut in half."""
+    mr = pydicom.dcmread(ct_file)
+    mr.SOPClassUID = mr.file_meta.MediaStorageSOPClassUID = MRImageStorage
+    mr.Modality = "MR"
+    mr.SeriesInstanceUID = generate_uid()
+    mr.SOPInstanceUID = mr.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    mr_path = tmp_path / "mr" / "mr.dcm"
+    mr_path.parent.mkdir()
+    mr.save_as(mr_path, enforce_file_format=True)
+    broken = pydicom.dcmread(ct_file)
+    broken.SeriesInstanceUID = generate_uid()
+    broken.SOPInstanceUID = generate_uid()
+    broken.PixelData = broken.PixelData[: len(broken.PixelData) // 2]
+    return mr_path, broken
+
+
+def _dcmtk_storescu() -> str | None:
+    """dcmtk's storescu (pynetdicom installs a Python one of the same name: find dcmtk's by dcmdump)."""
+    dcmdump = shutil.which("dcmdump")
+    if dcmdump is None:
+        return None
+    candidate = Path(dcmdump).with_name("storescu")
+    return str(candidate) if candidate.exists() else None
+
+
+def _dciodvfy_errors(path: Path) -> list[str]:
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+
+
+def _check_frames(pm: pydicom.Dataset, study: list[pydicom.Dataset]) -> None:
+    """Each frame of the map references one source slice and lies where that slice lies."""
+    position = {ds.SOPInstanceUID: [float(v) for v in ds.ImagePositionPatient] for ds in study}
+    sources = []
+    for frame in pm.PerFrameFunctionalGroupsSequence:
+        uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        np.testing.assert_allclose([float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient], position[uid], atol=1e-3)
+        sources.append(uid)
+    assert sorted(sources) == sorted(position)
+
+
+# ---- tests -------------------------------------------------------------------------------------
+def test_destination_parsing():
+    assert Destination.parse("pacs.local:104:PACS") == Destination("pacs.local", 104, "PACS")
+    assert str(Destination.parse("::1:11112:ARCHIVE")) == "ARCHIVE@::1:11112"
+    for bad in ("pacs:104", "pacs:x:PACS", "pacs:104:", "pacs:104:AN_AE_TITLE_TOO_LONG"):
+        with pytest.raises(Exception, match="HOST:PORT:AET"):
+            Destination.parse(bad)
+
+
+def test_listen_scores_a_study_and_sends_its_results_back(small_bundle, phantom_cohort, pacs, listeners, tmp_path):
+    store, out, log = tmp_path / "store", tmp_path / "scores.csv", tmp_path / "listen.log"
+    node = listeners(small_bundle, store, out, log, forward=f"127.0.0.1:{pacs.port}:PACS", timeout=1.0)
+    files = sorted((phantom_cohort / "series_0001").glob("*.dcm"))
+    study = [pydicom.dcmread(p) for p in files]
+    mr_path, broken = _junk(files[0], tmp_path)
+
+    # Services other than storage are refused at negotiation (abstract syntax not supported).
+    ae = AE(ae_title="SCANNER")
+    ae.add_requested_context(CTImageStorage)
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(PatientRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="ISLRT")
+    assert assoc.is_established
+    assert [c.result for c in assoc.rejected_contexts] == [3]  # 3: abstract syntax not supported
+    assert int(assoc.send_c_echo().Status) == 0
+    assoc.release()
+
+    assert send(node.port, study) == [0] * len(study)
+    assert send(node.port, [broken]) == [0]  # stored: the scoring worker, not the network side, judges pixel data
+    storescu = _dcmtk_storescu()
+    if storescu:  # dcmtk as the sender, as in the README: a folder, scanned recursively
+        run = subprocess.run([storescu, "-aet", "CONSOLE", "-aec", "ISLRT", "+sd", "+r", "127.0.0.1", str(node.port), str(mr_path.parent)],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stdout + run.stderr
+    else:
+        assert send(node.port, [pydicom.dcmread(mr_path)]) == [0]
+
+    got = pacs.wait_for(2, timeout=120)
+    rows = _wait_rows(out, lambda r: len(r) == 3, timeout=30)
+    by_status = {s: [r for r in rows if r["status"] == s] for s in ("ok", "error", "skipped")}
+    assert [len(by_status[s]) for s in ("ok", "error", "skipped")] == [1, 1, 1], rows
+    assert "PixelData" in by_status["error"][0]["error"] and "MR" in by_status["skipped"][0]["error"]
+    row = by_status["ok"][0]
+    assert row["SeriesInstanceUID"] == study[0].SeriesInstanceUID and int(row["n_slices"]) == len(study)
+    detail = json.loads((series_json_dir(out) / f"{safe_name(row['SeriesInstanceUID'])}.json").read_text())
+
+    sr = next(ds for ds in got if ds.SOPClassUID == COMPREHENSIVE_3D_SR)
+    pm = next(ds for ds in got if ds.SOPClassUID == PARAMETRIC_MAP)
+    report = hd.sr.Comprehensive3DSR.from_dataset(sr)
+    groups = report.content.get_image_measurement_groups()
+    assert groups[0].get_measurements(name=SCAN_SCORE)[0].value == pytest.approx(float(row["scan_score"]), rel=1e-6)
+    slice_scores = [g.get_measurements(name=SLICE_SCORE)[0].value for g in groups[1:]]
+    np.testing.assert_allclose(slice_scores, detail["slice_scores"], rtol=1e-6)
+    # Both objects belong to the source study and reference the source slices.
+    source_uids = [ds.SOPInstanceUID for ds in study]
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence
+    assert sorted(i.ReferencedSOPInstanceUID for i in evidence) == sorted(source_uids)
+    _check_frames(pm, study)
+    assert pm.NumberOfFrames == len(study) and (pm.Rows, pm.Columns) == (study[0].Rows, study[0].Columns)
+    for ds in (sr, pm):
+        assert ds.StudyInstanceUID == study[0].StudyInstanceUID and ds.PatientID == study[0].PatientID
+        assert ds.SeriesInstanceUID != study[0].SeriesInstanceUID
+        equipment = ds.ContributingEquipmentSequence[-2]  # ours, before highdicom's own item
+        assert equipment.DeviceUID == algorithm_of(small_bundle).device_uid
+    for path in sorted((store / "results").rglob("*.dcm")):
+        if shutil.which("dciodvfy"):
+            assert _dciodvfy_errors(path) == [], path
+    assert {p.name for p in (store / "results" / safe_name(row["SeriesInstanceUID"])).iterdir()} == {REPORT_FILE, MAP_FILE}
+
+    assert node.terminate() == 0
+    text = node.text()
+    assert re.search(r"association SCANNER@127\.0\.0\.1:\d+ released: %d instances stored, 0 refused, 1 series" % len(study), text)
+    assert len(re.findall(r"association \S+ released", text)) == 4  # negotiation check, study, broken, MR
+    assert len(re.findall(r"isl-rt listen: series ", text)) == 3  # one line per series
+    assert "forward: 2 results sent to PACS@127.0.0.1" in text and "stopped" in text
+    assert not list((store / "outbox").iterdir())
+
+
+def test_listen_loses_nothing_to_kill_9_and_scores_each_series_once(small_bundle, dicom_factory, listeners, tmp_path):
+    written = dicom_factory.series(tmp_path / "study", n=8, rows=64, cols=64)
+    study = [pydicom.dcmread(p) for p in written.files]
+    frame_of_reference = generate_uid()
+    for ds in study:  # the factory's slices lack it; a parametric map needs it
+        ds.FrameOfReferenceUID = frame_of_reference
+    store, out, log = tmp_path / "store", tmp_path / "scores.csv", tmp_path / "listen.log"
+    pacs_port = _free_port()  # the PACS is down at first: results wait in the outbox
+    forward = f"127.0.0.1:{pacs_port}:PACS"
+
+    first = listeners(small_bundle, store, out, log, forward=forward, timeout=3.0)
+    assert send(first.port, study[:5]) == [0] * 5
+    first.kill9()  # before the series timeout: five instances stored, nothing scored
+    assert not out.exists() or not _rows(out)
+
+    second = listeners(small_bundle, store, out, log, forward=forward, timeout=3.0)
+    assert "1 stored series from an earlier run to score" in second.text()
+    assert send(second.port, study[5:]) == [0] * 3
+    rows = _wait_rows(out, lambda r: len(r) == 1, timeout=60)
+    assert rows[0]["status"] == "ok" and int(rows[0]["n_slices"]) == 8  # the five from before the kill are there
+    second.wait_for_log(r"forward: retrying in", timeout=30)
+    assert len(list((store / "outbox").glob("*.dcm"))) == 2
+
+    second.kill9()  # with the results still in the outbox
+
+    pacs = Pacs(pacs_port)
+    try:
+        third = listeners(small_bundle, store, out, log, forward=forward, timeout=0.5)
+        assert "outbox: 2 results from an earlier run" in third.text()
+        got = pacs.wait_for(2, timeout=60)
+        assert send(third.port, study[:1]) == [0]  # a late copy of one instance: stored, the series is not scored again
+        third.wait_for_log(r"already scored", timeout=30)
+        assert third.terminate() == 0
+    finally:
+        pacs.close()
+    assert len(_rows(out)) == 1 and len(got) == 2 and len(pacs.received) == 2
+    assert sorted(ds.SOPClassUID for ds in got) == sorted([COMPREHENSIVE_3D_SR, PARAMETRIC_MAP])
+    pm = next(ds for ds in got if ds.SOPClassUID == PARAMETRIC_MAP)
+    _check_frames(pm, study)
+    assert not list((store / "outbox").glob("*.dcm"))
