@@ -242,7 +242,9 @@ def heat_map(sources: Sequence[Dataset], heat: np.ndarray, algorithm: Algorithm)
         pixel_array=heat,
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
-        voi_lut_transformations=[hd.VOILUTTransformation(window_center=top / 2, window_width=top)],
+        # LINEAR_EXACT: the window spans the map's values exactly, and may be narrower than 1
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=top / 2, window_width=top,
+                                                         voi_lut_function=hd.VOILUTFunctionValues.LINEAR_EXACT)],
         content_label="ISL_HEAT",
         content_description=f"isl-rt heat map ({algorithm.bundle})"[:64],
         **algorithm.new_object(MAP_SERIES_NUMBER, "heat map"),

@@ -55,7 +55,7 @@ from pynetdicom.sop_class import Comprehensive3DSRStorage, ParametricMapStorage,
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from isl_rt.dicom_results import Algorithm, DicomResultWriter
-from isl_rt.errors import InputError
+from isl_rt.errors import InputError, IslError
 from isl_rt.outputs import safe_name, write_atomic
 from isl_rt.pipeline import Scorer, SeriesDone, SeriesResult, check_resume_key, scan_directory
 
@@ -215,7 +215,8 @@ class Forwarder:
     def stop(self, *, last_try: bool = True) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         if last_try and self.pending():
             self.send_once()
 
@@ -298,7 +299,6 @@ class Node:
         cfg = self.config
         check_resume_key(cfg.out_csv, self.bundle, self.scorer.params.partition)
         _make_dirs(cfg.incoming)
-        left = self._recover()
         self._worker.start()
         if self.forwarder is not None:
             self.forwarder.start()
@@ -313,8 +313,12 @@ class Node:
         ae.add_supported_context(Verification)
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_ACCEPTED, self._on_accepted),
                     (evt.EVT_RELEASED, self._on_closed), (evt.EVT_ABORTED, self._on_closed)]
-        self._server = ae.start_server((cfg.bind, cfg.port), block=False, evt_handlers=handlers)
+        try:
+            self._server = ae.start_server((cfg.bind, cfg.port), block=False, evt_handlers=handlers)
+        except OSError as err:
+            raise IslError(f"Cannot listen on {cfg.bind}:{cfg.port}: {err.strerror or err}; choose another --port or stop what uses it.") from None
         self.port = int(self._server.server_address[1])
+        left = self._recover()  # after the server is up: their timeout runs while the node can receive
         log.info("listening on %s:%d as %s; store %s; scores %s; series complete after %g s%s%s",
                  cfg.bind, self.port, cfg.ae_title, cfg.store, cfg.out_csv, cfg.series_timeout,
                  f"; results forwarded to {cfg.forward}" if cfg.forward else "",
@@ -322,8 +326,8 @@ class Node:
 
     def serve(self, stop: threading.Event) -> None:
         """Start, hand complete series to the worker until ``stop`` is set, then drain."""
-        self.start()
         try:
+            self.start()
             while not stop.wait(0.1):
                 for folder in self.tracker.due():
                     self.queue.put(folder)

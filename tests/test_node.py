@@ -222,6 +222,17 @@ def test_destination_parsing():
             Destination.parse(bad)
 
 
+def test_listen_says_when_its_port_is_taken(small_bundle, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run([sys.executable, "-c", "from isl_rt.cli import main; main()", "listen", "--store", str(tmp_path / "store"),
+                              "--out", str(tmp_path / "scores.csv"), "--port", str(port), "--bind", "127.0.0.1",
+                              "--bundle", str(small_bundle.root), "--threads", "1"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and f"error: Cannot listen on 127.0.0.1:{port}" in run.stderr and "Traceback" not in run.stderr
+
+
 def test_listen_scores_a_study_and_sends_its_results_back(small_bundle, phantom_cohort, pacs, listeners, tmp_path):
     store, out, log = tmp_path / "store", tmp_path / "scores.csv", tmp_path / "listen.log"
     node = listeners(small_bundle, store, out, log, forward=f"127.0.0.1:{pacs.port}:PACS", timeout=1.0)
@@ -306,7 +317,7 @@ def test_listen_loses_nothing_to_kill_9_and_scores_each_series_once(small_bundle
     first.kill9()  # before the series timeout: five instances stored, nothing scored
     assert not out.exists() or not _rows(out)
 
-    second = listeners(small_bundle, store, out, log, forward=forward, timeout=3.0)
+    second = listeners(small_bundle, store, out, log, forward=forward, timeout=6.0)
     assert "1 stored series from an earlier run to score" in second.text()
     assert send(second.port, study[5:]) == [0] * 3
     rows = _wait_rows(out, lambda r: len(r) == 1, timeout=60)
