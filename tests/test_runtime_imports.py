@@ -59,6 +59,10 @@ import isl_rt.cli, isl_rt.demo, isl_rt.evaluate, isl_rt.pipeline, isl_rt.backend
 result = CliRunner().invoke(isl_rt.cli.app, ["phantom", sys.argv[2], "--scans", "1", "--seed", "3"])
 assert result.exit_code == 0, (result.output, result.exception)
 assert CliRunner().invoke(isl_rt.cli.app, ["inspect", sys.argv[2]]).exit_code == 0
+# the commands that need the dicom-node extra say so in one sentence
+for args in (["listen", "--store", sys.argv[2] + "-node"], ["scan", sys.argv[2], "--out", sys.argv[2] + ".csv", "--dicom-out", sys.argv[2] + "-dicom"]):
+    result = CliRunner().invoke(isl_rt.cli.app, args)
+    assert result.exit_code == 1 and "pip install 'isl-rt[dicom-node]'" in result.output and result.exception.__class__ is SystemExit, result.output
 print("ran without", len(blocked), "blocked modules")
 """
 
