@@ -232,15 +232,19 @@ class Forwarder:
             if not self.pending():
                 self._wake.wait(5.0)
                 continue
-            if self.send_once():
-                self.delay = 0.0
-                continue
+            try:
+                if self.send_once():
+                    self.delay = 0.0
+                    continue
+            except Exception:  # a bug must not end forwarding: log it and retry later
+                log.exception("forward: sending to %s failed", self.destination)
             self.delay = BACKOFF_FIRST_S if self.delay == 0 else min(BACKOFF_MAX_S, 2 * self.delay)
             log.warning("forward: retrying in %.0f s; %d results kept in %s", self.delay, len(self.pending()), self.outbox)
             self._stop.wait(self.delay)
 
     def send_once(self) -> bool:
-        """One association sending everything in the outbox; True when the outbox was emptied."""
+        """One association sending everything in the outbox, oldest first; True when it is empty.
+        What the destination refuses stays for the next try; the rest goes on."""
         files = self.pending()
         if not files:
             return True
@@ -257,11 +261,17 @@ class Forwarder:
         sent = 0
         try:
             for path in files:
-                status = assoc.send_c_store(path)
+                if not assoc.is_established:  # the destination aborted: the rest waits for the next try
+                    break
+                try:
+                    status = assoc.send_c_store(path)
+                except Exception as err:  # no accepted context for its SOP class, an unreadable file
+                    log.warning("forward: %s not sent to %s (%s); kept", path.name, dest, err)
+                    continue
                 code = int(status.Status) if status and "Status" in status else None
                 if code not in _DELIVERED:
-                    log.warning("forward: %s refused %s (%s)", dest, path.name, "no answer" if code is None else f"status 0x{code:04X}")
-                    return False
+                    log.warning("forward: %s refused %s (%s); kept", dest, path.name, "no answer" if code is None else f"status 0x{code:04X}")
+                    continue
                 path.unlink()
                 sent += 1
         finally:

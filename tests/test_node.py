@@ -222,6 +222,38 @@ def test_destination_parsing():
             Destination.parse(bad)
 
 
+def _result_file(path: Path, sop_class: str) -> Path:
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_the_forwarder_keeps_what_the_destination_cannot_take(tmp_path):
+    from pynetdicom.sop_class import Comprehensive3DSRStorage  # type: ignore[attr-defined]
+
+    from isl_rt.node import Forwarder
+
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    sr = _result_file(outbox / "a-sr.dcm", COMPREHENSIVE_3D_SR)
+    pm = _result_file(outbox / "a-pm.dcm", PARAMETRIC_MAP)
+    received = []
+    ae = AE(ae_title="PACS")
+    ae.add_supported_context(Comprehensive3DSRStorage)  # a PACS that takes SRs but no parametric maps
+    server = ae.start_server(("127.0.0.1", 0), block=False,
+                             evt_handlers=[(evt.EVT_C_STORE, lambda event: received.append(event.dataset.SOPInstanceUID) or 0)])
+    try:
+        forwarder = Forwarder(outbox, Destination("127.0.0.1", int(server.server_address[1]), "PACS"), "ISLRT")
+        assert forwarder.send_once() is False
+        assert forwarder.pending() == [pm] and len(received) == 1 and not sr.exists()
+    finally:
+        server.shutdown()
+
+
 def test_listen_says_when_its_port_is_taken(small_bundle, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
