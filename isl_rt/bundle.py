@@ -1,15 +1,20 @@
 """The model bundle: the contract between training and the runtime.
 
 A bundle is a folder ``export/<name>/`` holding ``manifest.json``, ``dedn.onnx`` and ``drn.onnx``.
-The manifest (:class:`Manifest`) says how to turn HU into model input (windows, size S, Canny
-parameters), how slices are split for inpainting (the mask partition), the names and sha256 of
-both networks, the DRN centre ``c``, the calibrated scan-score threshold, the heat-map
-parameters, and what the models were trained on.
+The manifest (:class:`Manifest`) says what the networks were trained on (:class:`InputSpec`: HU
+of DICOM CT, or pre-windowed images and their channel count), how to turn that into model input
+(windows, size S, Canny parameters), how slices are split for inpainting (the mask partition),
+the names and sha256 of both networks, the DRN centre ``c``, the calibrated scan-score and
+slice-score thresholds, the heat-map parameters, and what the models were trained on.
 
 :func:`load_bundle` refuses a bundle that is incomplete, of an unknown format version, or whose
 files were changed after export, each time with a :class:`~isl_rt.errors.BundleError` sentence
 naming the file and what is wrong. :func:`calibrate_threshold` turns the scan scores of held-out
-healthy scans into the threshold.
+healthy scans into the threshold, :func:`calibrate_slice_threshold` the slice scores of held-out
+healthy slices into the slice threshold.
+
+Format versions: 3 (written) adds ``input`` and ``slice_threshold``; 2 (still read) has neither,
+and its networks read HU windows.
 
 This module is part of the runtime: it imports numpy and the standard library only, never torch.
 """
@@ -44,21 +49,27 @@ __all__ = [
     "DRNSpec",
     "FileSpec",
     "HeatmapSpec",
+    "InputSpec",
     "Manifest",
     "PartitionSpec",
+    "SliceThresholdSpec",
     "ThresholdSpec",
     "TrainingSpec",
     "WindowSpec",
     "calibrate_bundle",
+    "calibrate_slice_threshold",
     "calibrate_threshold",
+    "image_windows",
     "load_bundle",
     "manifest_from_dict",
     "sha256_file",
     "write_manifest",
 ]
 
-#: The manifest format this isl-rt reads and writes (2 added the cranial cavity of the scores).
-FORMAT_VERSION = 2
+#: The manifest format this isl-rt writes (2 added the cranial cavity of the scores, 3 the input
+#: kind and the slice threshold), and the ones it reads.
+FORMAT_VERSION = 3
+READ_VERSIONS: tuple[int, ...] = (2, 3)
 MANIFEST_NAME = "manifest.json"
 #: The networks every bundle holds (ONNX), and the torch weights a bundle may carry for the
 #: torch backend (state dicts of the same networks, see isl_rt.backends.torch).
@@ -84,6 +95,45 @@ DEFAULT_WINDOWS: tuple[WindowSpec, ...] = (
     WindowSpec("subdural", 75.0, 215.0),
     WindowSpec("bone", 600.0, 2800.0),
 )
+
+
+def image_windows(channels: int) -> tuple[WindowSpec, ...]:
+    """The identity windows of pre-windowed images, one per image channel (``gray``, or ``red``,
+    ``green``, ``blue``): level 2000 and width 4000 on the pseudo-HU round(v · 4000) of a value v in
+    [0, 1] (``isl_rt.kernels.window_images``), so a channel's [0, 1] units are the image's own."""
+    from isl_rt.kernels import IMAGE_HU_SCALE
+
+    names = ["gray"] if channels == 1 else ["red", "green", "blue"] if channels == 3 else [f"c{i}" for i in range(channels)]
+    half = IMAGE_HU_SCALE / 2
+    return tuple(WindowSpec(name, half, float(IMAGE_HU_SCALE)) for name in names)
+
+
+#: What the networks read: ``hu`` (DICOM CT in Hounsfield units, through the bundle's windows)
+#: or ``image`` (pre-windowed PNG/JPEG/TIFF in [0, 1], through :func:`image_windows`).
+INPUT_KINDS: tuple[str, ...] = ("hu", "image")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the networks were trained on: ``kind`` ``hu`` or ``image``, and the number of input
+    channels (the windows of HU, or the image channels: 1 gray, 3 RGB)."""
+
+    kind: str
+    channels: int
+
+    @classmethod
+    def for_windows(cls, windows: Sequence[WindowSpec]) -> InputSpec:
+        """``image`` when ``windows`` are exactly :func:`image_windows` (how training reads image
+        folders), else ``hu``."""
+        windows = tuple(windows)
+        kind = "image" if windows == image_windows(len(windows)) else "hu"
+        return cls(kind, len(windows))
+
+    def describe(self) -> str:
+        if self.kind == "hu":
+            return f"HU of DICOM CT through {self.channels} window(s)"
+        colour = "gray" if self.channels == 1 else "RGB" if self.channels == 3 else f"{self.channels}-channel"
+        return f"pre-windowed {colour} images (PNG/JPEG/TIFF)"
 
 
 @dataclass(frozen=True)
@@ -146,6 +196,19 @@ class ThresholdSpec:
 
 
 @dataclass(frozen=True)
+class SliceThresholdSpec:
+    """A slice is flagged when its slice score is > ``slice_score``; calibrated on healthy slices
+    (which may come from scans that have a disorder on other slices)."""
+
+    slice_score: float
+    target_specificity: float
+    healthy_quantiles: dict[str, float]
+    n_healthy_slices: int
+    #: the series those slices came from
+    n_series: int
+
+
+@dataclass(frozen=True)
 class HeatmapSpec:
     """Heat-map parameters (see ``isl_rt.kernels.heatmap``): difference threshold t, box size s
     (odd) and the exponential enhancement ``gamma``."""
@@ -195,12 +258,14 @@ class CavitySpec:
         names = ", ".join(w.name for w in windows)
         raise BundleError(f"The cavity needs a window named '{self.window}', but the windows are: {names}.")
 
-    def describe(self) -> str:
-        """One line for ``isl-rt info --bundle``."""
+    def describe(self, image_scale: float | None = None) -> str:
+        """One line for ``isl-rt info --bundle``; ``image_scale`` for an image bundle, whose
+        "HU" are the image value times that scale."""
         reach = "all four sides" if self.sides == 4 else f"at least {self.sides} of the four sides"
         keep = "; only the component with the most fully enclosed pixels" if self.largest else ""
-        return (f"bone >= {self.bone_hu:g} HU in window '{self.window}', margin {self.margin} px, bone reached on "
-                f"{reach}{keep}")
+        bone = (f"bone >= {self.bone_hu:g} HU in window '{self.window}'" if image_scale is None else
+                f"bone >= {self.bone_hu / image_scale:g} of full scale in channel '{self.window}'")
+        return f"{bone}, margin {self.margin} px, bone reached on {reach}{keep}"
 
 
 #: bone from 300 HU in the bone window, 2 pixels (about 4 mm at S = 128) kept clear of it
@@ -232,7 +297,7 @@ class TrainingSpec:
 
 @dataclass(frozen=True)
 class Manifest:
-    """The typed content of ``manifest.json`` (format version 1)."""
+    """The typed content of ``manifest.json`` (format version 2 or 3)."""
 
     format_version: int
     name: str
@@ -249,6 +314,14 @@ class Manifest:
     versions: dict[str, str]
     #: None: the whole slice is scored
     cavity: CavitySpec | None = None
+    #: None is read as HU through the windows (format 2)
+    input: InputSpec | None = None
+    slice_threshold: SliceThresholdSpec | None = None
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """What the networks read (format 2 bundles: HU through their windows)."""
+        return self.input if self.input is not None else InputSpec("hu", len(self.windows))
 
     @property
     def channels(self) -> int:
@@ -311,6 +384,7 @@ class Bundle:
             "format_version": m.format_version,
             "preset": m.preset,
             "size": m.size,
+            "input": {**asdict(m.input_spec), "description": m.input_spec.describe()},
             "windows": [f"{w.name} {w.level:g}/{w.width:g}" for w in m.windows],
             "partition": {"k": m.partition.k, "groups": m.partition.groups},
             "canny": asdict(m.canny),
@@ -324,6 +398,7 @@ class Bundle:
                 "n_healthy_scans": t.n_healthy_scans,
                 "healthy_quantiles": t.healthy_quantiles,
             },
+            "slice_threshold": None if m.slice_threshold is None else asdict(m.slice_threshold),
             "heatmap": asdict(m.heatmap),
             "cavity": None if m.cavity is None else asdict(m.cavity),
             "training": {
@@ -354,7 +429,7 @@ def write_manifest(root: Path, manifest: Manifest) -> Path:
     from isl_rt.outputs import write_json_atomic
 
     path = Path(root) / MANIFEST_NAME
-    write_json_atomic(path, manifest.to_dict())
+    write_json_atomic(path, {**manifest.to_dict(), "format_version": FORMAT_VERSION, "input": asdict(manifest.input_spec)})
     return path
 
 
@@ -367,19 +442,7 @@ def calibrate_threshold(healthy_scan_scores: Sequence[float], target_specificity
     "flag when score > threshold" the specificity on the calibration scans is at least the target.
     The stored quantiles (0.5, 0.9, 0.95, 0.99) use linear interpolation.
     """
-    if not 0.0 < target_specificity < 1.0:
-        raise BundleError(f"target specificity must be between 0 and 1 (exclusive), got {target_specificity}.")
-    scores = np.asarray(list(healthy_scan_scores), dtype=np.float64).ravel()
-    if scores.size == 0:
-        raise BundleError("calibration needs the scan scores of at least one held-out healthy scan, got none.")
-    bad = ~np.isfinite(scores)
-    if bad.any():
-        raise BundleError(
-            f"{int(bad.sum())} of {scores.size} healthy calibration scan scores are not finite numbers; "
-            "check the calibration scans (their rows in scores.csv) before exporting."
-        )
-    threshold = float(np.quantile(scores, target_specificity, method="higher"))
-    quantiles = {level: float(np.quantile(scores, float(level))) for level in QUANTILE_LEVELS}
+    scores, threshold, quantiles = _calibration(healthy_scan_scores, target_specificity, "scan", "scores.csv")
     return ThresholdSpec(
         scan_score=threshold,
         target_specificity=float(target_specificity),
@@ -387,6 +450,39 @@ def calibrate_threshold(healthy_scan_scores: Sequence[float], target_specificity
         n_healthy_scans=int(scores.size),
         healthy_scores=[float(s) for s in np.sort(scores)],
     )
+
+
+def calibrate_slice_threshold(
+    healthy_slice_scores: Sequence[float], target_specificity: float = 0.95, *, n_series: int = 0
+) -> SliceThresholdSpec:
+    """The slice-score threshold from the slice scores of held-out healthy slices (of ``n_series``
+    series), by the same "higher" quantile rule as :func:`calibrate_threshold`."""
+    scores, threshold, quantiles = _calibration(healthy_slice_scores, target_specificity, "slice", "the slices CSV")
+    return SliceThresholdSpec(
+        slice_score=threshold,
+        target_specificity=float(target_specificity),
+        healthy_quantiles=quantiles,
+        n_healthy_slices=int(scores.size),
+        n_series=int(n_series),
+    )
+
+
+def _calibration(values: Sequence[float], target_specificity: float, what: str, where: str) -> tuple[np.ndarray, float, dict[str, float]]:
+    """(scores, the "higher" ``target_specificity`` quantile, the stored quantiles) of healthy scores."""
+    if not 0.0 < target_specificity < 1.0:
+        raise BundleError(f"target specificity must be between 0 and 1 (exclusive), got {target_specificity}.")
+    scores = np.asarray(list(values), dtype=np.float64).ravel()
+    if scores.size == 0:
+        raise BundleError(f"calibration needs the {what} scores of at least one held-out healthy {what}, got none.")
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise BundleError(
+            f"{int(bad.sum())} of {scores.size} healthy calibration {what} scores are not finite numbers; "
+            f"check the calibration {what}s (their rows in {where}) before calibrating."
+        )
+    threshold = float(np.quantile(scores, target_specificity, method="higher"))
+    quantiles = {level: float(np.quantile(scores, float(level))) for level in QUANTILE_LEVELS}
+    return scores, threshold, quantiles
 
 
 # ---- parsing and validation -----------------------------------------------------------------------
@@ -449,9 +545,10 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
     if not isinstance(data, dict):
         raise r.fail("does not hold a JSON object")
     version = r.get(data, "format_version", "")
-    if version != FORMAT_VERSION:
+    if isinstance(version, bool) or version not in READ_VERSIONS:
+        readable = " and ".join(str(v) for v in READ_VERSIONS)
         raise BundleError(
-            f"{path} has format_version {version!r}, but this isl-rt reads format version {FORMAT_VERSION} only: "
+            f"{path} has format_version {version!r}, but this isl-rt reads format versions {readable} only: "
             "use the isl-rt version that exported it or re-export the bundle with this one."
         )
     size = r.num(data, "size", "", integer=True)
@@ -556,6 +653,29 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
         if cavity.window not in {w.name for w in windows}:
             raise r.fail(f"has cavity.window '{cavity.window}', which is not one of its windows")
 
+    input_spec = InputSpec("hu", len(windows))  # format 2: HU through the windows
+    if version >= 3:
+        i_raw = r.obj(data, "input", "")
+        input_spec = InputSpec(kind=r.text(i_raw, "kind", "input"), channels=r.num(i_raw, "channels", "input", integer=True))
+        if input_spec.kind not in INPUT_KINDS:
+            raise r.fail(f"has input.kind '{input_spec.kind}', which is not one of {', '.join(INPUT_KINDS)}")
+        if input_spec.channels != len(windows):
+            raise r.fail(f"has input.channels = {input_spec.channels} but {len(windows)} windows (one per channel)")
+        if input_spec.kind == "image" and tuple(windows) != image_windows(len(windows)):
+            raise r.fail("has input.kind 'image' but windows other than the identity windows of images")
+
+    slice_threshold = None
+    s_raw = data.get("slice_threshold")  # optional: absent or null when not calibrated
+    if s_raw is not None:
+        sq_raw = r.obj(s_raw, "healthy_quantiles", "slice_threshold")
+        slice_threshold = SliceThresholdSpec(
+            slice_score=r.num(s_raw, "slice_score", "slice_threshold"),
+            target_specificity=r.num(s_raw, "target_specificity", "slice_threshold"),
+            healthy_quantiles={level: r.num(sq_raw, level, "slice_threshold.healthy_quantiles") for level in QUANTILE_LEVELS},
+            n_healthy_slices=r.num(s_raw, "n_healthy_slices", "slice_threshold", integer=True),
+            n_series=r.num(s_raw, "n_series", "slice_threshold", integer=True),
+        )
+
     tr = r.obj(data, "training", "")
     training = TrainingSpec(
         data=r.text(tr, "data", "training"),
@@ -571,7 +691,7 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
     versions = {str(key): str(v) for key, v in r.obj(data, "versions", "").items()}
 
     return Manifest(
-        format_version=FORMAT_VERSION,
+        format_version=int(version),
         name=r.text(data, "name", ""),
         preset=r.text(data, "preset", ""),
         size=size,
@@ -585,6 +705,8 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
         training=training,
         versions=versions,
         cavity=cavity,
+        input=input_spec,
+        slice_threshold=slice_threshold,
     )
 
 
@@ -626,12 +748,26 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
     return Bundle(root=root, manifest=manifest)
 
 
-def calibrate_bundle(bundle_dir: Path, healthy_scan_scores: Sequence[float], target_specificity: float = 0.95) -> Bundle:
-    """Write the threshold calibrated on ``healthy_scan_scores`` into an existing bundle's manifest."""
+def calibrate_bundle(
+    bundle_dir: Path,
+    healthy_scan_scores: Sequence[float] | None,
+    target_specificity: float = 0.95,
+    *,
+    healthy_slice_scores: Sequence[float] | None = None,
+    slice_series: int = 0,
+) -> Bundle:
+    """Write the thresholds calibrated on ``healthy_scan_scores`` (scan threshold) and
+    ``healthy_slice_scores`` (of ``slice_series`` series; slice threshold) into an existing
+    bundle's manifest; a threshold whose scores are None keeps its value."""
     from dataclasses import replace
 
     bundle = load_bundle(bundle_dir)
-    manifest = replace(bundle.manifest, threshold=calibrate_threshold(healthy_scan_scores, target_specificity))
+    manifest = bundle.manifest
+    if healthy_scan_scores is not None:
+        manifest = replace(manifest, threshold=calibrate_threshold(healthy_scan_scores, target_specificity))
+    if healthy_slice_scores is not None:
+        manifest = replace(manifest, slice_threshold=calibrate_slice_threshold(
+            healthy_slice_scores, target_specificity, n_series=slice_series))
     write_manifest(bundle.root, manifest)
     return load_bundle(bundle.root)
 

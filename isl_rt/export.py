@@ -42,6 +42,7 @@ from isl_rt.bundle import (
     DRNSpec,
     FileSpec,
     HeatmapSpec,
+    InputSpec,
     Manifest,
     PartitionSpec,
     ThresholdSpec,
@@ -424,6 +425,7 @@ def _write_bundle(
         training=training,
         versions=_versions(),
         cavity=drn_config.cavity_spec(),
+        input=InputSpec.for_windows(params.windows),  # image windows: trained on pre-windowed images
     )
     write_manifest(stage, manifest)
     load_bundle(stage)  # the staged bundle must pass the runtime's own validation

@@ -159,7 +159,7 @@ def test_bad_cavity_is_refused(tmp_path, cavity, pattern):
 def test_unknown_format_version_is_refused(tmp_path):
     root = make_bundle(tmp_path / "b")
     edit_manifest(root, format_version=FORMAT_VERSION + 1)
-    with pytest.raises(BundleError, match=rf"format_version {FORMAT_VERSION + 1}.*reads format version {FORMAT_VERSION}"):
+    with pytest.raises(BundleError, match=rf"format_version {FORMAT_VERSION + 1}.*reads format versions 2 and {FORMAT_VERSION} only"):
         load_bundle(root)
 
 

@@ -54,13 +54,16 @@ def info(
 
 def echo_bundle(summary: dict[str, Any]) -> None:
     from isl_rt.bundle import CavitySpec
+    from isl_rt.kernels import IMAGE_HU_SCALE
 
     typer.echo(f"bundle {summary['name']} at {summary['bundle']} (format {summary['format_version']}, preset {summary['preset']}, S={summary['size']})")
+    typer.echo(f"  input: {summary['input']['kind']}, {summary['input']['description']}")
     typer.echo(f"  windows: {', '.join(summary['windows'])}")
     part, canny = summary["partition"], summary["canny"]
     typer.echo(f"  partition: K={part['k']}, {part['groups']} groups; canny sigma {canny['sigma']:g}, low {canny['low']:g}, high {canny['high']:g}")
     cavity, heat = summary["cavity"], summary["heatmap"]
-    region = "whole slice" if cavity is None else f"cranial cavity ({CavitySpec(**cavity).describe()})"
+    scale = IMAGE_HU_SCALE if summary["input"]["kind"] == "image" else None  # image value times the scale
+    region = "whole slice" if cavity is None else f"cranial cavity ({CavitySpec(**cavity).describe(scale)})"
     typer.echo(f"  scored region: {region}; heat map t {heat['threshold']:g}, box {heat['box']}, gamma {heat['gamma']:g}")
     for key, text in summary["files"].items():
         typer.echo(f"  {key}: {text}")
@@ -70,6 +73,13 @@ def echo_bundle(summary: dict[str, Any]) -> None:
     else:
         q = ", ".join(f"q{k} {v:.4g}" for k, v in t["healthy_quantiles"].items())
         typer.echo(f"  threshold: scan score > {t['scan_score']:.4g} (specificity {t['target_specificity']:g} on {t['n_healthy_scans']} healthy scans; {q})")
+    st = summary["slice_threshold"]
+    if st is None:
+        typer.echo("  slice threshold: not calibrated")
+    else:
+        q = ", ".join(f"q{k} {v:.4g}" for k, v in st["healthy_quantiles"].items())
+        typer.echo(f"  slice threshold: slice score > {st['slice_score']:.4g} (specificity {st['target_specificity']:g} on "
+                   f"{st['n_healthy_slices']} healthy slices of {st['n_series']} series; {q})")
     tr = summary["training"]
     epochs = ", ".join(f"{k} {v}" for k, v in tr["epochs"].items())
     typer.echo(f"  trained on: {tr['data']} ({tr['series']} series, {tr['slices']} slices), seed {tr['seed']}, features {tr['feature_network']}, epochs: {epochs}")

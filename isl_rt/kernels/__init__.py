@@ -21,6 +21,7 @@ from isl_rt.kernels._dispatch import device_empty, device_pointer, host_array, h
 from isl_rt.kernels.partition import Partition, cell_bounds, group_ids_error
 
 __all__ = [
+    "IMAGE_HU_SCALE",
     "MAX_BLUR_SIGMA",
     "MAX_WINDOWS",
     "Partition",
@@ -32,6 +33,7 @@ __all__ = [
     "gaussian_blur",
     "heatmap",
     "window",
+    "window_images",
 ]
 
 # ---- window, gaussian_blur, canny (csrc/window.h, csrc/canny.h) ----------------------------------
@@ -136,6 +138,31 @@ def _window_cuda(hu: Any, wins: np.ndarray, s: int, out: Any, out_dtype: np.dtyp
     dst = device_pointer(out, "out", out_dtype, out_shape)
     extensions.cuda().window(src, n, h, w, wins, s, dst, out_dtype == np.uint8, stream_handle(stream))
     return out
+
+
+#: Pre-windowed images in [0, 1] become pseudo-HU round(v · IMAGE_HU_SCALE) before :func:`window`.
+IMAGE_HU_SCALE = 4000
+
+
+def window_images(images: Any, windows: Any, size: int) -> np.ndarray:
+    """Model input of pre-windowed images: float [N,C,H,W] in [0, 1] -> float32 [N,C,S,S].
+
+    The one definition training (``isl_rt.training.data``) and ``scan`` share: each value v becomes
+    the pseudo-HU ``round(v · IMAGE_HU_SCALE)`` (int16), and image channel c goes through
+    :func:`window` with window c alone, so the identity windows (level 2000, width 4000) give
+    round(v · 4000) / 4000 resampled to S × S exactly as a CT slice is.
+    """
+    arr = np.asarray(images)
+    if arr.ndim != 4:
+        raise IslError(f"images must be a [N, C, H, W] stack, got shape {arr.shape}.")
+    wins = _window_list(windows)
+    if wins.shape[0] != arr.shape[1]:
+        raise IslError(f"{arr.shape[1]} image channel(s) but {wins.shape[0]} window(s); give one window per channel.")
+    if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0.0 and arr.max() <= 1.0):
+        raise IslError("image values must be finite numbers in [0, 1].")
+    pseudo_hu = np.rint(arr.astype(np.float32) * IMAGE_HU_SCALE).astype(np.int16)
+    channels = [window(np.ascontiguousarray(pseudo_hu[:, c]), wins[c : c + 1], size) for c in range(arr.shape[1])]
+    return channels[0] if len(channels) == 1 else np.ascontiguousarray(np.concatenate(channels, axis=1))
 
 
 def _fill(out: Any, result: np.ndarray, name: str) -> np.ndarray:

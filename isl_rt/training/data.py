@@ -6,9 +6,10 @@ bundle's parameters), exactly what the runtime computes for a scan, plus which s
 came from. Sources (:func:`prepare`):
 
 - a DICOM tree (``isl_rt.io.dicom.discover`` / ``load_volume``);
-- an image folder tree (``isl_rt.io.images``): values v in [0,1] become pseudo-HU
-  round(v·4000) and go through the same window kernel with (level 2000, width 4000) per image
-  channel, i.e. the identity up to 1/4000, resampled exactly as CT slices are;
+- an image folder tree (``isl_rt.io.images``): ``isl_rt.kernels.window_images`` with the identity
+  windows of ``isl_rt.bundle.image_windows``, the one function ``scan`` uses for image series too
+  (values v in [0,1] become pseudo-HU round(v·4000), windowed with level 2000, width 4000 per
+  image channel, i.e. the identity up to 1/4000, resampled exactly as CT slices are);
 - ``phantom:N`` (optionally ``phantom:N:SEED``): N healthy studies of ``isl_rt.io.phantom``,
   generated in memory (quick tests and demos).
 
@@ -37,8 +38,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from isl_rt.bundle import DEFAULT_WINDOWS, CannySpec, WindowSpec
+from isl_rt.bundle import DEFAULT_WINDOWS, CannySpec, WindowSpec, image_windows
 from isl_rt.errors import InputError, IslError
+from isl_rt.kernels import IMAGE_HU_SCALE
 
 __all__ = [
     "CACHE_VERSION",
@@ -57,8 +59,6 @@ __all__ = [
 #: at S=128 this outlines skull, ventricles and sulci, where (0.1, 0.2) also traces noise in the
 #: brain window and (0.2, 0.4) loses the sulci
 DEFAULT_CANNY = CannySpec(sigma=1.0, low=0.15, high=0.3)
-#: image folders: pseudo-HU = round(v · IMAGE_HU_SCALE) for v in [0,1]
-IMAGE_HU_SCALE = 4000
 PHANTOM_PREFIX = "phantom:"
 CACHE_VERSION = 1
 
@@ -95,13 +95,6 @@ class PrepParams:
             windows=tuple(WindowSpec(str(w["name"]), float(w["level"]), float(w["width"])) for w in data["windows"]),
             canny=CannySpec(float(data["canny"]["sigma"]), float(data["canny"]["low"]), float(data["canny"]["high"])),
         )
-
-
-def image_windows(channels: int) -> tuple[WindowSpec, ...]:
-    """The identity windows used for image folders: one per image channel (gray, or r/g/b)."""
-    names = ["gray"] if channels == 1 else ["red", "green", "blue"] if channels == 3 else [f"c{i}" for i in range(channels)]
-    half = IMAGE_HU_SCALE / 2
-    return tuple(WindowSpec(name, half, float(IMAGE_HU_SCALE)) for name in names)
 
 
 @dataclass
@@ -452,7 +445,7 @@ def _prepare_folder(
                     f"{ref.path} holds {stack.images.shape[1]}-channel images but {chosen_images[0].path} holds "
                     f"{channels}-channel ones: train on folders of one kind (all gray or all RGB)."
                 )
-            yield ref.series_id, np.rint(stack.images * IMAGE_HU_SCALE).astype(np.int16)  # pseudo-HU [N,C,H,W]
+            yield ref.series_id, stack.images  # float32 [N,C,H,W] in [0, 1]
 
     return _prepare_image_volumes(image_volumes(), params, root, len(chosen_images), excluded, progress)
 
@@ -486,12 +479,8 @@ def _prepare_image_volumes(
     xs: list[np.ndarray] = []
     es: list[np.ndarray] = []
     index: list[np.ndarray] = []
-    for i, (uid, hu) in enumerate(volumes):
-        channels = [
-            kernels.window(np.ascontiguousarray(hu[:, c]), params.windows_array()[c : c + 1], params.size)
-            for c in range(hu.shape[1])
-        ]
-        x = np.ascontiguousarray(np.concatenate(channels, axis=1))
+    for i, (uid, images) in enumerate(volumes):
+        x = kernels.window_images(images, params.windows_array(), params.size)  # what scan computes
         xs.append(x)
         es.append(kernels.canny(x, params.canny.low, params.canny.high, sigma=params.canny.sigma))
         index.append(np.full(x.shape[0], len(series), dtype=np.int32))
