@@ -26,7 +26,8 @@ class Scan:
     uid: str
     label: int
     score: float
-    flagged: bool
+    #: None when the bundle had no scan threshold
+    flagged: bool | None
     disorder: str
     size_class: str
     urgency: str
@@ -60,6 +61,15 @@ def read_labels(labels_csv: Path) -> dict[str, dict[str, str]]:
     return labels
 
 
+def is_scores_csv(path: Path) -> bool:
+    """Whether ``path`` is a scores CSV (a row per series) rather than a slices CSV."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with path.open(newline="") as handle:
+        return "scan_score" in (next(csv.reader(handle), None) or [])
+
+
 def read_score_rows(scores_csv: Path) -> list[dict[str, str]]:
     """The rows of a scores CSV written by ``isl-rt scan`` (ok, error and skipped rows)."""
     return _read_csv(scores_csv, ("SeriesInstanceUID", "scan_score", "status"))
@@ -73,7 +83,7 @@ def join(scores_csv: Path, labels_csv: Path) -> tuple[list[Scan], dict[str, list
     scans: list[Scan] = []
     seen: set[str] = set()
     for row in score_rows:
-        uid = row["SeriesInstanceUID"]
+        uid = row.get("series") or row["SeriesInstanceUID"]  # image series: the folder's series id
         if row["status"] != "ok":
             kind = "skipped_rows" if row["status"] == "skipped" else "error_rows"
             problems[kind].append(f"{uid or row.get('path', '')}: {row.get('error', '')}")
@@ -89,7 +99,7 @@ def join(scores_csv: Path, labels_csv: Path) -> tuple[list[Scan], dict[str, list
                 uid=uid,
                 label=int(lab["label"]),
                 score=float(row["scan_score"]),
-                flagged=row.get("flagged", "") in ("1", "True", "true"),
+                flagged={"1": True, "True": True, "true": True, "0": False, "False": False, "false": False}.get(row.get("flagged", "")),
                 disorder=lab.get("disorder_type", "") or ("disorder" if lab["label"] == "1" else "healthy"),
                 size_class=lab.get("size_class", ""),
                 urgency=lab.get("urgency", ""),
@@ -112,7 +122,7 @@ def _group_metrics(
         "ci95": [ci.low, ci.high],
         "ci_resamples": ci.resamples,
         "sensitivity_at_balanced": float((abnormal > balanced).mean()),
-        "sensitivity_at_bundle": float(np.mean([x.flagged for x in group])),
+        "sensitivity_at_bundle": None if any(x.flagged is None for x in group) else float(np.mean([x.flagged for x in group])),
     }
 
 
@@ -136,7 +146,8 @@ def evaluate(
         )
     y = np.array([s.label for s in scans])
     score = np.array([s.score for s in scans])
-    flagged = np.array([s.flagged for s in scans])
+    calibrated = all(s.flagged is not None for s in scans)
+    flagged = np.array([bool(s.flagged) for s in scans])
     ci = metrics.bootstrap_auc(y, score, resamples=resamples, fraction=fraction, seed=seed)
     balanced = metrics.balanced_threshold(y, score)
     result: dict[str, Any] = {
@@ -151,7 +162,7 @@ def evaluate(
             "sensitivity": balanced.sensitivity,
             "specificity": balanced.specificity,
         },
-        "bundle_threshold": {
+        "bundle_threshold": None if not calibrated else {
             "sensitivity": float(flagged[y == 1].mean()),
             "specificity": float((~flagged[y == 0]).mean()),
         },
@@ -195,7 +206,7 @@ def group_table(title: str, rows: dict[str, Any], *, heading: str = "###") -> li
     for name, r in rows.items():
         lines.append(
             f"| {name} | {r['n']} | {r['auc']:.3f} | {r['ci95'][0]:.3f}–{r['ci95'][1]:.3f} "
-            f"| {r['sensitivity_at_balanced']:.3f} | {r['sensitivity_at_bundle']:.3f} |"
+            f"| {r['sensitivity_at_balanced']:.3f} | {'-' if r['sensitivity_at_bundle'] is None else format(r['sensitivity_at_bundle'], '.3f')} |"
         )
     return lines + [""]
 
@@ -210,7 +221,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"- **AUC {result['auc']:.3f}** (95% CI {result['auc_ci95'][0]:.3f}–{result['auc_ci95'][1]:.3f}; "
         f"{result['bootstrap']['resamples']} resamples of {result['bootstrap']['fraction']:.0%} of the scans)",
         f"- balanced threshold {b['threshold']:.4g}: sensitivity {b['sensitivity']:.3f}, specificity {b['specificity']:.3f}",
-        f"- bundle threshold: sensitivity {t['sensitivity']:.3f}, specificity {t['specificity']:.3f}",
+        "- bundle threshold: " + ("none (the bundle has no scan threshold)" if t is None
+                                  else f"sensitivity {t['sensitivity']:.3f}, specificity {t['specificity']:.3f}"),
         "",
     ]
     lines += group_table("By disorder type (each against all healthy scans)", result["by_disorder"])

@@ -1,5 +1,5 @@
-"""Scan outputs: the scores CSV (a row per series, written as each series finishes), per-series
-JSON, atomic writes and resume.
+"""Scan outputs: the scores CSV (a row per series, written as each series finishes), the slices
+CSV (a row per slice of each scored series), per-series JSON, atomic writes and resume.
 
 A row is one ``write`` of a whole line followed by flush and fsync, so a crash loses at most the
 series in flight; a partial last line left by a crash is cut off when the file is reopened.
@@ -16,13 +16,16 @@ import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from isl_rt.errors import InputError
 
 SCORE_COLUMNS: tuple[str, ...] = (
     "path",
+    #: the series key: SeriesInstanceUID of DICOM, the folder's series id of images
+    "series",
     "StudyInstanceUID",
     "SeriesInstanceUID",
     "n_slices",
@@ -37,7 +40,18 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "error",
 )
 
+#: ``<stem>.slices.csv``: one row per slice; ``slice`` is the 0-based index in the series' order
+#: (DICOM: along the slice normal from the skull base; images: natural name order), ``source`` the
+#: slice's SOPInstanceUID (DICOM) or image path, ``flagged`` empty without a slice threshold.
+SLICE_COLUMNS: tuple[str, ...] = ("series", "slice", "source", "slice_score", "apds", "flagged")
+
 _UNSAFE = re.compile(r"[^0-9A-Za-z._-]")
+
+
+def slices_csv_path(out_csv: Path) -> Path:
+    """Where the per-slice rows of the scores CSV ``out_csv`` go: ``<stem>.slices.csv`` beside it."""
+    out_csv = Path(out_csv)
+    return out_csv.parent / f"{out_csv.stem}.slices.csv"
 
 
 def safe_name(text: str, *, max_length: int = 96) -> str:
@@ -146,13 +160,34 @@ class ScoreTable:
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Write one row durably (one write, flush, fsync)."""
-        line = self._format(row).encode()
-        self._handle.write(line)
+        self.append_many([row])
+
+    def append_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Write rows durably in one write (flush, fsync): a crash leaves all of them, none, or a
+        cut last line that reopening removes."""
+        rows = list(rows)
+        if not rows:
+            return
+        self._handle.write("".join(self._format(row) for row in rows).encode())
         self._handle.flush()
         os.fsync(self._handle.fileno())
-        stored = {c: csv_cell(row.get(c, "")) for c in self.columns}
-        self.rows.append(stored)
-        self._done.add(row_key(stored))
+        for row in rows:
+            stored = {c: csv_cell(row.get(c, "")) for c in self.columns}
+            self.rows.append(stored)
+            self._done.add(row_key(stored))
+
+    def retain(self, keep: Callable[[dict[str, str]], bool]) -> int:
+        """Keep only the rows ``keep`` accepts, rewriting the file atomically; returns how many went."""
+        kept = [r for r in self.rows if keep(r)]
+        dropped = len(self.rows) - len(kept)
+        if dropped:
+            self._handle.close()
+            text = self._format(dict(zip(self.columns, self.columns))) + "".join(self._format(r) for r in kept)
+            write_atomic(self.path, text.encode())
+            self.rows = kept
+            self._done = {row_key(r) for r in kept}
+            self._handle = open(self.path, "ab")
+        return dropped
 
     def close(self) -> None:
         self._handle.close()
@@ -162,6 +197,24 @@ class ScoreTable:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def reconcile_slices(scores: ScoreTable, slices: ScoreTable) -> None:
+    """Make a resumed scores CSV and its slices CSV agree: a series stays done only when the slices
+    CSV holds exactly its ``n_slices`` rows; otherwise its scores row goes (it is scanned again),
+    and slice rows of series without an ok scores row go too (a crash between the two writes)."""
+    counts = Counter(r["series"] for r in slices.rows)
+    complete: set[str] = set()
+    incomplete: set[str] = set()
+    for r in scores.rows:
+        if r.get("status") != "ok":
+            continue
+        if r["series"] and str(counts.get(r["series"], 0)) == r.get("n_slices"):
+            complete.add(r["series"])
+        else:
+            incomplete.add(row_key(r))
+    scores.retain(lambda r: row_key(r) not in incomplete)
+    slices.retain(lambda r: r["series"] in complete)
 
 
 def csv_cell(value: Any) -> str:

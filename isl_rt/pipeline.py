@@ -3,6 +3,7 @@
 For one volume (:class:`Scorer`):
 
     HU int16 [N,H,W] -window+resize-> x [N,C,S,S] -canny-> e [N,C,S,S]
+    (an image series: float [N,C,H,W] in [0,1] -window_images-> x, see :func:`model_input`)
     -fanout-> [n·G, 2C+1, S, S] per chunk of n slices -DeDN-> x̂ [n·G, C, S, S]
     -compose_diff-> x_dd, x_dif [N,C,S,S] -cavity-> x_dif zeroed outside the skull
     -DRN-> h [N,D]; slice score ‖h − c‖₂
@@ -10,6 +11,10 @@ For one volume (:class:`Scorer`):
 
 The fan-out buffer is allocated once per scorer (sized for the DeDN batch) and written in place
 by the native kernel, so the hot loop allocates only what the backend returns.
+
+:func:`scan_directory` scores every series of the kind the bundle reads (DICOM CT or image
+folders, :mod:`isl_rt.io.series`) under a folder: a row per series in the scores CSV, a row per
+slice in ``<stem>.slices.csv``, per-series JSON and, on request, heat maps.
 """
 
 from __future__ import annotations
@@ -28,10 +33,20 @@ from isl_rt import kernels
 from isl_rt.backends.base import DEDN_BATCH, DRN_BATCH, Backend
 from isl_rt.errors import InputError, IslError
 from isl_rt.kernels.partition import Partition
-from isl_rt.outputs import ScoreTable, row_key, safe_name, write_atomic, write_json_atomic
+from isl_rt.outputs import (
+    SLICE_COLUMNS,
+    ScoreTable,
+    reconcile_slices,
+    row_key,
+    safe_name,
+    slices_csv_path,
+    write_atomic,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     from isl_rt.bundle import Bundle, CavityArgs
+    from isl_rt.io.series import LoadedSeries, SeriesItem, SetAside
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,8 @@ class ScanParams:
     #: the ``kernels.cavity`` arguments of the cranial cavity (bone channel, bone level in its [0,1]
     #: units, margin, sides, largest); None = whole slice
     cavity: CavityArgs | None = None
+    #: what the networks read: "hu" (DICOM CT through the windows) or "image" (pre-windowed images)
+    input_kind: str = "hu"
 
     @property
     def channels(self) -> int:
@@ -71,6 +88,8 @@ class VolumeScores:
     x: np.ndarray  # float32 [N,C,S,S], the windowed input
     difference: np.ndarray  # float32 [N,C,S,S], x_dif as the DRN saw it
     seconds: dict[str, float] = field(default_factory=dict)
+    #: float32 [N,S,S], 1 inside the scored region (the cranial cavity); None = the whole slice
+    region: np.ndarray | None = None
 
     @property
     def scan_score(self) -> float:
@@ -100,12 +119,25 @@ class Scorer:
         self._fan = np.empty((self.slices_per_call * self.groups, 2 * c + 1, s, s), dtype=np.float32)
 
     def score(self, hu: np.ndarray) -> VolumeScores:
+        """Scores of an HU volume int16 [N,H,W]."""
         p = self.params
         if hu.ndim != 3 or hu.shape[0] == 0:
             raise InputError(f"A volume must be [slices, rows, columns] with at least one slice, got shape {hu.shape}.")
         timer = _Timer()
         with timer("kernels"):
             x = kernels.window(hu, p.windows, p.size)
+        return self._score_input(x, timer)
+
+    def score_series(self, series: "LoadedSeries") -> VolumeScores:
+        """Scores of a loaded series of either kind (:func:`model_input` says which it accepts)."""
+        timer = _Timer()
+        with timer("kernels"):
+            x = model_input(series, self.params)
+        return self._score_input(x, timer)
+
+    def _score_input(self, x: np.ndarray, timer: "_Timer") -> VolumeScores:
+        p = self.params
+        with timer("kernels"):
             edges = kernels.canny(x, p.canny_low, p.canny_high, sigma=p.canny_sigma)
             x_dd = np.empty_like(x)
             x_dif = np.empty_like(x)
@@ -121,9 +153,10 @@ class Scorer:
                 kernels.compose_diff(
                     x[start:stop], xhat, self.group_map, self.groups, out_dd=x_dd[start:stop], out_dif=x_dif[start:stop]
                 )
+        region = None
         if p.cavity is not None:
             with timer("kernels"):
-                mask_cavity(x, x_dif, p.cavity)
+                region = mask_cavity(x, x_dif, p.cavity)
         embeddings = []
         with timer("drn"):
             for start in range(0, n_slices, self.drn_batch):
@@ -133,7 +166,43 @@ class Scorer:
             h = np.concatenate(embeddings, axis=0).astype(np.float64)
             slice_scores = np.linalg.norm(h - p.centre.astype(np.float64)[None, :], axis=1).astype(np.float32)
             heat, apds = kernels.heatmap(x_dif, x, p.heat_threshold, p.heat_box, p.heat_gamma)
-        return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, difference=x_dif, seconds=timer.seconds)
+        return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, difference=x_dif, seconds=timer.seconds,
+                            region=region)
+
+
+def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
+    """x float32 [N,C,S,S] of a loaded series for networks that read ``params.input_kind``.
+
+    HU goes through the windows (``kernels.window``), images through the identity windows
+    (``kernels.window_images``, the function training uses). Conversions: an image's bit depth
+    never matters (both 8 and 16 bits are read into [0, 1]); an RGB series whose three channels
+    are equal everywhere is the gray series it shows, so a gray bundle reads its first channel.
+    Refused with one sentence: HU for an image bundle, images for an HU bundle, gray for an RGB
+    bundle and colour for a gray one (neither has one right answer).
+    """
+    from isl_rt.bundle import InputSpec
+
+    want = InputSpec(params.input_kind, params.channels)
+    if series.kind != params.input_kind:
+        what = "a DICOM CT series (HU)" if series.kind == "hu" else "an image series"
+        raise InputError(f"This is {what}, but the bundle's networks read {want.describe()}: scan it with a bundle trained on such data.")
+    if series.kind == "hu":
+        return kernels.window(series.pixels, params.windows, params.size)
+    images = series.pixels
+    have = int(images.shape[1])
+    if have == 3 and want.channels == 1:
+        if not (np.array_equal(images[:, 0], images[:, 1]) and np.array_equal(images[:, 0], images[:, 2])):
+            raise InputError(
+                "These are colour (RGB) images, but the bundle's networks read gray images; a colour image has no one "
+                "gray version: save the slices as gray images or scan them with an RGB bundle."
+            )
+        images = np.ascontiguousarray(images[:, :1])  # gray saved as RGB: R = G = B
+    elif have != want.channels:
+        raise InputError(
+            f"These images have {have} channel(s), but the bundle's networks read {want.describe()}: "
+            f"scan them with a bundle trained on {have}-channel images."
+        )
+    return kernels.window_images(images, params.windows, params.size)
 
 
 def mask_cavity(x: np.ndarray, x_dif: np.ndarray, cavity: CavityArgs) -> np.ndarray:
@@ -197,6 +266,7 @@ def params_from_bundle(bundle: "Bundle") -> ScanParams:
         drn_input=m.files["drn"].input,
         drn_output=m.files["drn"].output,
         cavity=None if m.cavity is None else m.cavity.resolve(m.windows),
+        input_kind=m.input_spec.kind,
     )
 
 
@@ -326,42 +396,60 @@ def scan_directory(
     top_slices: int = 3,
     on_series: Callable[[SeriesDone], None] | None = None,
 ) -> ScanSummary:
-    """Score every axial CT series under ``root``; one CSV row per series, and one per item
-    discovery set aside (``skipped``: not DICOM, not axial CT, ...) or could not read (``error``),
-    with its reason; rows are written as each finishes.
+    """Score every series under ``root`` of the kind the bundle reads (DICOM CT or image folders);
+    one CSV row per series, and one per item discovery set aside (``skipped``: not DICOM, not axial
+    CT, a series of the other kind in a mixed tree, ...) or could not read (``error``), with its
+    reason; one row per slice of each scored series in ``<stem>.slices.csv``. Rows are written as
+    each series finishes, its slice rows first: on resume a series is in both files or in neither.
 
+    Raises :class:`InputError` before writing anything when ``root`` holds series of the other
+    kind only (an HU bundle given image folders, or the reverse).
     Pixel data of the next series is decoded on a worker thread while the current one is scored.
     A bad series becomes an error row and the run goes on. ``results`` (DICOM results, for
     example) gets every scored series before its row is written.
     """
-    from isl_rt.io import dicom
+    from isl_rt.io.series import KIND_WORDS, discover_series
 
     out_csv = Path(out_csv)
-    threshold = bundle.manifest.threshold
-    discovery = dicom.discover(Path(root))
+    found = discover_series(Path(root))
+    kind = scorer.params.input_kind
+    mine = found.of_kind(kind)
+    others = [s for s in found.series if s.kind != kind]
+    if others and not mine:
+        raise InputError(
+            f"{root} holds {len(others)} {KIND_WORDS[others[0].kind]} and no {KIND_WORDS[kind]}, but bundle "
+            f"'{bundle.manifest.name}' reads {bundle.manifest.input_spec.describe()}: pass a bundle trained on such data (--bundle)."
+        )
     summary = ScanSummary(out=out_csv, backend=backend_name)
     json_dir = series_json_dir(out_csv)
     run_key = _run_key(bundle, scorer.params.partition)
     if resume:
         _check_resume(out_csv, json_dir, run_key)
     start = time.perf_counter()
-    with ScoreTable(out_csv, resume=resume) as table, ThreadPoolExecutor(max_workers=1, thread_name_prefix="isl-load") as pool:
+    with ScoreTable(out_csv, resume=resume) as table, \
+            ScoreTable(slices_csv_path(out_csv), resume=resume, columns=SLICE_COLUMNS) as slice_table, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="isl-load") as pool:
+        reconcile_slices(table, slice_table)
         write_json_atomic(json_dir / RUN_FILE, run_key)
-        # Files and series discovery could not use: one skipped or error row each, keyed by path (a
-        # bad file of a good series must not mark that series as done for --resume).
-        skipped_rows = [
-            {"path": str(item.path), "status": "error" if item.status == "error" else "skipped", "error": _skip_reason(item)}
-            for item in discovery.skipped
+        # Items discovery could not use, and series of the kind the bundle does not read: one skipped
+        # or error row each, keyed by path (a bad file of a good series must not mark that series as
+        # done for --resume).
+        set_aside_rows = [_set_aside_row(item) for item in found.set_aside]
+        set_aside_rows += [
+            {"path": str(item.path), "series": item.key, "status": "skipped", "n_slices": item.n_slices,
+             "error": f"skipped: an {'image' if item.kind == 'image' else 'HU'} series, but bundle '{bundle.manifest.name}' "
+                      f"reads {bundle.manifest.input_spec.describe()}"}
+            for item in others
         ]
         todo = []
-        for ref in discovery.series:
-            if table.done(ref.series_uid):
+        for item in mine:
+            if table.done(row_key(_identity(item))):
                 summary.resumed += 1
             else:
-                todo.append(ref)
-        total = len(todo) + sum(not table.done(row_key(r)) for r in skipped_rows)
+                todo.append(item)
+        total = len(todo) + sum(not table.done(row_key(r)) for r in set_aside_rows)
         index = 0
-        for row in skipped_rows:
+        for row in set_aside_rows:
             if table.done(row_key(row)):
                 summary.resumed += 1
                 continue
@@ -374,11 +462,12 @@ def scan_directory(
             if on_series:
                 on_series(SeriesDone(index, total, row, summary.slices_per_second))
         pending = pool.submit(_load, todo[0]) if todo else None
-        for i, ref in enumerate(todo):
+        for i, item in enumerate(todo):
             assert pending is not None
             loaded = pending.result()
             pending = pool.submit(_load, todo[i + 1]) if i + 1 < len(todo) else None
-            row = _score_series(ref, loaded, bundle, scorer, threshold, json_dir, heatmaps, results, top_slices, summary)
+            row, slice_rows = _score_series(item, loaded, bundle, scorer, json_dir, heatmaps, results, top_slices, summary)
+            slice_table.append_many(slice_rows)  # first: a crash between the two leaves slices that resume drops
             table.append(row)
             index += 1
             summary.seconds = time.perf_counter() - start
@@ -388,50 +477,53 @@ def scan_directory(
     return summary
 
 
-def _skip_reason(item: Any) -> str:
+def _set_aside_row(item: "SetAside") -> dict[str, Any]:
     reason = item.reason if item.status == "error" else f"skipped: {item.reason}"
-    if item.series_uid:
-        reason += f" (series {item.series_uid})"
-    return reason
+    if item.series:
+        reason += f" (series {item.series})"
+    return {"path": str(item.path), "series": item.series or "", "status": item.status, "error": reason}
 
 
-def _load(ref: Any) -> Any:
+def _identity(item: "SeriesItem") -> dict[str, Any]:
+    """The columns that identify a series in the scores CSV."""
+    return {"path": str(item.path), "series": item.key, "StudyInstanceUID": item.study_uid,
+            "SeriesInstanceUID": item.series_uid}
+
+
+def _load(item: "SeriesItem") -> Any:
     """Decode one series; an IslError is returned (not raised) so the batch goes on."""
-    from isl_rt.io import dicom
+    from isl_rt.io.series import load_series
 
     try:
-        return dicom.load_volume(ref)
+        return load_series(item)
     except IslError as err:
         return err
 
 
 def _score_series(
-    ref: Any,
+    item: "SeriesItem",
     loaded: Any,
     bundle: "Bundle",
     scorer: Scorer,
-    threshold: Any,
     json_dir: Path,
     heatmaps: Path | None,
     results: ResultWriter | None,
     top_slices: int,
     summary: ScanSummary,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The scores row of one series and its slice rows (none when it failed)."""
     began = time.perf_counter()
-    row: dict[str, Any] = {
-        "path": str(ref.path),
-        "StudyInstanceUID": ref.study_uid,
-        "SeriesInstanceUID": ref.series_uid,
-        "n_slices": ref.n_slices,
-    }
+    threshold = bundle.manifest.threshold
+    slice_threshold = bundle.manifest.slice_threshold
+    row: dict[str, Any] = {**_identity(item), "n_slices": item.n_slices}
     try:
         if isinstance(loaded, IslError):
             raise loaded
-        volume = loaded
-        scores = scorer.score(volume.hu)
+        series: LoadedSeries = loaded
+        scores = scorer.score_series(series)
     except IslError as err:
         summary.errors += 1
-        return {**row, "status": "error", "error": str(err), "seconds": time.perf_counter() - began}
+        return {**row, "status": "error", "error": str(err), "seconds": time.perf_counter() - began}, []
     scan_score = scores.scan_score
     flagged = None if threshold is None else scan_score > threshold.scan_score
     percentile = None if threshold is None else healthy_percentile(scan_score, threshold.healthy_scores)
@@ -447,30 +539,40 @@ def _score_series(
         status="ok",
         error="",
     )
-    name = safe_name(ref.series_uid)
-    heat = heat_on_source_grid(scores.heat, volume.hu.shape[1:]) if heatmaps is not None or results is not None else None
-    heat_folder = None if heatmaps is None else Path(heatmaps) / name
-    if heat_folder is not None:
-        write_heatmaps(heat_folder, volume.hu, scores, heat, threshold=None if threshold is None else threshold.scan_score, top=top_slices)
-    if results is not None:
+    slice_rows = [
+        {"series": item.key, "slice": i, "source": series.sources[i], "slice_score": float(scores.slice_scores[i]),
+         "apds": float(scores.apds[i]),
+         "flagged": None if slice_threshold is None else bool(scores.slice_scores[i] > slice_threshold.slice_score)}
+        for i in range(series.n_slices)
+    ]
+    name = safe_name(item.key)
+    wanted = heatmaps is not None or (results is not None and series.kind == "hu")
+    heat = heat_on_source_grid(scores.heat, series.pixels.shape[-2:]) if wanted else None
+    if results is not None and series.kind == "hu":
         try:
-            results.write(SeriesResult(ref.series_uid, tuple(ref.files), scores, heat, None if threshold is None else threshold.scan_score, percentile))
+            results.write(SeriesResult(item.series_uid, tuple(item.ref.files), scores, heat,
+                                       None if threshold is None else threshold.scan_score, percentile))
         except IslError as err:
             summary.errors += 1
             return {**row, "status": "error", "error": f"scored, but its results could not be written: {err}",
-                    "seconds": time.perf_counter() - began}
+                    "seconds": time.perf_counter() - began}, []
     for stage, seconds in scores.seconds.items():
         summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
     summary.slices += int(scores.slice_scores.size)
     summary.ok += 1
+    heat_folder = None if heatmaps is None else Path(heatmaps) / name
+    if heat_folder is not None:
+        write_heatmaps(heat_folder, series.display(), scores, heat,
+                       threshold=None if threshold is None else threshold.scan_score, top=top_slices)
     row["seconds"] = time.perf_counter() - began
     write_json_atomic(
         json_dir / f"{name}.json",
         {
             **row,
-            "SeriesDescription": ref.description,
-            "SeriesNumber": ref.series_number,
-            "metadata": volume.metadata,
+            "kind": series.kind,
+            "SeriesDescription": item.description,
+            "SeriesNumber": item.series_number,
+            "metadata": series.metadata,
             "bundle": bundle.manifest.name,
             "windows": [{"name": w.name, "level": w.level, "width": w.width} for w in bundle.manifest.windows],
             # relative to this JSON's folder, so the outputs can move together
@@ -478,14 +580,17 @@ def _score_series(
             "backend": summary.backend,
             "dedn_passes_per_slice": scorer.groups,
             "threshold": None if threshold is None else threshold.scan_score,
+            "slice_threshold": None if slice_threshold is None else slice_threshold.slice_score,
             "slice_scores": scores.slice_scores,
             "slice_apds": scores.apds,
-            "slice_positions_mm": np.asarray(volume.positions)[:, 2] if len(volume.positions) else [],
-            "warnings": list(volume.warnings),
+            "slice_sources": list(series.sources),
+            "slice_positions_mm": series.positions_mm,
+            "bit_depth": series.bit_depth or None,
+            "warnings": list(series.warnings),
             "stage_seconds": scores.seconds,
         },
     )
-    return row
+    return row, slice_rows
 
 
 def heat_on_source_grid(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -502,21 +607,30 @@ def heat_on_source_grid(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return full
 
 
-def write_heatmaps(folder: Path, hu: np.ndarray, scores: VolumeScores, heat: np.ndarray, *, threshold: float | None, top: int) -> None:
-    """Heat maps of one series: ``heatmaps.npz`` (``heat``, the heat map on the original pixel
-    grid, as float16 [N,H,W]), PNG overlays of the ``top`` highest-scoring slices on the brain
-    window, and the slice-score curve (the paper's Figure 5) as ``slice_scores.png``."""
+def write_heatmaps(folder: Path, display: np.ndarray, scores: VolumeScores, heat: np.ndarray, *,
+                   threshold: float | None, top: int) -> None:
+    """Heat maps of one series: ``heatmaps.npz`` (``heat`` float16 [N,H,W], the heat map on the
+    source pixel grid (:func:`heat_on_source_grid`), and ``region`` uint8 [N,H,W], 1 inside the
+    scored region, when the bundle scores the cranial cavity only), PNG overlays of the ``top``
+    highest-scoring slices on ``display`` (float [N,H,W] in [0,1], e.g. the brain window), and the
+    slice-score curve (the paper's Figure 5) as ``slice_scores.png``."""
     from isl_rt import plots
 
     folder.mkdir(parents=True, exist_ok=True)
-    n = hu.shape[0]
+    n, h, w = display.shape
+    s = scores.heat.shape[-1]
     full = heat.astype(np.float16)
+    arrays: dict[str, np.ndarray] = {"heat": full, "slice_scores": scores.slice_scores, "apds": scores.apds}
+    if scores.region is not None:
+        # nearest neighbour: source pixel (i, j) takes the region of the model pixel it falls in
+        iy = np.minimum((np.arange(h) + 0.5) * s / h, s - 1).astype(np.intp)
+        ix = np.minimum((np.arange(w) + 0.5) * s / w, s - 1).astype(np.intp)
+        arrays["region"] = (scores.region[:, iy][:, :, ix] > 0).astype(np.uint8)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, heat=full, slice_scores=scores.slice_scores, apds=scores.apds)
+    np.savez_compressed(buffer, **arrays)
     write_atomic(folder / "heatmaps.npz", buffer.getvalue())
-    brain = np.clip((hu.astype(np.float32) - 0.0) / 80.0, 0.0, 1.0)  # brain window 40/80
     for rank, index in enumerate(np.argsort(-scores.slice_scores)[:top]):
-        plots.heat_overlay(folder / f"top{rank + 1}_slice{int(index):03d}.png", brain[index], full[index].astype(np.float32))
+        plots.heat_overlay(folder / f"top{rank + 1}_slice{int(index):03d}.png", display[index], full[index].astype(np.float32))
     plots.line_chart(
         folder / "slice_scores.png",
         [plots.Series(np.arange(n), scores.slice_scores, "slice score")],

@@ -420,6 +420,76 @@ def small_bundle(tmp_path_factory):
     return load_bundle(out)
 
 
+def brain_window_png(path: Path, seed: int, size: int = 64, *, bits: int = 8, rgb: bool = False) -> np.ndarray:
+    """Write a schematic head slice as a pre-windowed PNG (brain window 0..80 HU, bone saturated
+    white) and return its values in [0, 1] as the reader sees them."""
+    from PIL import Image
+
+    unit = np.clip(simple_head_slice(size, seed=seed).astype(np.float32) / 80.0, 0.0, 1.0)
+    top = 65535 if bits == 16 else 255
+    stored = np.round(unit * 255).astype(np.uint16) * (257 if bits == 16 else 1)  # 16-bit: the same values ×257
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if rgb:
+        Image.fromarray(np.repeat(stored.astype(np.uint8)[..., None], 3, axis=2)).save(path)
+    else:
+        Image.fromarray(stored.astype(np.uint16 if bits == 16 else np.uint8)).save(path)
+    return stored.astype(np.float32) / top
+
+
+def write_image_series(folder: Path, n: int, seed: int, size: int = 64) -> list[Path]:
+    """``n`` brain-window PNG slices named 1.png .. n.png (natural order, not name order past 9)."""
+    paths = [folder / f"{i + 1}.png" for i in range(n)]
+    for i, path in enumerate(paths):
+        brain_window_png(path, seed * 100 + i, size)
+    return paths
+
+
+@dataclass(frozen=True)
+class ImageWriter:
+    """The PNG writers above, for tests (conftest is not importable under --import-mode=importlib)."""
+
+    png: Callable[..., np.ndarray] = brain_window_png
+    series: Callable[..., list[Path]] = write_image_series
+
+
+@pytest.fixture
+def image_writer() -> ImageWriter:
+    """``image_writer.png(path, seed, size=64, bits=8, rgb=False)`` and ``image_writer.series(folder, n, seed)``."""
+    return ImageWriter()
+
+
+@pytest.fixture(scope="session")
+def image_bundle(tmp_path_factory):
+    """An image bundle (pre-windowed gray images, S=32, K=2) trained for a few steps on two folders
+    of brain-window PNGs, scoring inside the cranial cavity found on its gray channel (bone
+    saturated white: 0.975 of full scale, i.e. pseudo-HU 3900); scan threshold calibrated, no
+    slice threshold."""
+    torch = pytest.importorskip("torch")
+    from isl_rt.bundle import load_bundle
+    from isl_rt.export import export_bundle
+    from isl_rt.training.data import PrepParams, prepare
+    from isl_rt.training.dedn import DeDNTrainConfig, train_dedn
+    from isl_rt.training.drn import DRNTrainConfig, train_drn
+
+    data = tmp_path_factory.mktemp("image-train")
+    for k in range(2):
+        write_image_series(data / f"s{k}", 6, seed=70 + k)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ckpt = tmp_path_factory.mktemp("image-ckpt")
+        slices = prepare(data, PrepParams(size=32), cache_dir=ckpt / "data")
+        train_dedn(slices, ckpt, DeDNTrainConfig(max_epochs=1, batch_size=4, steps_per_epoch=2, feature_steps=2, feature_batch=4, k_max=4))
+        train_drn(slices, ckpt, DRNTrainConfig(k=2, pretrain_epochs=1, max_epochs=1, batch_size=4, steps_per_epoch=2,
+                                               queue_size=8, embedding_dim=8, projection_dim=8,
+                                               cavity_window="gray", cavity_bone_hu=3900.0))
+        out = tmp_path_factory.mktemp("bundles") / "images"
+        export_bundle(ckpt, out, healthy_scan_scores=[0.1, 0.2, 0.3, 0.4], slices=slices)
+    finally:
+        torch.set_num_threads(threads)
+    return load_bundle(out)
+
+
 @pytest.fixture(scope="session")
 def phantom_cohort(tmp_path_factory):
     """Three phantom series (one with a disorder) written as DICOM, with labels.csv."""

@@ -1,7 +1,8 @@
-"""`isl-rt evaluate`: metrics and the report of a scored cohort."""
+"""`isl-rt evaluate`: metrics and the report of a scored cohort, per scan or per slice."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,18 +11,43 @@ import typer
 from isl_rt.cli._app import app, print_json, user_errors
 
 
+class Level(str, Enum):
+    scan = "scan"
+    slice = "slice"
+
+
 @app.command()
 @user_errors
 def evaluate(
-    scores: Annotated[Path, typer.Argument(help="scores.csv written by `isl-rt scan`.")],
-    labels: Annotated[Path, typer.Argument(help="labels.csv with SeriesInstanceUID, label (0/1) and optionally disorder_type, size_class, urgency.")],
+    scores: Annotated[Path, typer.Argument(help="scores.csv written by `isl-rt scan` (with --level slice: it or its <stem>.slices.csv).")],
+    labels: Annotated[Path, typer.Argument(help="Scan level: labels.csv with SeriesInstanceUID, label (0/1) and optionally disorder_type, size_class, urgency. Slice level: a row per slice with an image path (column image) or series and slice, a 0/1 label and optionally a mask.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for report.md, metrics.json and ROC PNGs.")],
+    level: Annotated[Level, typer.Option("--level", help="scan: a label per series; slice: a label per slice, with localisation where masks and heat maps exist.")] = Level.scan,
+    heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Slice level: the folder `isl-rt scan --heatmaps` wrote, for localisation.")] = None,
+    label_column: Annotated[str, typer.Option("--label-column", help="Slice level: the column holding the 0/1 label (e.g. lesion).")] = "label",
+    image_column: Annotated[str, typer.Option("--image-column", help="Slice level: the column holding image paths (relative to the labels file).")] = "image",
+    mask_column: Annotated[str, typer.Option("--mask-column", help="Slice level: the column holding lesion mask paths (relative to the labels file).")] = "mask",
     bootstrap: Annotated[int, typer.Option(help="Resamples for the 95% CIs.")] = 1000,
-    fraction: Annotated[float, typer.Option(help="Share of the scans drawn in each resample.")] = 0.3,
+    fraction: Annotated[float, typer.Option(help="Share of the scans (slice level: of the series) drawn in each resample.")] = 0.3,
     seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json instead of the summary.")] = False,
 ) -> None:
-    """AUC overall, per disorder type, by size and urgency, with bootstrap CIs and ROC curves."""
+    """AUC with bootstrap CIs, operating points and ROC curves: per scan (by disorder, size, urgency) or per slice (by lesion size, with localisation)."""
+    if level is Level.slice:
+        from isl_rt import evaluate_slices
+        from isl_rt.evaluate import is_scores_csv
+        from isl_rt.outputs import slices_csv_path
+
+        slices_csv = slices_csv_path(scores) if is_scores_csv(scores) else scores
+        columns = evaluate_slices.LabelColumns(label=label_column, image=image_column, mask=mask_column)
+        result = evaluate_slices.evaluate_slices(slices_csv, labels, out, columns=columns, heatmaps=heatmaps,
+                                                 resamples=bootstrap, fraction=fraction, seed=seed)
+        if as_json:
+            print_json(result)
+            return
+        typer.echo(evaluate_slices.render_markdown(result))
+        typer.echo(f"wrote {out / 'report.md'}, {out / 'metrics.json'}, {out / 'roc.png'}, {out / 'roc_by_size.png'}")
+        return
     from isl_rt import evaluate as evaluate_lib
 
     result = evaluate_lib.evaluate(scores, labels, out, resamples=bootstrap, fraction=fraction, seed=seed)

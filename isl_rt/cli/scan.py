@@ -16,15 +16,15 @@ from isl_rt.errors import IslError
 @app.command("inspect")
 @user_errors
 def inspect_command(
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder tree of DICOM files.", show_default=False)],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder tree of DICOM files and/or image folders.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON entry per series or skipped item.")] = False,
 ) -> None:
-    """List the CT series found under DIR (headers only) and what was skipped, and why."""
+    """List the CT series and image series found under DIR (headers only) and what was skipped, and why."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    from isl_rt.io.dicom import inspect_tree
+    from isl_rt.io.series import inspect_tree
 
     entries = inspect_tree(directory)
     if as_json:
@@ -36,14 +36,18 @@ def inspect_command(
     table.add_column("path", overflow="fold", ratio=2)
     table.add_column("series", overflow="fold", ratio=1)
     table.add_column("slices", justify="right")
-    table.add_column("matrix, spacing (mm)", overflow="fold", ratio=1)
+    table.add_column("matrix, spacing (mm) or channels", overflow="fold", ratio=1)
     table.add_column("notes", overflow="fold", ratio=3)
     style = {"ok": "green", "skipped": "yellow", "error": "red"}
     root = Path(directory)
     for e in entries:
         path = Path(e["path"])
         shown = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-        if e["status"] == "ok":
+        if e["status"] == "ok" and e["kind"] == "image":
+            colour = {1: "gray", 3: "RGB"}.get(e["channels"], f"{e['channels']} channels")
+            geometry = f"{e['matrix'][0]}×{e['matrix'][1]}, {colour} images"
+            row = [Text(e["series"]), str(e["n_slices"]), geometry, Text("; ".join(e["warnings"]))]
+        elif e["status"] == "ok":
             name = " ".join(str(v) for v in (e["SeriesNumber"], e["SeriesDescription"]) if v not in (None, ""))
             r, c = e["pixel_spacing"]
             geometry = f"{e['matrix'][0]}×{e['matrix'][1]}, {e['slice_spacing']:g}×{r:g}×{c:g}"
@@ -114,8 +118,8 @@ class _ScanProgress:
 @app.command()
 @user_errors
 def scan(
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder tree of DICOM files.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", help="Scores CSV, one row per series; per-series JSON go to <stem>.series/ beside it.")] = Path("scores.csv"),
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder tree of DICOM files, or of image folders (PNG/JPEG/TIFF, one folder = one series) for an image bundle.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Scores CSV, one row per series; <stem>.slices.csv (a row per slice) and per-series JSON in <stem>.series/ beside it.")] = Path("scores.csv"),
     bundle: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder; default the shipped head-ct-tiny.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto, tensorrt, onnxruntime, onnxruntime-cuda, openvino, torch or torch-cuda.")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="OpenVINO's DeDN precision: fp32, bf16 or int8; default the fastest that passed `isl-rt check-precision` here, else fp32.")] = "",
@@ -128,7 +132,7 @@ def scan(
     report: Annotated[Path | None, typer.Option("--report", help="Folder for the HTML report, written as each series finishes; implies heat maps (in --heatmaps, else <stem>.heatmaps/ beside --out).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary and its rows as JSON.")] = False,
 ) -> None:
-    """Score every axial CT series under DIR: scan score, flag, top slice, APDS; one CSV row per series."""
+    """Score every series under DIR of the kind the bundle reads (axial CT DICOM or image folders): scan score, flag, top slice, APDS; a CSV row per series and one per slice."""
     import time
 
     from rich.console import Console
@@ -139,7 +143,7 @@ def scan(
 
     start = time.perf_counter()
     if not directory.is_dir():
-        raise IslError(f"{directory} is not a folder: pass the folder that holds the DICOM files.")
+        raise IslError(f"{directory} is not a folder: pass the folder that holds the DICOM files or image folders.")
     loaded = load_bundle(bundle if bundle is not None else default_bundle_path())
     params = with_stride(params_from_bundle(loaded), stride)
     results = None
@@ -173,7 +177,7 @@ def scan(
             typer.echo(f"error: {row['path']}: {row['error']}", err=True)
         typer.echo(
             f"{summary.ok} series scored ({summary.slices} slices, {summary.slices_per_second:.1f} slices/s), "
-            f"{summary.errors} error rows, {summary.skipped} skipped (not CT series), {summary.resumed} already in {out}"
+            f"{summary.errors} error rows, {summary.skipped} skipped (not series this bundle reads), {summary.resumed} already in {out}"
         )
     if live is not None:
         from isl_rt.cli.report import echo_report
@@ -235,32 +239,58 @@ def demo(
 @app.command()
 @user_errors
 def calibrate(
-    directory: Annotated[Path, typer.Argument(metavar="HEALTHY_DIR", help="DICOM tree of held-out healthy scans (never used for training).", show_default=False)],
-    bundle: Annotated[Path, typer.Option("--bundle", help="Bundle folder whose threshold to calibrate (written into its manifest).")],
-    target_specificity: Annotated[float, typer.Option(help="Share of the healthy scans that must stay below the threshold.")] = 0.95,
+    directory: Annotated[Path, typer.Argument(metavar="HEALTHY_DIR", help="DICOM tree or image folders of held-out data (never used for training).", show_default=False)],
+    bundle: Annotated[Path, typer.Option("--bundle", help="Bundle folder whose thresholds to calibrate (written into its manifest).")],
+    target_specificity: Annotated[float, typer.Option(help="Share of the healthy scans (and slices) that must stay below the threshold.")] = 0.95,
     labels: Annotated[Path | None, typer.Option("--labels", help="labels.csv (SeriesInstanceUID,label): only series labelled 0 are used.")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Scores CSV of the calibration scans.")] = Path("calibration-scores.csv"),
+    slice_labels: Annotated[Path | None, typer.Option("--slice-labels", help="Per-slice labels CSV (as for evaluate --level slice): only slices labelled 0 set the slice threshold; the scan threshold comes from series whose slices are all labelled 0, if any.")] = None,
+    label_column: Annotated[str, typer.Option("--label-column", help="The 0/1 column of --slice-labels (e.g. lesion).")] = "label",
+    out: Annotated[Path, typer.Option("--out", help="Scores CSV of the calibration data (its slices CSV beside it).")] = Path("calibration-scores.csv"),
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
 ) -> None:
-    """Scan held-out healthy scans and set the bundle's scan-score threshold from their scores."""
+    """Scan held-out healthy data and set the bundle's thresholds: scan scores of healthy scans, slice scores of healthy slices."""
     import time
 
     from isl_rt.backends import open_backends
     from isl_rt.bundle import calibrate_bundle, load_bundle
     from isl_rt.evaluate import read_labels, read_score_rows
+    from isl_rt.evaluate_slices import LabelColumns, join_slices, read_slice_labels, read_slice_rows
+    from isl_rt.outputs import slices_csv_path
     from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory
 
     start = time.perf_counter()
     healthy = None if labels is None else {uid for uid, row in read_labels(labels).items() if row["label"] == "0"}
+    per_slice = None if slice_labels is None else read_slice_labels(slice_labels, LabelColumns(label=label_column))
     loaded = load_bundle(bundle)
     pair = open_backends(loaded, "auto", threads=threads)
     with pair:
         summary = scan_directory(directory, out, loaded, Scorer(params_from_bundle(loaded), pair.dedn, pair.drn),
                                  backend_name=pair.name, resume=False)
-    scores = [float(r["scan_score"]) for r in read_score_rows(out)
-              if r["status"] == "ok" and (healthy is None or r["SeriesInstanceUID"] in healthy)]
-    calibrated = calibrate_bundle(loaded.root, scores, target_specificity)
-    t = calibrated.require_threshold()
-    typer.echo(f"{len(scores)} healthy scans ({summary.slices} slices, {summary.errors} error rows): threshold "
-               f"scan score > {t.scan_score:.6g} for specificity {t.target_specificity:g}; written to {calibrated.root}")
+    ok = {r["series"]: float(r["scan_score"]) for r in read_score_rows(out)
+          if r["status"] == "ok" and (healthy is None or r["series"] in healthy)}
+    if per_slice is None:  # every slice of a healthy scan is a healthy slice
+        slice_scores = [float(r["slice_score"]) for r in read_slice_rows(slices_csv_path(out)) if r["series"] in ok]
+        scan_scores: list[float] | None = list(ok.values())
+        slice_series = len(ok)
+    else:
+        joined, _ = join_slices(slices_csv_path(out), per_slice)
+        joined = [s for s in joined if s.series in ok]
+        slice_scores = [s.score for s in joined if s.label == 0]
+        slice_series = len({s.series for s in joined if s.label == 0})
+        counts: dict[str, int] = {}
+        for r in read_slice_rows(slices_csv_path(out)):
+            counts[r["series"]] = counts.get(r["series"], 0) + 1
+        clean = {key for key in ok if sum(s.series == key and s.label == 0 for s in joined) == counts.get(key, -1)}
+        scan_scores = [ok[key] for key in sorted(clean)] or None  # no lesion-free series: keep the scan threshold
+    calibrated = calibrate_bundle(loaded.root, scan_scores, target_specificity,
+                                  healthy_slice_scores=slice_scores, slice_series=slice_series)
+    m = calibrated.manifest
+    t, st = m.threshold, m.slice_threshold
+    assert st is not None
+    scan_text = ("no scan threshold (no series with only lesion-free slices)" if t is None else
+                 f"scan score > {t.scan_score:.6g} ({t.n_healthy_scans} healthy scans"
+                 + (")" if scan_scores is not None else "; kept, no series with only lesion-free slices here)"))
+    typer.echo(f"{summary.ok} series scanned ({summary.slices} slices, {summary.errors} error rows); specificity "
+               f"{target_specificity:g}: {scan_text}; slice score > {st.slice_score:.6g} ({st.n_healthy_slices} healthy "
+               f"slices of {st.n_series} series); written to {calibrated.root}")
     typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {command_line()}")

@@ -223,6 +223,8 @@ class SeriesRef:
     body_parts: tuple[str, ...] = ()
     #: The MR-only attributes (``MR_ATTRIBUTES``) any file carries.
     mr_attributes: tuple[str, ...] = ()
+    #: SOPInstanceUID of each file, in ``files`` order ("" where a file has none).
+    sop_uids: tuple[str, ...] = ()
 
     @property
     def n_slices(self) -> int:
@@ -785,6 +787,7 @@ def _build_series(uid: str, slices: list[_Slice], left_out: list[_FileNote]) -> 
         slice_thickness=float(np.median(thicknesses)) if thicknesses else math.nan,
         body_parts=tuple(sorted({s.body_part for s in ordered if s.body_part})),
         mr_attributes=tuple(k for k in MR_ATTRIBUTES if any(k in s.mr_attributes for s in ordered)),
+        sop_uids=tuple(s.sop_uid for s in ordered),
     )
 
 

@@ -11,6 +11,12 @@ palette images become grayscale when every palette entry is gray and RGB otherwi
 YCbCr become RGB. 32-bit integer images are accepted when their values fit 16 bits; float,
 multi-page and 16-bit colour images are refused with a sentence saying so. All images of one
 folder must share size and channel count.
+
+:func:`survey_images` is discovery for ``scan`` and ``inspect``: it reads every image's header
+(and checks a PNG's chunk checksums, which finds truncated and damaged files without decoding) and
+sets aside, with a reason, each file that cannot be read (an ``error``, the rest of its folder
+is still a series, with a warning naming it) and each folder whose images differ in size or
+channel count (one ``error`` for the folder, counting each kind).
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -46,10 +54,26 @@ class ImageSeriesRef:
     path: Path
     #: Image files in natural name order.
     files: tuple[Path, ...]
+    #: From the headers (:func:`survey_images`); 0 when not surveyed.
+    rows: int = 0
+    columns: int = 0
+    channels: int = 0
+    warnings: tuple[str, ...] = ()
 
     @property
     def n_images(self) -> int:
         return len(self.files)
+
+
+@dataclass(frozen=True)
+class ImageProblem:
+    """A file or folder :func:`survey_images` set aside, and why."""
+
+    path: Path
+    status: Literal["skipped", "error"]
+    reason: str
+    series_id: str
+    n_files: int = 1
 
 
 @dataclass(eq=False)
@@ -131,15 +155,104 @@ def _opened(path: Path) -> Iterator[Image.Image]:
             yield img
 
 
+def _one_page(img: Image.Image, path: Path) -> None:
+    n_frames = getattr(img, "n_frames", 1)
+    if n_frames > 1:
+        raise InputError(f"{path} holds {n_frames} pages; isl-rt reads one image per file, so save each page separately.")
+
+
+def _mode_channels(img: Image.Image, path: Path) -> int:
+    """Channels :func:`_read_image` gives an image of this mode; InputError for modes it refuses."""
+    mode = img.mode
+    if mode in ("P", "PA"):
+        palette = np.asarray(img.getpalette() or [], dtype=np.int32).reshape(-1, 3)
+        return 1 if palette.size > 0 and bool((palette == palette[:, :1]).all()) else 3
+    if mode in ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N"):
+        return 1
+    if mode in ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+        return 3
+    raise InputError(f"{path} has pixel mode {mode}, which isl-rt does not read; save it as 8- or 16-bit gray or RGB.")
+
+
+def read_header(path: Path) -> tuple[int, int, int]:
+    """(rows, columns, channels) of one image from its header; a PNG's chunk checksums are
+    verified too. InputError with the reason when the file cannot be read as one image."""
+    try:
+        with _opened(path) as img:
+            _one_page(img, path)
+            columns, rows = img.size
+            is_png = img.format == "PNG"
+            channels = _mode_channels(img, path)  # a palette image loads here: verify on a fresh handle
+        if is_png:
+            with _opened(path) as img:
+                img.verify()
+    except InputError:
+        raise
+    except (Exception, Image.DecompressionBombWarning) as err:  # as _read_image: any Pillow failure is unreadable
+        raise InputError(f"{path} is not a readable image ({type(err).__name__}: {one_line(err)}).") from None
+    return rows, columns, channels
+
+
+def _describe_shapes(shapes: Counter[tuple[int, int, int]]) -> str:
+    def one(shape: tuple[int, int, int]) -> str:
+        rows, columns, channels = shape
+        return f"{columns}×{rows} {'gray' if channels == 1 else 'RGB' if channels == 3 else f'{channels}-channel'}"
+
+    return ", ".join(f"{one(k)} ({n} file{'s' if n != 1 else ''})" for k, n in shapes.most_common())
+
+
+@dataclass(frozen=True)
+class ImageSurvey:
+    """What :func:`survey_images` found."""
+
+    series: list[ImageSeriesRef]
+    problems: list[ImageProblem]
+    #: every image file under the root (in a series or set aside)
+    files: frozenset[Path]
+
+
+def survey_images(root: Path) -> ImageSurvey:
+    """The image series under ``root`` (as :func:`discover_images`) with every image's header
+    read, and what was set aside: unreadable files (one ``error`` each; the rest of the folder is
+    still a series, with a warning) and folders whose images differ in size or channel count (one
+    ``error`` for the folder, its images counted by kind)."""
+    series: list[ImageSeriesRef] = []
+    problems: list[ImageProblem] = []
+    refs = discover_images(root)
+    for ref in refs:
+        shapes: dict[Path, tuple[int, int, int]] = {}
+        bad: list[Path] = []
+        for path in ref.files:
+            try:
+                shapes[path] = read_header(path)
+            except InputError as err:
+                problems.append(ImageProblem(path, "error", str(err), ref.series_id))
+                bad.append(path)
+        if not shapes:
+            continue
+        kinds = Counter(shapes.values())
+        if len(kinds) > 1:
+            problems.append(ImageProblem(
+                ref.path, "error",
+                f"its images differ in size or channel count: {_describe_shapes(kinds)}; "
+                "a series needs images of one size and kind (move the odd ones to their own folder)",
+                ref.series_id, len(shapes)))
+            continue
+        warns: tuple[str, ...] = ()
+        if bad:
+            names = ", ".join(p.name for p in bad[:3]) + (", …" if len(bad) > 3 else "")
+            warns = (f"{len(bad)} image(s) of this folder left out because they cannot be read ({names}); see their error rows",)
+        rows, columns, channels = next(iter(kinds))
+        good = tuple(p for p in ref.files if p in shapes)
+        series.append(replace(ref, files=good, rows=rows, columns=columns, channels=channels, warnings=warns))
+    return ImageSurvey(series, problems, frozenset(p for ref in refs for p in ref.files))
+
+
 def _read_image(path: Path) -> tuple[np.ndarray, int]:
     """One image as float32 [C, H, W] in [0, 1] and its bit depth."""
     try:
         with _opened(path) as img:
-            n_frames = getattr(img, "n_frames", 1)
-            if n_frames > 1:
-                raise InputError(
-                    f"{path} holds {n_frames} pages; isl-rt reads one image per file, so save each page separately."
-                )
+            _one_page(img, path)
             img.load()
             mode = img.mode
             if mode == "P" or mode == "PA":
@@ -197,7 +310,7 @@ def load_images(ref: ImageSeriesRef) -> ImageStack:
             )
         stack[i] = image
     assert stack is not None
-    warns: list[str] = []
+    warns: list[str] = list(ref.warnings)
     if len(depths) > 1:
         warns.append("the folder mixes 8-bit and 16-bit images; each was scaled to [0, 1] by its own bit depth")
     return ImageStack(

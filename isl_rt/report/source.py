@@ -29,9 +29,11 @@ def series_key(row: Mapping[str, str]) -> str:
 
 
 def series_json_path(scores_csv: Path, row: Mapping[str, str]) -> Path:
-    """Where ``scan`` wrote the JSON of an ok row: ``<stem>.series/<safe uid>.json``."""
+    """Where ``scan`` wrote the JSON of an ok row: ``<stem>.series/<safe series key>.json`` (the
+    ``series`` column: SeriesInstanceUID, or an image series' folder id)."""
     scores_csv = Path(scores_csv)
-    return scores_csv.parent / f"{scores_csv.stem}.series" / f"{safe_name(row.get('SeriesInstanceUID', ''))}.json"
+    key = row.get("series") or row.get("SeriesInstanceUID", "")
+    return scores_csv.parent / f"{scores_csv.stem}.series" / f"{safe_name(key)}.json"
 
 
 def read_series_json(scores_csv: Path, row: Mapping[str, str]) -> dict[str, Any]:

@@ -89,7 +89,7 @@ class Report:
         key = source.series_key(row)
         entry = pages.IndexEntry(key=key, row={k: csv_cell(v) for k, v in row.items()})
         if self.labels is not None:
-            label = self.labels.get(entry.row.get("SeriesInstanceUID", ""))
+            label = self.labels.get(entry.row.get("series") or entry.row.get("SeriesInstanceUID", ""))
             entry.truth = truth_text(label) if label else "not in the labels"
         if entry.status == "ok":
             self._series(entry)

@@ -1,0 +1,193 @@
+"""One interface over the two kinds of series `scan`, `inspect` and `calibrate` read.
+
+- ``hu``: an axial CT series of DICOM files (:mod:`isl_rt.io.dicom`), loaded as int16 HU
+  [N, H, W] and ordered along the slice normal; each slice's source is its SOPInstanceUID.
+- ``image``: a folder of pre-windowed PNG/JPEG/TIFF images (:mod:`isl_rt.io.images`), loaded as
+  float32 [N, C, H, W] in [0, 1] in natural name order; each slice's source is its file path.
+
+A tree may hold both: :func:`discover_series` runs both discoveries over it. Image files are left
+to the image discovery (DICOM discovery's "not a DICOM file" entry for them is dropped), so every
+file ends up in one series or one set-aside entry. A folder holding DICOM files and images gives
+one series of each kind. Which kind a bundle can score is the pipeline's business
+(:func:`isl_rt.pipeline.scan_directory`).
+
+Keys: a DICOM series is keyed by its SeriesInstanceUID, an image series by its folder's series id
+(the folder relative to the root, file-name safe, as training's labels name it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from isl_rt.io import dicom, images
+
+Kind = Literal["hu", "image"]
+KIND_WORDS: dict[str, str] = {"hu": "DICOM CT series", "image": "image series (PNG/JPEG/TIFF folders)"}
+
+
+@dataclass(frozen=True)
+class SeriesItem:
+    """One series discovery found, of either kind, described from headers only."""
+
+    kind: Kind
+    #: SeriesInstanceUID (DICOM) or the folder's series id (images)
+    key: str
+    path: Path
+    n_slices: int
+    ref: dicom.SeriesRef | images.ImageSeriesRef
+    study_uid: str = ""
+    #: "" for image series
+    series_uid: str = ""
+    #: image channels (1 gray, 3 RGB); 0 for DICOM
+    channels: int = 0
+    #: SeriesDescription and SeriesNumber of DICOM ("" and None for images)
+    description: str = ""
+    series_number: int | None = None
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A file, folder or series discovery could not use: ``skipped`` on purpose (not CT, not an
+    image) or ``error`` (should have been usable but is not), with the reason."""
+
+    path: Path
+    status: Literal["skipped", "error"]
+    reason: str
+    #: the series it belongs to, when known (SeriesInstanceUID or image series id)
+    series: str | None = None
+    n_files: int = 1
+
+
+@dataclass
+class Found:
+    series: list[SeriesItem]
+    set_aside: list[SetAside]
+
+    def of_kind(self, kind: str) -> list[SeriesItem]:
+        return [s for s in self.series if s.kind == kind]
+
+
+@dataclass(eq=False)
+class LoadedSeries:
+    """The pixels of one series and where each slice came from."""
+
+    kind: Kind
+    #: int16 HU [N, H, W] (``hu``) or float32 [N, C, H, W] in [0, 1] (``image``)
+    pixels: np.ndarray
+    #: per slice: SOPInstanceUID (DICOM) or the image file's path
+    sources: tuple[str, ...]
+    #: per slice: position along z in mm (DICOM), empty for images
+    positions_mm: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+    #: bits per sample of image files (8 or 16); 0 for DICOM
+    bit_depth: int = 0
+    #: acquisition metadata of DICOM (isl_rt.io.dicom.Volume.metadata); empty for images
+    metadata: dict[str, str | float] = field(default_factory=dict)
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(H, W) of the source slices."""
+        return int(self.pixels.shape[-2]), int(self.pixels.shape[-1])
+
+    def display(self) -> np.ndarray:
+        """float32 [N, H, W] in [0, 1] for overlays: the brain window (40/80) of HU, the mean of an
+        image's channels."""
+        if self.kind == "hu":
+            return np.clip(self.pixels.astype(np.float32) / 80.0, 0.0, 1.0)
+        return self.pixels.mean(axis=1, dtype=np.float32)
+
+
+def discover_series(root: Path) -> Found:
+    """Every DICOM CT series and image series under ``root``, and what was set aside and why.
+
+    Raises :class:`isl_rt.errors.InputError` when ``root`` is missing or not a folder.
+    """
+    root = Path(root)
+    found = dicom.discover(root)
+    survey = images.survey_images(root)
+    image_files = {os.fspath(p) for p in survey.files}
+    items: list[SeriesItem] = [
+        SeriesItem("hu", ref.series_uid, ref.path, ref.n_slices, ref, study_uid=ref.study_uid, series_uid=ref.series_uid,
+                   description=ref.description, series_number=ref.series_number)
+        for ref in found.series
+    ]
+    items += [
+        SeriesItem("image", ref.series_id, ref.path, ref.n_images, ref, channels=ref.channels) for ref in survey.series
+    ]
+    set_aside = [
+        SetAside(k.path, k.status, k.reason, k.series_uid, k.n_files)
+        for k in found.skipped
+        if not (k.series_uid is None and k.n_files == 1 and os.fspath(k.path) in image_files)
+    ]
+    set_aside += [SetAside(p.path, p.status, p.reason, p.series_id, p.n_files) for p in survey.problems]
+    items.sort(key=lambda s: (str(s.path), s.kind, s.key))
+    set_aside.sort(key=lambda s: (str(s.path), s.status, s.reason))
+    return Found(series=items, set_aside=set_aside)
+
+
+def load_series(item: SeriesItem) -> LoadedSeries:
+    """Decode one series; :class:`isl_rt.errors.InputError` naming the file when it cannot be read."""
+    if item.kind == "hu":
+        assert isinstance(item.ref, dicom.SeriesRef)
+        volume = dicom.load_volume(item.ref)
+        positions = np.asarray(volume.positions)
+        return LoadedSeries(
+            kind="hu",
+            pixels=volume.hu,
+            sources=item.ref.sop_uids or tuple("" for _ in item.ref.files),
+            positions_mm=positions[:, 2] if positions.size else np.zeros(0),
+            warnings=list(volume.warnings),
+            metadata=dict(volume.metadata),
+        )
+    assert isinstance(item.ref, images.ImageSeriesRef)
+    stack = images.load_images(item.ref)
+    return LoadedSeries(
+        kind="image",
+        pixels=stack.images,
+        sources=tuple(os.path.abspath(p) for p in stack.files),
+        positions_mm=np.zeros(0),
+        warnings=list(stack.warnings),
+        bit_depth=stack.bit_depth,
+    )
+
+
+def inspect_tree(root: Path) -> list[dict[str, Any]]:
+    """What ``isl-rt inspect`` shows: one JSON-ready entry per series (DICOM or image) and per
+    set-aside item, sorted by path. Raises :class:`isl_rt.errors.InputError` when ``root`` is
+    missing or not a folder."""
+    survey = images.survey_images(root)
+    image_files = {os.fspath(p) for p in survey.files}
+    entries = [
+        {**e, "kind": "hu"} for e in dicom.inspect_tree(root)
+        if e["status"] == "ok" or not (e["SeriesInstanceUID"] is None and e["n_files"] == 1 and e["path"] in image_files)
+    ]
+    for ref in survey.series:
+        entries.append(
+            {
+                "status": "ok",
+                "kind": "image",
+                "path": str(ref.path),
+                "series": ref.series_id,
+                "n_slices": ref.n_images,
+                "matrix": [ref.rows, ref.columns],
+                "channels": ref.channels,
+                "warnings": list(ref.warnings),
+            }
+        )
+    for p in survey.problems:
+        entries.append(
+            {"status": p.status, "kind": "image", "path": str(p.path), "reason": p.reason, "series": p.series_id,
+             "n_files": p.n_files}
+        )
+    order = {"ok": 0, "error": 1, "skipped": 2}
+    entries.sort(key=lambda e: (e["path"], order[e["status"]]))
+    return entries

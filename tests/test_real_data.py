@@ -1,0 +1,69 @@
+"""A few real head-CT slices of PHE-SICH-CT-IDS end to end: inspect, scan, slice-level evaluate
+with the data set's own labels and masks. The data live beside the project, never in it:
+``../shared/data/phe-sich-ct-ids`` from the repository root (``ISL_RT_REAL_DATA`` points elsewhere);
+the test skips with the reason when they are absent."""
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from isl_rt.cli import app
+
+DATA = Path(os.environ.get("ISL_RT_REAL_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "phe-sich-ct-ids"))
+pytestmark = pytest.mark.skipif(not (DATA / "labels.csv").is_file(), reason=f"the real data set is absent ({DATA}/labels.csv)")
+
+#: (patient, slice numbers): 0001 from slice 0 (lesion on 12-18), 0030 from slice 45 (lesion on 53-57)
+PICK = {"0001": range(10, 15), "0030": range(51, 56)}
+
+
+def test_real_slices_scan_and_evaluate(image_bundle, tmp_path):
+    with (DATA / "labels.csv").open(newline="") as handle:
+        labels = {(r["patient"], int(r["slice"])): r for r in csv.DictReader(handle)}
+    images = tmp_path / "images"
+    for patient, numbers in PICK.items():
+        (images / patient).mkdir(parents=True)
+        for n in numbers:  # links, not copies: the images stay where they are
+            os.symlink(DATA / labels[(patient, n)]["image"], images / patient / Path(labels[(patient, n)]["image"]).name)
+    chosen = [labels[(p, n)] for p, numbers in PICK.items() for n in numbers]
+    runner = CliRunner()
+    # the test bundle's S = 32 averages the thin white skull below its bone level, so it would find no
+    # cranial cavity on 512×512 slices: score whole slices here (a real bundle's S = 128 finds it)
+    bundle = tmp_path / "bundle"
+    shutil.copytree(image_bundle.root, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["cavity"] = None
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+    inspected = runner.invoke(app, ["inspect", str(images), "--json"])
+    assert inspected.exit_code == 0, inspected.output
+    entries = json.loads(inspected.output)
+    assert [(e["status"], e["kind"], e["series"], e["n_slices"], e["matrix"], e["channels"]) for e in entries] == [
+        ("ok", "image", p, 5, [512, 512], 1) for p in PICK]
+
+    out = tmp_path / "scan" / "s.csv"
+    scanned = runner.invoke(app, ["scan", str(images), "--bundle", str(bundle), "--out", str(out),
+                                  "--heatmaps", str(tmp_path / "heat"), "--threads", "1"])
+    assert scanned.exit_code == 0, scanned.output
+    with (out.parent / "s.slices.csv").open(newline="") as handle:
+        slices = list(csv.DictReader(handle))
+    assert [Path(r["source"]).name for r in slices] == [Path(r["image"]).name for r in chosen]
+
+    report = tmp_path / "report"
+    evaluated = runner.invoke(app, ["evaluate", str(out), str(DATA / "labels.csv"), "--level", "slice", "--label-column",
+                                    "lesion", "--heatmaps", str(tmp_path / "heat"), "--out", str(report), "--bootstrap", "50"])
+    assert evaluated.exit_code == 0, evaluated.output
+    result = json.loads((report / "metrics.json").read_text())
+    lesions = [r for r in chosen if r["lesion"] == "1"]
+    assert result["n_slices"] == 10 and result["n_lesion"] == len(lesions) == 6  # joined through the links
+    assert result["problems"]["labelled_but_not_scored"] == len(labels) - 10
+    loc = result["localisation"]
+    assert loc["available"] and loc["series_without_heatmaps"] == []
+    assert loc["n_lesion_slices"] == sum(bool(r["mask"]) for r in lesions)
+    assert loc["n_positive_pixels"] == sum(int(r["mask_pixels"]) for r in lesions if r["mask"])
+    assert loc["n_negative_pixels"] == 10 * 512 * 512 - loc["n_positive_pixels"]
+    assert 0.0 <= loc["pixel_auroc"] <= 1.0 and 0 <= loc["hits"] <= loc["n_lesion_slices"]
