@@ -6,14 +6,15 @@ for localisation, the heat maps of ``scan --heatmaps DIR``.
 **Labels** (:func:`read_slice_labels`): one row per slice with a 0/1 label (column ``label``, or
 any column named with ``label_column``, e.g. ``lesion``) and either
 
-- an image path (column ``image``; relative to the labels file's folder, or absolute), joined
-  with the slices CSV's ``source`` (both resolved, symlinks included), or
+- an image path (column ``image``; relative to the labels file's folder, or absolute): the per-slice
+  labels CSV of :mod:`isl_rt.labels`, read there, joined with the slices CSV's ``source`` (both
+  resolved, symlinks included), or
 - a series and a slice index (columns ``series`` and ``slice``): the series key of the slices
   CSV (SeriesInstanceUID, or an image series' folder id) and the 0-based index in the series'
   order. A dataset's own slice *numbers* need not be that index: join such data by image path.
 
-An optional mask column (``mask``: a lesion mask image on the slice's own pixel grid, relative to
-the labels file; empty when the slice has none) enables localisation and the size groups.
+An optional ``mask`` column (a lesion mask image on the slice's own pixel grid, relative to the
+labels file; empty when the slice has none) enables localisation and the size groups.
 
 **Report** (:func:`evaluate_slices`): slice-score AUC of lesion against lesion-free slices, its
 95% CI from 1000 draws of 30% of the *series* (all slices of a drawn series together: slices of
@@ -52,23 +53,12 @@ NO_MASK = "no mask"
 
 
 @dataclass(frozen=True)
-class LabelColumns:
-    """Column names of a per-slice labels CSV."""
+class Truth:
+    """What the labels say of one slice."""
 
-    label: str = "label"
-    image: str = "image"
-    series: str = "series"
-    slice: str = "slice"
-    mask: str = "mask"
-
-
-@dataclass(frozen=True)
-class SliceLabel:
     label: int
     #: the lesion mask, or None
     mask: Path | None
-    #: line of the labels CSV, for messages
-    line: int
 
 
 @dataclass(frozen=True)
@@ -77,7 +67,7 @@ class SliceLabels:
 
     path: Path
     by_image: bool
-    labels: dict[Any, SliceLabel]
+    labels: dict[Any, Truth]
 
 
 @dataclass(frozen=True)
@@ -95,59 +85,68 @@ class LabelledSlice:
     mask: Path | None
 
 
-def image_key(path: str | os.PathLike[str], base: Path | None = None) -> str:
-    """The join key of an image path: resolved (symlinks too), relative paths taken from ``base``."""
-    p = Path(path)
-    if base is not None and not p.is_absolute():
-        p = base / p
-    return os.path.realpath(p)
+def image_key(path: str | os.PathLike[str]) -> str:
+    """The join key of an image path: resolved, links too (as :mod:`isl_rt.labels` resolves them)."""
+    return str(Path(path).resolve())
 
 
-def read_slice_labels(path: Path, columns: LabelColumns = LabelColumns()) -> SliceLabels:
+def is_slice_labels(path: Path) -> bool:
+    """Whether a labels CSV labels slices (an ``image`` column, :func:`isl_rt.labels.is_slice_labels`,
+    or ``series`` and ``slice`` columns) rather than series (``SeriesInstanceUID``)."""
+    from isl_rt import labels as slice_labels
+
+    if slice_labels.is_slice_labels(path):
+        return True
+    try:
+        with Path(path).open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError):
+        return False
+    return "SeriesInstanceUID" not in header and {"series", "slice"} <= set(header)
+
+
+def read_slice_labels(path: Path, label_column: str = "label") -> SliceLabels:
     """Read a per-slice labels CSV (see the module text); InputError naming the file and line when
-    a column is missing, a label is not 0 or 1, or a slice is labelled twice with different labels."""
+    a column is missing, a label is not 0 or 1, or a slice is labelled twice."""
+    from isl_rt import labels as slice_labels
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path} does not exist or is not a file: pass a per-slice labels CSV.")
-    base = path.parent
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         fields = reader.fieldnames or []
-        if columns.label not in fields:
+        if "image" in fields:
+            by_image = True
+        elif "series" in fields and "slice" in fields:
+            by_image = False
+            rows = list(reader)
+        else:
             raise InputError(
-                f"{path} has no label column '{columns.label}' (it has {', '.join(fields)}); name it with --label-column."
+                f"{path} names neither an image path (column 'image') nor a series and slice (columns 'series' and "
+                f"'slice'); it has {', '.join(fields) or 'no columns'}."
             )
-        by_image = columns.image in fields
-        if not by_image and not (columns.series in fields and columns.slice in fields):
-            raise InputError(
-                f"{path} names neither an image path (column '{columns.image}') nor a series and slice (columns "
-                f"'{columns.series}' and '{columns.slice}'); it has {', '.join(fields)}."
-            )
-        has_mask = columns.mask in fields
-        labels: dict[Any, SliceLabel] = {}
-        for line, row in enumerate(reader, start=2):
-            value = (row[columns.label] or "").strip()
-            if value not in ("0", "1"):
-                raise InputError(f"{path} line {line}: label {value!r} in column '{columns.label}' is not 0 or 1.")
-            if by_image:
-                image = (row[columns.image] or "").strip()
-                if not image:
-                    raise InputError(f"{path} line {line}: the image path in column '{columns.image}' is empty.")
-                key: Any = image_key(image, base)
-            else:
-                index = (row[columns.slice] or "").strip()
-                if not index.isdigit():
-                    raise InputError(f"{path} line {line}: slice {index!r} is not a slice index (0, 1, 2, ...).")
-                key = ((row[columns.series] or "").strip(), int(index))
-            mask_text = (row[columns.mask] or "").strip() if has_mask else ""
-            label = SliceLabel(int(value), base / mask_text if mask_text else None, line)
-            before = labels.get(key)
-            if before is not None and before.label != label.label:
-                raise InputError(
-                    f"{path} labels one slice twice with different labels (lines {before.line} and {line}); keep one."
-                )
-            labels[key] = label
-    return SliceLabels(path=path, by_image=by_image, labels=labels)
+    if by_image:
+        return SliceLabels(path, True, {
+            str(r.image): Truth(r.label, r.mask) for r in slice_labels.read_slice_labels(path, label_column=label_column)})
+    if label_column not in fields:
+        raise InputError(f"{path} has no label column '{label_column}' (it has {', '.join(fields)}); name it with --label-column.")
+    truths: dict[Any, Truth] = {}
+    lines: dict[Any, int] = {}
+    for line, row in enumerate(rows, start=2):
+        value = (row[label_column] or "").strip()
+        if value not in ("0", "1"):
+            raise InputError(f"{path} line {line}: {label_column} {value!r} is not 0 (no lesion) or 1 (lesion).")
+        index = (row["slice"] or "").strip()
+        if not index.isdigit():
+            raise InputError(f"{path} line {line}: slice {index!r} is not a slice index (0, 1, 2, ...).")
+        key = ((row["series"] or "").strip(), int(index))
+        if key in lines:
+            raise InputError(f"{path} line {line}: series {key[0]} slice {key[1]} is labelled again (first on line {lines[key]}).")
+        lines[key] = line
+        mask = (row.get("mask") or "").strip()
+        truths[key] = Truth(int(value), (path.resolve().parent / mask).resolve() if mask else None)
+    return SliceLabels(path, False, truths)
 
 
 def read_slice_rows(slices_csv: Path) -> list[dict[str, str]]:
@@ -290,7 +289,7 @@ def evaluate_slices(
     labels_csv: Path,
     out_dir: Path,
     *,
-    columns: LabelColumns = LabelColumns(),
+    label_column: str = "label",
     heatmaps: Path | None = None,
     resamples: int = 1000,
     fraction: float = 0.3,
@@ -298,7 +297,7 @@ def evaluate_slices(
 ) -> dict[str, Any]:
     """Compute every number, write ``report.md``, ``metrics.json``, ``roc.png`` and
     ``roc_by_size.png`` into ``out_dir``; returns the metrics (see the module text)."""
-    labels = read_slice_labels(labels_csv, columns)
+    labels = read_slice_labels(labels_csv, label_column)
     slices, problems = join_slices(slices_csv, labels)
     healthy = [s for s in slices if s.label == 0]
     lesions = [s for s in slices if s.label == 1]
@@ -356,7 +355,7 @@ def evaluate_slices(
     if heatmaps is None:
         result["localisation"] = {"available": False, "reason": "no heat maps given: scan with --heatmaps DIR and pass --heatmaps DIR"}
     elif not masks:
-        result["localisation"] = {"available": False, "reason": f"{labels_csv} gives no lesion masks (column '{columns.mask}')"}
+        result["localisation"] = {"available": False, "reason": f"{labels_csv} gives no lesion masks (column 'mask')"}
     else:
         local, hits = _localise(slices, masks, Path(heatmaps))
         result["localisation"] = {"available": True, **local}

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from isl_rt import metrics
 from isl_rt.cli import app
 from isl_rt.errors import InputError
-from isl_rt.evaluate_slices import LabelColumns, evaluate_slices, read_slice_labels
+from isl_rt.evaluate_slices import evaluate_slices, read_slice_labels
 
 H = W = 8
 #: (series, slice, score, flagged, label, mask box (y0, y1, x0, x1) or None)
@@ -73,7 +73,7 @@ def cohort(tmp_path):
 
 def test_slice_report_against_hand_computed_figures(cohort):
     result = evaluate_slices(cohort / "s.slices.csv", cohort / "labels" / "labels.csv", cohort / "report",
-                             columns=LabelColumns(label="lesion"), heatmaps=cohort / "heat", resamples=200)
+                             label_column="lesion", heatmaps=cohort / "heat", resamples=200)
     assert result["n_slices"] == 6 and result["n_lesion"] == 4 and result["n_healthy"] == 2 and result["n_series"] == 2
     assert result["auc"] == pytest.approx(7 / 8)  # lesions .9 .6 .3 .8 against .1 .4
     assert result["bundle_threshold"] == {"sensitivity": 0.75, "specificity": 1.0}
@@ -132,11 +132,13 @@ def test_series_and_slice_labels_and_no_slice_threshold(cohort):
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ("image,label\na.png,1\na.png,0\n", "labels one slice twice with different labels"),
-    ("image,label\na.png,2\n", "label '2' in column 'label' is not 0 or 1"),
-    ("image,lesion\na.png,1\n", "has no label column 'label'"),
+    ("image,label\na.png,1\na.png,0\n", "line 3: a.png is labelled again"),
+    ("image,label\na.png,2\n", "label '2' is not 0"),
+    ("image,lesion\na.png,1\n", "lacks the column\\(s\\) label"),
     ("name,label\na.png,1\n", "names neither an image path"),
     ("series,slice,label\ns1,first,1\n", "is not a slice index"),
+    ("series,slice,label\ns1,0,1\ns1,0,1\n", "series s1 slice 0 is labelled again"),
+    ("series,slice,lesion\ns1,0,1\n", "has no label column 'label'"),
 ])
 def test_bad_labels_are_refused_in_one_sentence(tmp_path, content, message):
     path = tmp_path / "labels.csv"

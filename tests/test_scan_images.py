@@ -85,6 +85,11 @@ def test_image_tree_scans_with_a_row_for_everything(image_bundle, image_tree, tm
             assert 0 < npz["region"].mean() < 1  # the cavity inside the white skull, not the whole slice
     detail_b = json.loads((series_json_dir(out) / "b.json").read_text())
     assert any("9.png" in w for w in detail_b["warnings"])
+    # the HTML report finds the JSON, slices and heat maps of image series too
+    from isl_rt.report import write_report
+
+    report = write_report(out, tmp_path / "report")
+    assert (report.pages, report.without_slices, report.without_heat, report.errors, report.skipped) == (3, 0, 0, 2, 1)
 
 
 def test_scan_computes_the_input_training_computes(image_bundle, image_tree):
@@ -211,7 +216,7 @@ def test_calibrate_on_lesion_free_slices(image_bundle, image_tree, tmp_path):
         lines += [f"{os.path.relpath(p, labels.parent)},{int(p in lesion)}" for p in paths]
     labels.write_text("\n".join(lines) + "\n")
     out = tmp_path / "calibration.csv"
-    result = CliRunner().invoke(app, ["calibrate", str(root), "--bundle", str(bundle_dir), "--slice-labels", str(labels),
+    result = CliRunner().invoke(app, ["calibrate", str(root), "--bundle", str(bundle_dir), "--labels", str(labels),
                                       "--label-column", "lesion", "--out", str(out), "--threads", "1",
                                       "--target-specificity", "0.8"])
     assert result.exit_code == 0, result.output

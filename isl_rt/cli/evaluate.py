@@ -20,13 +20,11 @@ class Level(str, Enum):
 @user_errors
 def evaluate(
     scores: Annotated[Path, typer.Argument(help="scores.csv written by `isl-rt scan` (with --level slice: it or its <stem>.slices.csv).")],
-    labels: Annotated[Path, typer.Argument(help="Scan level: labels.csv with SeriesInstanceUID, label (0/1) and optionally disorder_type, size_class, urgency. Slice level: a row per slice with an image path (column image) or series and slice, a 0/1 label and optionally a mask.")],
+    labels: Annotated[Path, typer.Argument(help="Scan level: labels.csv with SeriesInstanceUID, label (0/1) and optionally disorder_type, size_class, urgency. Slice level: a row per slice with an image path (column image, relative to the CSV) or series and slice columns, a 0/1 label and optionally a mask column.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for report.md, metrics.json and ROC PNGs.")],
     level: Annotated[Level, typer.Option("--level", help="scan: a label per series; slice: a label per slice, with localisation where masks and heat maps exist.")] = Level.scan,
     heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Slice level: the folder `isl-rt scan --heatmaps` wrote, for localisation.")] = None,
     label_column: Annotated[str, typer.Option("--label-column", help="Slice level: the column holding the 0/1 label (e.g. lesion).")] = "label",
-    image_column: Annotated[str, typer.Option("--image-column", help="Slice level: the column holding image paths (relative to the labels file).")] = "image",
-    mask_column: Annotated[str, typer.Option("--mask-column", help="Slice level: the column holding lesion mask paths (relative to the labels file).")] = "mask",
     bootstrap: Annotated[int, typer.Option(help="Resamples for the 95% CIs.")] = 1000,
     fraction: Annotated[float, typer.Option(help="Share of the scans (slice level: of the series) drawn in each resample.")] = 0.3,
     seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
@@ -39,8 +37,7 @@ def evaluate(
         from isl_rt.outputs import slices_csv_path
 
         slices_csv = slices_csv_path(scores) if is_scores_csv(scores) else scores
-        columns = evaluate_slices.LabelColumns(label=label_column, image=image_column, mask=mask_column)
-        result = evaluate_slices.evaluate_slices(slices_csv, labels, out, columns=columns, heatmaps=heatmaps,
+        result = evaluate_slices.evaluate_slices(slices_csv, labels, out, label_column=label_column, heatmaps=heatmaps,
                                                  resamples=bootstrap, fraction=fraction, seed=seed)
         if as_json:
             print_json(result)

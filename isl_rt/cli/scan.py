@@ -242,9 +242,8 @@ def calibrate(
     directory: Annotated[Path, typer.Argument(metavar="HEALTHY_DIR", help="DICOM tree or image folders of held-out data (never used for training).", show_default=False)],
     bundle: Annotated[Path, typer.Option("--bundle", help="Bundle folder whose thresholds to calibrate (written into its manifest).")],
     target_specificity: Annotated[float, typer.Option(help="Share of the healthy scans (and slices) that must stay below the threshold.")] = 0.95,
-    labels: Annotated[Path | None, typer.Option("--labels", help="labels.csv (SeriesInstanceUID,label): only series labelled 0 are used.")] = None,
-    slice_labels: Annotated[Path | None, typer.Option("--slice-labels", help="Per-slice labels CSV (as for evaluate --level slice): only slices labelled 0 set the slice threshold; the scan threshold comes from series whose slices are all labelled 0, if any.")] = None,
-    label_column: Annotated[str, typer.Option("--label-column", help="The 0/1 column of --slice-labels (e.g. lesion).")] = "label",
+    labels: Annotated[Path | None, typer.Option("--labels", help="labels.csv (SeriesInstanceUID,label): only series labelled 0 are used; or a per-slice labels CSV (image or series,slice; a 0/1 label): only slices labelled 0 set the slice threshold, and the scan threshold comes from series whose slices are all labelled 0, if any.")] = None,
+    label_column: Annotated[str, typer.Option("--label-column", help="The 0/1 column of a per-slice labels CSV (e.g. lesion).")] = "label",
     out: Annotated[Path, typer.Option("--out", help="Scores CSV of the calibration data (its slices CSV beside it).")] = Path("calibration-scores.csv"),
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
 ) -> None:
@@ -254,13 +253,14 @@ def calibrate(
     from isl_rt.backends import open_backends
     from isl_rt.bundle import calibrate_bundle, load_bundle
     from isl_rt.evaluate import read_labels, read_score_rows
-    from isl_rt.evaluate_slices import LabelColumns, join_slices, read_slice_labels, read_slice_rows
+    from isl_rt.evaluate_slices import is_slice_labels, join_slices, read_slice_labels, read_slice_rows
     from isl_rt.outputs import slices_csv_path
     from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory
 
     start = time.perf_counter()
-    healthy = None if labels is None else {uid for uid, row in read_labels(labels).items() if row["label"] == "0"}
-    per_slice = None if slice_labels is None else read_slice_labels(slice_labels, LabelColumns(label=label_column))
+    per_slice = None if labels is None or not is_slice_labels(labels) else read_slice_labels(labels, label_column)
+    healthy = None if labels is None or per_slice is not None else {
+        uid for uid, row in read_labels(labels).items() if row["label"] == "0"}
     loaded = load_bundle(bundle)
     pair = open_backends(loaded, "auto", threads=threads)
     with pair:

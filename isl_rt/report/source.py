@@ -155,7 +155,8 @@ def _dicom_display(path: Path, uid: str, info: Mapping[str, Any]) -> Display | N
 def _images_display(path: Path) -> Display | None:
     from isl_rt.io import images
 
-    refs = [ref for ref in images.discover_images(path) if ref.path == path]
+    # the images scan read: survey_images sets aside the unreadable ones as scan does
+    refs = [ref for ref in images.survey_images(path).series if ref.path == path]
     if not refs:
         return None
     stack = images.load_images(refs[0])
