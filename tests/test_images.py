@@ -165,3 +165,11 @@ def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path,
     [ref] = discover_images(tmp_path)
     with pytest.raises(InputError, match="pixels"):
         load_images(ref)
+
+
+def test_special_files_named_like_images_are_ignored(tmp_path):
+    import os
+
+    Image.fromarray(gray8(0)).save(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "b.png")  # opening it would block
+    assert [p.name for p in only(tmp_path).files] == ["a.png"]

@@ -245,3 +245,17 @@ def test_inspect_reports_image_folders_beside_dicom(image_tree, dicom_factory):
     assert entries[("image", "ok", "b")]["n_slices"] == 4 and "9.png" in entries[("image", "ok", "b")]["warnings"][0]
     table = CliRunner().invoke(app, ["inspect", str(root)])
     assert "4 series ok, 1 skipped, 2 errors" in table.output
+
+
+def test_image_discovery_walks_the_tree_as_dicom_discovery_does(tmp_path, image_writer):
+    root = tmp_path / "root"
+    image_writer.series(root / "a", 2, seed=1)
+    os.mkfifo(root / "a" / "3.png")  # never opened: reading it would block forever
+    image_writer.series(tmp_path / "outside", 2, seed=2)
+    (root / "ext").symlink_to(tmp_path / "outside")  # a linked folder is followed, once
+    (root / "again").symlink_to(root / "a")
+    found = discover_series(root)
+    assert [(s.kind, s.key, s.n_slices) for s in found.series] == [("image", "a", 2), ("image", "ext", 2)]
+    reasons = {p.path.name: p.reason for p in found.set_aside}
+    assert set(reasons) == {"3.png", "again"} and "never opened" in reasons["3.png"]
+    assert [r.status for r in found.set_aside] == ["skipped", "skipped"]

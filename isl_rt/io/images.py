@@ -24,9 +24,9 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -107,32 +107,47 @@ def _series_id(root: Path, folder: Path) -> str:
 def discover_images(root: Path) -> list[ImageSeriesRef]:
     """Every folder under ``root`` that directly holds image files, as one series each.
 
-    Hidden files and folders are ignored. Ids that would collide after sanitising get a
-    ``-2``, ``-3``... suffix. Raises :class:`InputError` when ``root`` is missing or not a folder.
+    Hidden files and folders and files that are not regular files (FIFOs, sockets, devices, broken
+    links) are ignored. Ids that would collide after sanitising get a ``-2``, ``-3``... suffix.
+    Raises :class:`InputError` when ``root`` is missing or not a folder.
     """
     root = Path(root)
     if not root.exists():
         raise InputError(f"{root} does not exist.")
     if not root.is_dir():
         raise InputError(f"{root} is not a folder; give the folder that holds the images.")
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files += [Path(folder) / n for n in names if not n.startswith(".")]
+    # regular files only (a FIFO named like an image would block its reader); stat only image names
+    return series_from_files(root, [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()])
+
+
+def series_from_files(root: Path, files: Iterable[Path]) -> list[ImageSeriesRef]:
+    """The image series (one per folder, natural name order) that ``files`` under ``root`` make;
+    files without an image suffix are ignored. ``scan`` gives it the files its DICOM walk found
+    (regular files only, symbolic links to folders followed once), so both kinds see one tree."""
+    root = Path(root)
+    by_folder: dict[Path, list[Path]] = {}
+    for path in files:
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+            by_folder.setdefault(path.parent, []).append(path)
+
+    def folder_order(folder: Path) -> tuple[object, ...]:
+        return tuple(natural_key(part) for part in folder.relative_to(root).parts)
+
     refs: list[ImageSeriesRef] = []
     used: set[str] = set()
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
-        images = [
-            n for n in names if not n.startswith(".") and os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES
-        ]
-        if not images:
-            continue
-        base = Path(folder)
-        sid = _series_id(root, base)
+    for folder in sorted(by_folder, key=folder_order):
+        sid = _series_id(root, folder)
         unique, k = sid, 1
         while unique in used:
             k += 1
             unique = f"{sid}-{k}"
         used.add(unique)
-        files = tuple(base / n for n in sorted(images, key=natural_key))
-        refs.append(ImageSeriesRef(series_id=unique, path=base, files=files))
+        refs.append(ImageSeriesRef(series_id=unique, path=folder,
+                                   files=tuple(sorted(by_folder[folder], key=lambda p: natural_key(p.name)))))
     return refs
 
 
@@ -212,13 +227,17 @@ class ImageSurvey:
 
 
 def survey_images(root: Path) -> ImageSurvey:
-    """The image series under ``root`` (as :func:`discover_images`) with every image's header
-    read, and what was set aside: unreadable files (one ``error`` each; the rest of the folder is
-    still a series, with a warning) and folders whose images differ in size or channel count (one
-    ``error`` for the folder, its images counted by kind)."""
+    """:func:`survey` of the image series :func:`discover_images` finds under ``root``."""
+    return survey(discover_images(root))
+
+
+def survey(refs: list[ImageSeriesRef]) -> ImageSurvey:
+    """The image series ``refs`` with every image's header read, and what was set aside:
+    unreadable files (one ``error`` each; the rest of the folder is still a series, with a
+    warning) and folders whose images differ in size or channel count (one ``error`` for the
+    folder, its images counted by kind)."""
     series: list[ImageSeriesRef] = []
     problems: list[ImageProblem] = []
-    refs = discover_images(root)
     for ref in refs:
         shapes: dict[Path, tuple[int, int, int]] = {}
         bad: list[Path] = []

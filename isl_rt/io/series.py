@@ -5,8 +5,10 @@
 - ``image``: a folder of pre-windowed PNG/JPEG/TIFF images (:mod:`isl_rt.io.images`), loaded as
   float32 [N, C, H, W] in [0, 1] in natural name order; each slice's source is its file path.
 
-A tree may hold both: :func:`discover_series` runs both discoveries over it. Image files are left
-to the image discovery (DICOM discovery's "not a DICOM file" entry for them is dropped), so every
+A tree may hold both: :func:`discover_series` walks it once, with DICOM discovery (regular files
+only, symbolic links to folders followed once, special files never opened); the files it sets
+aside one by one that carry an image suffix and are regular files go to the image side
+(:func:`isl_rt.io.images.series_from_files`, :func:`isl_rt.io.images.survey`) instead, so every
 file ends up in one series or one set-aside entry. A folder holding DICOM files and images gives
 one series of each kind. Which kind a bundle can score is the pipeline's business
 (:func:`isl_rt.pipeline.scan_directory`).
@@ -18,6 +20,7 @@ Keys: a DICOM series is keyed by its SeriesInstanceUID, an image series by its f
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -113,7 +116,8 @@ def discover_series(root: Path) -> Found:
     """
     root = Path(root)
     found = dicom.discover(root)
-    survey = images.survey_images(root)
+    survey = images.survey(images.series_from_files(root, _image_candidates(
+        (k.path, k.series_uid, k.n_files) for k in found.skipped)))
     image_files = {os.fspath(p) for p in survey.files}
     items: list[SeriesItem] = [
         SeriesItem("hu", ref.series_uid, ref.path, ref.n_slices, ref, study_uid=ref.study_uid, series_uid=ref.series_uid,
@@ -132,6 +136,14 @@ def discover_series(root: Path) -> Found:
     items.sort(key=lambda s: (str(s.path), s.kind, s.key))
     set_aside.sort(key=lambda s: (str(s.path), s.status, s.reason))
     return Found(series=items, set_aside=set_aside)
+
+
+def _image_candidates(notes: Iterable[tuple[Path, str | None, int]]) -> list[Path]:
+    """The single files DICOM discovery set aside (path, series, file count) that are regular
+    files with an image suffix: the image side's files."""
+    return [Path(path) for path, series, n_files in notes
+            if series is None and n_files == 1 and Path(path).suffix.lower() in images.IMAGE_SUFFIXES
+            and os.path.isfile(path)]
 
 
 def load_series(item: SeriesItem) -> LoadedSeries:
@@ -164,10 +176,12 @@ def inspect_tree(root: Path) -> list[dict[str, Any]]:
     """What ``isl-rt inspect`` shows: one JSON-ready entry per series (DICOM or image) and per
     set-aside item, sorted by path. Raises :class:`isl_rt.errors.InputError` when ``root`` is
     missing or not a folder."""
-    survey = images.survey_images(root)
+    dicom_entries = dicom.inspect_tree(root)
+    survey = images.survey(images.series_from_files(Path(root), _image_candidates(
+        (e["path"], e["SeriesInstanceUID"], e["n_files"]) for e in dicom_entries if e["status"] != "ok")))
     image_files = {os.fspath(p) for p in survey.files}
     entries = [
-        {**e, "kind": "hu"} for e in dicom.inspect_tree(root)
+        {**e, "kind": "hu"} for e in dicom_entries
         if e["status"] == "ok" or not (e["SeriesInstanceUID"] is None and e["n_files"] == 1 and e["path"] in image_files)
     ]
     for ref in survey.series:
