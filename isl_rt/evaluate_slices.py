@@ -200,6 +200,35 @@ def read_mask(path: Path) -> np.ndarray:
         raise InputError(f"{path} is not a readable mask image ({type(err).__name__}: {err}).") from None
 
 
+#: How lesion masks are read for size groups and localisation: ``none`` as drawn; ``hull`` each
+#: 8-connected part filled to its convex hull. PHE-SICH-CT-IDS draws many masks as the oedema
+#: ring around a haematoma, so the blood itself lies inside the ring but outside the mask.
+MASK_FILLS = ("none", "hull")
+
+
+def fill_mask(mask: np.ndarray, fill: str) -> np.ndarray:
+    """``mask`` (bool [H, W]) as ``fill`` says (:data:`MASK_FILLS`): with ``hull``, every pixel
+    whose centre lies in the convex hull of a part's pixel squares joins that part."""
+    if fill not in MASK_FILLS:
+        raise InputError(f"mask fill must be one of {', '.join(MASK_FILLS)}, got {fill!r}.")
+    if fill == "none" or not mask.any():
+        return mask
+    from scipy import ndimage
+    from scipy.spatial import ConvexHull
+
+    parts, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    out = mask.copy()
+    square = np.array([(-0.5, -0.5), (-0.5, 0.5), (0.5, -0.5), (0.5, 0.5)])
+    for index, window in enumerate(ndimage.find_objects(parts), start=1):
+        pts = np.argwhere(parts[window] == index).astype(np.float64)
+        planes = ConvexHull((pts[:, None, :] + square[None]).reshape(-1, 2)).equations  # n·p + c <= 0 inside
+        yy, xx = np.mgrid[0 : parts[window].shape[0], 0 : parts[window].shape[1]]
+        grid = np.stack([yy.ravel(), xx.ravel()], axis=1).astype(np.float64)
+        inside = np.all(grid @ planes[:, :2].T + planes[:, 2] <= 1e-9, axis=1).reshape(yy.shape)
+        out[window] |= inside
+    return out
+
+
 def _size_groups(lesions: list[LabelledSlice], areas: dict[int, int]) -> tuple[dict[int, str], dict[str, list[int]]]:
     """Tercile group of every lesion slice by mask area (``areas`` by position in ``lesions``), and
     each group's area range in pixels."""
@@ -294,9 +323,13 @@ def evaluate_slices(
     resamples: int = 1000,
     fraction: float = 0.3,
     seed: int = 0,
+    mask_fill: str = "none",
 ) -> dict[str, Any]:
     """Compute every number, write ``report.md``, ``metrics.json``, ``roc.png`` and
-    ``roc_by_size.png`` into ``out_dir``; returns the metrics (see the module text)."""
+    ``roc_by_size.png`` into ``out_dir``; returns the metrics (see the module text). Masks are
+    read as ``mask_fill`` says (:func:`fill_mask`) for both the size groups and localisation."""
+    if mask_fill not in MASK_FILLS:
+        raise InputError(f"--mask-fill must be one of {', '.join(MASK_FILLS)}, got {mask_fill!r}.")
     labels = read_slice_labels(labels_csv, label_column)
     slices, problems = join_slices(slices_csv, labels)
     healthy = [s for s in slices if s.label == 0]
@@ -330,6 +363,7 @@ def evaluate_slices(
                                "specificity": balanced.specificity},
         "bundle_threshold": bundle_point,
         "problems": problems,
+        "mask_fill": mask_fill,
     }
 
     # masks: areas for the size groups, pixels for localisation
@@ -340,7 +374,7 @@ def evaluate_slices(
         if s.mask is None:
             continue
         try:
-            mask = read_mask(s.mask)
+            mask = fill_mask(read_mask(s.mask), mask_fill)
         except InputError as err:
             mask_problems.append(str(err))
             continue

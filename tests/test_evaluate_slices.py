@@ -182,3 +182,22 @@ def test_bootstrap_by_group_widens_the_interval_of_repeated_items():
     assert by_group.high - by_group.low > 1.5 * (by_item.high - by_item.low)
     with pytest.raises(InputError, match="group ids"):
         metrics.bootstrap_auc(y, s, groups=groups[:5])
+
+
+def test_fill_mask_fills_each_part_to_its_convex_hull():
+    from isl_rt.errors import InputError
+    from isl_rt.evaluate_slices import fill_mask
+
+    ring = np.zeros((20, 20), dtype=bool)
+    ring[2:9, 2:9] = True
+    ring[4:7, 4:7] = False  # an oedema ring: the haematoma inside is not drawn
+    ring[4:7, 8] = False  # open on one side
+    dot = np.zeros_like(ring)
+    dot[15, 15] = True
+    mask = ring | dot
+    filled = fill_mask(mask, "hull")
+    assert filled[2:9, 2:9].all() and filled[15, 15]
+    assert filled.sum() == 49 + 1  # nothing between the two parts is filled
+    assert fill_mask(mask, "none") is mask
+    with pytest.raises(InputError):
+        fill_mask(mask, "round")
