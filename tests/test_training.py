@@ -646,3 +646,19 @@ def test_image_folders_are_prepared_with_identity_windows(tmp_path):
     # identity window + area averaging of 2×2 blocks, up to the pseudo-HU quantisation
     expected = truth["a"].reshape(3, S, 2, S, 2).mean(axis=(2, 4))
     np.testing.assert_allclose(slices.x[:3, 0], expected, atol=1.0 / IMAGE_HU_SCALE + 1e-6)
+
+
+def test_train_drn_puts_the_cavity_on_the_datas_own_terms():
+    """DICOM CT: the bone window at 300 HU; gray images: the gray channel near full scale (bone is
+    saturated white in a brain window), unless --cavity-bone-hu says otherwise."""
+    from isl_rt.bundle import DEFAULT_WINDOWS, image_windows
+    from isl_rt.cli.train import _cavity_for
+    from isl_rt.training.drn import DRNTrainConfig
+
+    ct = _cavity_for(DRNTrainConfig(), DEFAULT_WINDOWS, None).cavity_spec()
+    assert (ct.window, ct.bone_hu) == ("bone", 300.0)
+    gray = _cavity_for(DRNTrainConfig(), image_windows(1), None).cavity_spec()
+    assert (gray.window, gray.bone_hu) == ("gray", 3900.0)
+    args = gray.resolve(image_windows(1))
+    assert args.channel == 0 and abs(args.bone - 0.975) < 1e-9
+    assert _cavity_for(DRNTrainConfig(), image_windows(1), 3800.0).cavity_spec().bone_hu == 3800.0

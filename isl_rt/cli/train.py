@@ -239,6 +239,19 @@ def train_dedn_command(
     typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {command_line()}")
 
 
+def _cavity_for(config: Any, windows: Any, bone_hu: float | None) -> Any:
+    """The DRN config with its cranial cavity on the data's own terms: the bone window and 300 HU
+    for DICOM CT; the gray channel and pseudo-HU 3900 (0.975 of full scale) for pre-windowed gray
+    images, where bone is saturated white."""
+    from dataclasses import replace
+
+    from isl_rt.bundle import image_windows
+
+    if tuple(windows) == image_windows(1):
+        return replace(config, cavity_window="gray", cavity_bone_hu=3900.0 if bone_hu is None else bone_hu)
+    return replace(config, cavity_bone_hu=300.0 if bone_hu is None else bone_hu)
+
+
 @train_app.command("drn")
 @user_errors
 def train_drn_command(
@@ -269,7 +282,7 @@ def train_drn_command(
     label_column: Annotated[str, typer.Option(help="Label column of a per-slice labels CSV (e.g. lesion).")] = "label",
     max_series: Annotated[int | None, typer.Option(help="Use at most this many series.")] = None,
     cavity: Annotated[bool, typer.Option("--cavity/--no-cavity", help="Score inside the skull only (needs a bone window); the bundle records it.")] = True,
-    cavity_bone_hu: Annotated[float, typer.Option(help="HU from which the bone window counts a pixel as skull.")] = 300.0,
+    cavity_bone_hu: Annotated[float | None, typer.Option(help="HU from which the bone window counts a pixel as skull; default 300 for DICOM CT, 3900 (0.975 of full scale: bone is saturated white) on the gray channel of pre-windowed images.", show_default=False)] = None,
     cavity_margin: Annotated[int, typer.Option(help="Pixels kept clear of the skull inside the cavity.")] = 2,
     cavity_sides: Annotated[int, typer.Option(help="Directions (of left, right, up, down) in which a cavity pixel must reach bone; 3 keeps rows with a gap in the skull on one side.")] = 4,
     cavity_largest: Annotated[bool, typer.Option("--cavity-largest", help="Keep only the cavity component with the most pixels enclosed on all four sides (drops what a head holder encloses with the skull).")] = False,
@@ -286,13 +299,14 @@ def train_drn_command(
         preset=preset.value, embedding_dim=embedding_dim, k=k, stride=stride, pretrain_epochs=pretrain_epochs,
         max_epochs=max_epochs, patience=patience, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
         queue_size=queue_size, lambda_com=lambda_com, lambda_dis=lambda_dis, dis_loss=dis_loss.value, disorder=disorder.value, seed=seed,
-        cavity=cavity, cavity_bone_hu=cavity_bone_hu, cavity_margin=cavity_margin,
+        cavity=cavity, cavity_margin=cavity_margin,
         cavity_sides=cavity_sides, cavity_largest=cavity_largest, input=input.value,
         device=device, threads=threads, command=command_line(),
     )
     config.validate()
     start = time.perf_counter()
     params = dedn_prep_params(ckpt)
+    config = _cavity_for(config, params.windows, cavity_bone_hu)
     slices = _prepare_slices(data, ckpt, params, labels, max_series, label_column)
     with _TrainingView() as view:
         result = train_drn(slices, ckpt, config, resume=resume, progress=view)
