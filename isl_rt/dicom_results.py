@@ -272,6 +272,8 @@ class DicomResultWriter:
         self.algorithm = algorithm
 
     def write(self, result: "SeriesResult") -> list[Path]:
+        if result.kind != "hu":
+            raise InputError(f"Series {result.series_uid} is an image series: DICOM results need DICOM source slices to refer to.")
         sources = read_sources(result.files)
         try:
             report = measurement_report(sources, result, self.algorithm)

@@ -90,6 +90,8 @@ class VolumeScores:
     seconds: dict[str, float] = field(default_factory=dict)
     #: float32 [N,S,S], 1 inside the scored region (the cranial cavity); None = the whole slice
     region: np.ndarray | None = None
+    #: float32 [N,C,S,S], the dedisorder image x_dd (None where a caller built scores without it)
+    inpainted: np.ndarray | None = None
 
     @property
     def scan_score(self) -> float:
@@ -167,7 +169,7 @@ class Scorer:
             slice_scores = np.linalg.norm(h - p.centre.astype(np.float64)[None, :], axis=1).astype(np.float32)
             heat, apds = kernels.heatmap(x_dif, x, p.heat_threshold, p.heat_box, p.heat_gamma)
         return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, difference=x_dif, seconds=timer.seconds,
-                            region=region)
+                            region=region, inpainted=x_dd)
 
 
 def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
@@ -305,6 +307,7 @@ class SeriesDone:
 class SeriesResult:
     """One scored DICOM series, as a result writer (:class:`ResultWriter`) gets it."""
 
+    #: SeriesInstanceUID, or an image series' folder id
     series_uid: str
     #: The source slice files in slice order (``scores`` and ``heat`` index them).
     files: tuple[Path, ...]
@@ -315,6 +318,8 @@ class SeriesResult:
     #: below this scan score (%); None for an uncalibrated bundle.
     threshold: float | None
     healthy_percentile: float | None
+    #: "hu" (DICOM CT) or "image" (an image folder: no DICOM source)
+    kind: str = "hu"
 
 
 class ResultWriter(Protocol):
@@ -546,12 +551,12 @@ def _score_series(
         for i in range(series.n_slices)
     ]
     name = safe_name(item.key)
-    wanted = heatmaps is not None or (results is not None and series.kind == "hu")
+    wanted = heatmaps is not None or results is not None
     heat = heat_on_source_grid(scores.heat, series.pixels.shape[-2:]) if wanted else None
-    if results is not None and series.kind == "hu":
+    if results is not None:
         try:
-            results.write(SeriesResult(item.series_uid, tuple(item.ref.files), scores, heat,
-                                       None if threshold is None else threshold.scan_score, percentile))
+            results.write(SeriesResult(item.series_uid or item.key, tuple(item.ref.files), scores, heat,
+                                       None if threshold is None else threshold.scan_score, percentile, series.kind))
         except IslError as err:
             summary.errors += 1
             return {**row, "status": "error", "error": f"scored, but its results could not be written: {err}",

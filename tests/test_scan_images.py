@@ -259,3 +259,12 @@ def test_image_discovery_walks_the_tree_as_dicom_discovery_does(tmp_path, image_
     reasons = {p.path.name: p.reason for p in found.set_aside}
     assert set(reasons) == {"3.png", "again"} and "never opened" in reasons["3.png"]
     assert [r.status for r in found.set_aside] == ["skipped", "skipped"]
+
+
+def test_dicom_results_are_refused_for_an_image_bundle(image_bundle, image_tree, tmp_path):
+    root, _ = image_tree
+    out = tmp_path / "s.csv"
+    result = CliRunner().invoke(app, ["scan", str(root), "--out", str(out), "--bundle", str(image_bundle.root),
+                                      "--dicom-out", str(tmp_path / "dcm")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "no DICOM source" in result.output and not out.exists() and not (tmp_path / "dcm").exists()

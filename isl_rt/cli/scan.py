@@ -147,6 +147,9 @@ def scan(
     loaded = load_bundle(bundle if bundle is not None else default_bundle_path())
     params = with_stride(params_from_bundle(loaded), stride)
     results = None
+    if dicom_out is not None and loaded.manifest.input_spec.kind != "hu":
+        raise IslError(f"--dicom-out writes DICOM results for DICOM series, but bundle '{loaded.manifest.name}' reads "
+                       f"{loaded.manifest.input_spec.describe()}, which have no DICOM source to refer to: drop --dicom-out.")
     if dicom_out is not None:
         from isl_rt.dicom_results import DicomResultWriter, algorithm_of
 
