@@ -293,6 +293,9 @@ class TrainingSpec:
     #: the DRN's data when it is not the DeDN's ``data`` (e.g. healthy studies the DeDN never saw),
     #: in the same words and counts: "<data> (<series> series, <slices> slices)"; "" = the same data
     drn_data: str = ""
+    #: free text from whoever trained it: where the data comes from, its licence and conditions,
+    #: the split (``isl-rt export --notes-file``); "" = none
+    notes: str = ""
 
 
 @dataclass(frozen=True)
@@ -409,6 +412,7 @@ class Bundle:
                 "feature_network": m.training.feature_network,
                 "epochs": m.training.epochs,
                 "drn_data": m.training.drn_data,
+                "notes": m.training.notes,
             },
             "versions": m.versions,
         }
@@ -687,6 +691,7 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
         epochs={str(key): int(v) for key, v in r.obj(tr, "epochs", "training").items()},
         losses=dict(r.obj(tr, "losses", "training")),
         drn_data=str(tr.get("drn_data") or ""),
+        notes=str(tr.get("notes") or ""),
     )
     versions = {str(key): str(v) for key, v in r.obj(data, "versions", "").items()}
 

@@ -269,8 +269,12 @@ def export_bundle(
     slices: SliceSet | None = None,
     tolerance: float = PARITY_TOLERANCE,
     command: str = "",
+    notes: str = "",
 ) -> Bundle:
     """Export ``ckpt_dir/dedn_best.pt`` and ``drn_best.pt`` into the bundle folder ``out``.
+
+    ``notes`` (the data's source, licence and split, in the trainer's words) go into the
+    manifest's ``training.notes``.
 
     ``healthy_scan_scores`` (scan scores of held-out healthy scans) or ``score_scans`` (called with
     the written, uncalibrated bundle; returns those scores) calibrates the threshold. The parity
@@ -312,7 +316,8 @@ def export_bundle(
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         bundle = _write_bundle(
-            stage, out, name or out.name, dedn, dedn_meta, drn, drn_meta, params, partition, fan, dif, threshold, heatmap, tolerance, command
+            stage, out, name or out.name, dedn, dedn_meta, drn, drn_meta, params, partition, fan, dif, threshold, heatmap, tolerance, command,
+            notes,
         )
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -354,6 +359,7 @@ def _write_bundle(
     heatmap: HeatmapSpec,
     tolerance: float,
     command: str,
+    notes: str,
 ) -> Bundle:
     """Export both networks into ``stage``, write and validate the manifest, move it all to ``out``."""
     from isl_rt.training.drn import DRNTrainConfig
@@ -392,6 +398,7 @@ def _write_bundle(
             "drn_finetune": int(drn_meta["finetune_epochs"]),
         },
         drn_data=_drn_data(data, drn_meta["data"]),
+        notes=notes,
         losses={
             "dedn": {"weights": dedn_cfg["weights"], "best": best_dedn, "feature_network": dedn_meta.get("feature_summary", {})},
             "drn": {

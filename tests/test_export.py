@@ -186,6 +186,22 @@ def test_export_without_scores_is_uncalibrated_until_calibrated(trained_ckpt, tm
     assert calibrated.manifest.files == bundle.manifest.files  # the networks are untouched
 
 
+def test_export_notes_reach_the_manifest_info_and_survive_calibration(trained_ckpt, tmp_path):
+    from typer.testing import CliRunner
+
+    from isl_rt.cli import app
+
+    ckpt, data = trained_ckpt
+    notes = "Data: PHE-SICH-CT-IDS (CC BY-NC 4.0): non-commercial use only.\nSplit: seed 0."
+    bundle = export_bundle(ckpt, tmp_path / "b", slices=data, notes=notes)
+    assert load_bundle(bundle.root).manifest.training.notes == notes
+    calibrated = calibrate_bundle(bundle.root, [1.0, 2.0])
+    assert calibrated.manifest.training.notes == notes
+    shown = CliRunner().invoke(app, ["info", "--bundle", str(bundle.root)])
+    assert shown.exit_code == 0 and "    Data: PHE-SICH-CT-IDS (CC BY-NC 4.0): non-commercial use only." in shown.output
+    assert "    Split: seed 0." in shown.output
+
+
 def test_export_with_a_scoring_callable_scores_the_written_bundle(trained_ckpt, tmp_path):
     ckpt, data = trained_ckpt
     seen = []

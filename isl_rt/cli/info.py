@@ -85,4 +85,8 @@ def echo_bundle(summary: dict[str, Any]) -> None:
     typer.echo(f"  trained on: {tr['data']} ({tr['series']} series, {tr['slices']} slices), seed {tr['seed']}, features {tr['feature_network']}, epochs: {epochs}")
     if tr.get("drn_data"):
         typer.echo(f"  DRN trained on: {tr['drn_data']}")
+    if tr.get("notes"):
+        typer.echo("  notes:")
+        for line in tr["notes"].splitlines():
+            typer.echo(f"    {line}")
     typer.echo(f"  versions: {', '.join(f'{k} {v}' for k, v in summary['versions'].items())}")

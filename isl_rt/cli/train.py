@@ -348,6 +348,7 @@ def export_command(
     heatmap_threshold: Annotated[float, typer.Option(help="Heat map: difference threshold t.")] = DEFAULT_HEATMAP.threshold,
     heatmap_box: Annotated[int, typer.Option(help="Heat map: box size s (odd).")] = DEFAULT_HEATMAP.box,
     heatmap_gamma: Annotated[float, typer.Option(help="Heat map: exponential enhancement.")] = DEFAULT_HEATMAP.gamma,
+    notes_file: Annotated[Path | None, typer.Option("--notes-file", help="A text file whose content goes into the manifest (training.notes) and `isl-rt info --bundle`: the data's source, licence and conditions, the split.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the bundle summary as JSON.")] = False,
 ) -> None:
     """Export the trained networks to ONNX (parity-checked) and write the model bundle."""
@@ -359,9 +360,15 @@ def export_command(
 
     start = time.perf_counter()
     scores = _read_scores(calibration_scores) if calibration_scores is not None else None
+    notes = ""
+    if notes_file is not None:
+        try:
+            notes = notes_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as err:
+            raise IslError(f"--notes-file {notes_file} cannot be read as UTF-8 text ({type(err).__name__}: {err}).") from None
     bundle = export_bundle(
         ckpt_dir, out, name=name, healthy_scan_scores=scores, target_specificity=target_specificity,
-        heatmap=HeatmapSpec(heatmap_threshold, heatmap_box, heatmap_gamma), command=command_line(),
+        heatmap=HeatmapSpec(heatmap_threshold, heatmap_box, heatmap_gamma), command=command_line(), notes=notes,
     )
     if as_json:
         print_json(bundle.summary())
