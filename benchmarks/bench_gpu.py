@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -28,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: dense (no 2:4 sparsity) FP16 tensor-core peak in TFLOP/s, matched on the device name in order
 FP16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
@@ -46,19 +42,11 @@ def fp16_peak(name: str) -> float | None:
     return next((peak for key, peak in FP16_PEAK_TFLOPS if key in name), None)
 
 
-def machine(gpu: Any) -> dict[str, Any]:
-    import onnxruntime
+def machine() -> dict[str, Any]:
+    """The machine block (isl_rt.bench.machine: CPU, GPU name, compute capability and driver, versions)."""
+    from isl_rt import bench
 
-    info: dict[str, Any] = {"kind": "machine", "gpu": None if gpu is None else gpu.name,
-                            "compute_capability": None if gpu is None else gpu.compute_capability,
-                            "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                            "numpy": np.__version__, "onnxruntime": onnxruntime.__version__}
-    for module in ("torch", "tensorrt", "cupy"):
-        try:
-            info[module] = __import__(module).__version__
-        except ImportError:
-            info[module] = None
-    return info
+    return {"kind": "machine", **bench.machine()}
 
 
 def scan_rate(bundle: Any, pair: Any, volumes: list[np.ndarray], repeats: int, dedn_batch: int) -> dict[str, Any]:
@@ -128,8 +116,7 @@ def dedn_rate_torch(backend: Any, batch: int, size: int, channels: int, repeats:
 
 
 def bench_preset(preset: str, bundle_path: str, gpu: Any, args: argparse.Namespace) -> None:
-    from bench_scan import dedn_flops
-
+    from isl_rt import bench
     from isl_rt.backends import open_backends
     from isl_rt.backends import tensorrt_engines as engine
     from isl_rt.backends.tensorrt import open_tensorrt_pair
@@ -144,7 +131,10 @@ def bench_preset(preset: str, bundle_path: str, gpu: Any, args: argparse.Namespa
     volumes = [generate_study(900_000 + i).hu for i in range(args.volumes)]
     if args.quick:
         volumes = [v[10:18] for v in volumes]
-    flops = dedn_flops(str(bundle.torch_path("dedn")), m.size)
+    count = bench.dedn_flops(bundle.dedn_path, m.size, m.channels)
+    if count.flops is None:
+        raise SystemExit(f"DeDN FLOPs {count.method}")
+    flops = count.flops
     peak = fp16_peak(gpu.name)
 
     def line(backend: str, scan: dict[str, Any], images_per_s: float, extra: dict[str, Any]) -> None:
@@ -189,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if gpu is None:
         print(json.dumps({"kind": "machine", "gpu": None, "skipped": f"no CUDA GPU visible: {why}"}), flush=True)
         return 0
-    print(json.dumps({**machine(gpu), "fp16_peak_tflops": fp16_peak(gpu.name), "fp16_peak_source": FP16_PEAK_SOURCE}), flush=True)
+    print(json.dumps({**machine(), "fp16_peak_tflops": fp16_peak(gpu.name), "fp16_peak_source": FP16_PEAK_SOURCE}), flush=True)
     for preset, path in (("tiny", args.tiny or str(default_bundle_path())), ("full", args.full)):
         if not path or not Path(path).exists():
             print(json.dumps({"preset": preset, "skipped": f"no {preset} bundle (pass --{preset} BUNDLE)"}), flush=True)

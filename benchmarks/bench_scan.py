@@ -26,119 +26,18 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import platform
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
-
-def machine() -> dict[str, Any]:
-    import onnxruntime
-    import torch
-
-    from isl_rt import extensions
-
-    native = extensions.native().build_info()  # loads the extension (and its OpenMP settings) first
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"kind": "machine", "cpu": cpu, "cpus": os.cpu_count(), "loadavg_1min": round(os.getloadavg()[0], 2),
-            "platform": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
-            "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
-            "openvino": _version("openvino"), "nncf": _version("nncf"),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-            "native": native}
+from isl_rt import bench
 
 
-def _version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
-    """Measured float32 matrix-multiply rate of this machine (numpy's BLAS, all threads)."""
-    rng = np.random.default_rng(0)
-    a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def _timed(fn: Any) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def torch_bf16_matmul_gflops(n: int = 256, repeats: int = 3) -> float:
-    """bfloat16 matrix multiply in PyTorch on this CPU (its BF16 path: native where the CPU has
-    AVX512-BF16 or AMX, emulated elsewhere)."""
-    import torch
-
-    a, b = torch.rand(n, n, dtype=torch.bfloat16), torch.rand(n, n, dtype=torch.bfloat16)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def openvino_matmul_gflops(precision: str, threads: int, n: int = 1024, repeats: int = 5) -> tuple[float, str]:
-    """A 1024² MatMul compiled by OpenVINO with ``inference_precision`` f32 or bf16: its rate and
-    the precision the CPU plugin actually chose."""
-    import openvino as ov
-    import openvino.opset13 as ops
-    from openvino import properties
-    from openvino.properties import hint
-
-    a = ops.parameter([n, n], ov.Type.f32, name="a")
-    b = ops.constant(np.random.default_rng(1).random((n, n), dtype=np.float32))
-    model = ov.Model([ops.matmul(a, b, False, False)], [a], "matmul")
-    config = {hint.inference_precision: ov.Type.bf16 if precision == "bf16" else ov.Type.f32,
-              hint.performance_mode: hint.PerformanceMode.LATENCY}
-    if threads > 0:
-        config[properties.inference_num_threads] = threads
-    compiled = ov.Core().compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
-    x = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    request.infer({0: x})
-    best = min(_timed(lambda: request.infer({0: x}, share_inputs=True)) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9, compiled.get_property(hint.inference_precision).get_type_name()
-
-
-def dedn_flops(path: str, size: int) -> float:
-    """FLOPs of one DeDN image (2 per multiply-add of every convolution), counted on the torch model."""
-    import torch
-
-    from isl_rt.backends.torch import TorchBackend
-
-    runner = TorchBackend(path, input_name="masked", output_name="inpainted", channels=3, size=size)
-    runner.activate()
-    total = 0.0
-
-    def hook(module: Any, inputs: Any, output: Any) -> None:
-        nonlocal total
-        if isinstance(module, torch.nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            total += 2.0 * module.in_channels // module.groups * module.out_channels * k * output.shape[-1] * output.shape[-2]
-        elif isinstance(module, torch.nn.ConvTranspose2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            total += 2.0 * module.in_channels * module.out_channels // module.groups * k * inputs[0].shape[-1] * inputs[0].shape[-2]
-
-    handles = [m.register_forward_hook(hook) for m in runner._model.modules()]
-    runner.infer({"masked": np.zeros((1, 7, size, size), np.float32)})
-    for h in handles:
-        h.remove()
-    runner.deactivate()
-    return total
+def machine(threads: int) -> dict[str, Any]:
+    """The machine block every line of this script refers to (isl_rt.bench.machine)."""
+    return {"kind": "machine", **bench.machine(), "threads": threads}
 
 
 def reference_scan(volumes: list[np.ndarray], bundle: Any, dedn: Any, drn: Any) -> float:
@@ -190,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     bundle = load_bundle(args.bundle or default_bundle_path())
-    print(json.dumps({**machine(), "threads": args.threads}), flush=True)
+    print(json.dumps(machine(args.threads)), flush=True)
     count, keep, rounds = (1, 6, 2) if args.quick else (args.volumes, args.slices, args.rounds)
     volumes = [generate_study(900_000 + i).hu for i in range(count)]
     if keep:
@@ -232,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(json.dumps({"pipeline": "reference", "backend": "torch-eager-cpu", "precision": "fp32", "partition": next(iter(partitions)),
                       "slices": slices, "rounds": rounds, "slices_per_s": round(slices / float(np.median(reference)), 3)}), flush=True)
-    flops = dedn_flops(str(bundle.torch_path("dedn")), bundle.manifest.size)
+    count = bench.dedn_flops(bundle.dedn_path, bundle.manifest.size, bundle.manifest.channels)
+    if count.flops is None:
+        raise SystemExit(f"DeDN FLOPs {count.method}")
+    flops = count.flops
     cpu = None
     if use_openvino:
         from isl_rt.backends.openvino import check_status, cpu_info
@@ -261,11 +163,12 @@ def main(argv: list[str] | None = None) -> int:
                 row["accuracy_check"] = {"passed": passed, "why": why, "partition": next(iter(partitions))}
         print(json.dumps(row), flush=True)
 
-    rates: dict[str, Any] = {"numpy_fp32_matmul_gflops": round(matmul_gflops(), 1),
-                             "torch_bf16_matmul_gflops": round(torch_bf16_matmul_gflops(), 2)}
+    rates: dict[str, Any] = {"numpy_fp32_matmul_gflops": round(bench.numpy_matmul_gflops(), 1),
+                             # PyTorch's BF16 path: native with AVX512-BF16 or AMX, emulated elsewhere
+                             "torch_bf16_matmul_gflops": round(bench.torch_matmul_gflops("cpu", "bf16", args.threads, n=256, repeats=3), 2)}
     if use_openvino:
         for precision in ("f32", "bf16"):
-            rate, ran = openvino_matmul_gflops(precision, args.threads)
+            rate, ran = bench.openvino_matmul_gflops("fp32" if precision == "f32" else precision, args.threads)
             rates[f"openvino_{precision}_matmul_gflops"] = round(rate, 1)
             rates[f"openvino_{precision}_matmul_ran"] = ran
     bf16_rate = max(rates["torch_bf16_matmul_gflops"], rates.get("openvino_bf16_matmul_gflops", 0.0))

@@ -505,6 +505,14 @@ def _load(item: "SeriesItem") -> Any:
         return err
 
 
+def score_series_item(item: "SeriesItem", loaded: "LoadedSeries | IslError", bundle: "Bundle", scorer: Scorer,
+                      json_dir: Path, summary: ScanSummary) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What :func:`scan_directory` does with one decoded series, without heat maps or DICOM results:
+    score it, write its per-series JSON into ``json_dir`` and return its scores row and slice rows
+    (an ``error`` row and no slice rows when it failed). ``isl-rt bench`` times scans with it."""
+    return _score_series(item, loaded, bundle, scorer, json_dir, None, None, 0, summary)
+
+
 def _score_series(
     item: "SeriesItem",
     loaded: Any,

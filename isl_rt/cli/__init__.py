@@ -7,7 +7,7 @@ command is a small function, and a user error (:class:`IslError`) prints one sen
 
 from __future__ import annotations
 
-from isl_rt.cli import engine, evaluate, info, listen, precision, report, scan, train  # noqa: F401  (each registers its commands)
+from isl_rt.cli import bench, engine, evaluate, info, listen, precision, report, scan, train  # noqa: F401  (each registers its commands)
 from isl_rt.cli._app import app
 
 
