@@ -39,9 +39,9 @@ PM = "1.2.840.10008.5.1.4.1.1.30"
 def machine() -> dict[str, Any]:
     import highdicom
     import pynetdicom
-    from bench_scan import machine as scan_machine  # this folder is on sys.path when run as a script
+    from isl_rt import bench
 
-    return {**scan_machine(), "highdicom": highdicom.__version__, "pynetdicom": pynetdicom.__version__}
+    return {"kind": "machine", **bench.machine(), "highdicom": highdicom.__version__, "pynetdicom": pynetdicom.__version__}
 
 
 class Pacs:
