@@ -18,7 +18,9 @@ Definitions (the JSON field names of :meth:`ConfigResult.to_dict`):
   JSON), as shares of the summed series wall time.
 - ``peak_rss_mib``: the process's peak resident memory while this configuration ran (Linux: the
   peak is reset before each timed series through ``/proc/self/clear_refs``); it includes every
-  network opened for the sweep.
+  network opened for the sweep. ``series_rss_growth_mib``: how far that peak rose above the
+  resident memory at the start of a series (the most over the timed series): what scanning one
+  series adds on top of the networks.
 - ``dedn_gflops``: DeDN FLOPs of the slices scored (slices × DeDN passes per slice × FLOPs of one
   image) over the seconds spent in DeDN calls. One image's FLOPs are counted on the bundle's ONNX
   graph (:func:`dedn_flops`). ``matmul_gflops``: a square matrix multiply measured right after the
@@ -36,7 +38,6 @@ import platform
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -69,14 +70,6 @@ class BenchError(IslError):
 
 
 # ---- the machine -----------------------------------------------------------------------------------
-def package_version(name: str) -> str | None:
-    """Installed version of a distribution, without importing it."""
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
     try:
@@ -113,6 +106,7 @@ def machine() -> dict[str, Any]:
     Imports nothing heavy (versions come from package metadata)."""
     from isl_rt import __version__, extensions
     from isl_rt.backends.gpu import detect_gpu
+    from isl_rt.backends.openvino import package_version  # reads metadata; imports no OpenVINO
 
     native = extensions.native().build_info()  # loads the extension (and its OpenMP settings) first
     gpu = detect_gpu()
@@ -236,9 +230,10 @@ def onnxruntime_matmul_gflops(threads: int, n: int = 1024, repeats: int = 5,
 
 
 def openvino_matmul_gflops(precision: str, threads: int, n: int = 1024, repeats: int = 5) -> tuple[float, str]:
-    """An n×n MatMul compiled by OpenVINO on the CPU at ``precision`` (fp32, bf16 or int8: both
-    operands through FakeQuantize, which OpenVINO runs as an integer MatMul where it can): its
-    rate and the precision the CPU plugin reports for the compiled MatMul."""
+    """An n×n MatMul compiled by OpenVINO on the CPU at ``precision`` (fp32, bf16, or int8: the
+    input through FakeQuantize and int8 weights with a scale, NNCF's pattern, which the plugin
+    runs as a u8×i8 MatMul): its rate and the precision the CPU plugin reports for the compiled
+    MatMul (``runtimePrecision`` of the runtime model)."""
     import openvino as ov
     import openvino.opset13 as ops
     from openvino import properties
@@ -246,16 +241,14 @@ def openvino_matmul_gflops(precision: str, threads: int, n: int = 1024, repeats:
 
     rng = np.random.default_rng(1)
     a = ops.parameter([n, n], ov.Type.f32, name="a")
-    b = ops.constant(rng.random((n, n), dtype=np.float32) - 0.5)
-    left: Any = a
-    right: Any = b
-    if precision == "int8":
-        def fq(node: Any, low: float, high: float) -> Any:
-            lo, hi = ops.constant(np.float32(low)), ops.constant(np.float32(high))
-            return ops.fake_quantize(node, lo, hi, lo, hi, 256)
-
-        left, right = fq(a, 0.0, 1.0), fq(b, -0.5, 0.5)
-    model = ov.Model([ops.matmul(left, right, False, False)], [a], "matmul")
+    if precision == "int8":  # NNCF's pattern: u8 activations through FakeQuantize, i8 weights with a scale
+        lo, hi = ops.constant(np.float32(0.0)), ops.constant(np.float32(1.0))
+        weights = ops.constant(rng.integers(-127, 128, (n, n)).astype(np.int8))
+        product = ops.matmul(ops.fake_quantize(a, lo, hi, lo, hi, 256),
+                             ops.multiply(ops.convert(weights, ov.Type.f32), ops.constant(np.float32(1 / 127))), False, False)
+    else:
+        product = ops.matmul(a, ops.constant(rng.random((n, n), dtype=np.float32) - 0.5), False, False)
+    model = ov.Model([product], [a], "matmul")
     config: dict[Any, Any] = {hint.inference_precision: ov.Type.bf16 if precision == "bf16" else ov.Type.f32,
                               hint.performance_mode: hint.PerformanceMode.LATENCY}
     if threads > 0:
@@ -267,8 +260,8 @@ def openvino_matmul_gflops(precision: str, threads: int, n: int = 1024, repeats:
     ran = compiled.get_property(hint.inference_precision).get_type_name()
     for op in compiled.get_runtime_model().get_ordered_ops():  # what the plugin runs the MatMul in
         info = op.get_rt_info()
-        if "layerType" in info and "runtimePrecision" in info and str(info["layerType"]) in ("MatMul", "FullyConnected"):
-            ran = str(info["runtimePrecision"])
+        if "layerType" in info and info["layerType"].astype(str) in ("MatMul", "FullyConnected"):
+            ran = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else ran
     return 2 * n**3 / seconds / 1e9, ran
 
 
@@ -321,6 +314,15 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def rss_mib() -> float:
+    """The process's resident memory now (``VmRSS``; 0 where ``/proc`` is missing)."""
+    try:
+        with open("/proc/self/status") as handle:
+            return int(next(line for line in handle if line.startswith("VmRSS:")).split()[1]) / 1024
+    except (OSError, StopIteration):
+        return 0.0
 
 
 def peak_rss_mib() -> float:
@@ -432,6 +434,8 @@ class ConfigResult:
     series_slices: list[int] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=lambda: {stage: 0.0 for stage in STAGES})
     peak_rss_mib: float = 0.0
+    #: the most the peak rose above the RSS at the start of one timed series (what scanning a series adds)
+    series_rss_growth_mib: float = 0.0
     #: the same round's ratio of slices/s to the first configuration's
     round_ratios: list[float] = field(default_factory=list)
     dedn_flops: FlopCount = FlopCount(None, "")
@@ -474,6 +478,7 @@ class ConfigResult:
             "stage_seconds": {k: round(v, 4) for k, v in self.stage_seconds.items()},
             "stage_share": {k: round(v / total, 4) if total > 0 else 0.0 for k, v in self.stage_seconds.items()},
             "peak_rss_mib": round(self.peak_rss_mib, 1),
+            "series_rss_growth_mib": round(self.series_rss_growth_mib, 1),
             "relative_to_first": round(float(np.median(self.round_ratios)), 3),
             "relative_to_first_range": [round(min(self.round_ratios), 3), round(max(self.round_ratios), 3)],
             "dedn_gflop_per_image": None if self.dedn_flops.flops is None else round(self.dedn_flops.flops / 1e9, 4),
@@ -600,6 +605,7 @@ def run_bench(bundle: "Bundle", configs: Sequence[BenchConfig], directory: Path 
             first = 0.0
             for index, lane in enumerate(lanes):
                 reset = reset_peak_rss()
+                before = rss_mib()
                 wall, n, seconds = lane.scan(item)
                 r = lane.result
                 r.series_seconds.append(wall)
@@ -608,6 +614,8 @@ def run_bench(bundle: "Bundle", configs: Sequence[BenchConfig], directory: Path 
                     r.stage_seconds[stage] += value
                 rss = peak_rss_mib()
                 r.peak_rss_mib = max(r.peak_rss_mib, rss) if reset else rss
+                if reset:
+                    r.series_rss_growth_mib = max(r.series_rss_growth_mib, rss - before)
                 rate = n / wall
                 if index == 0:
                     first = rate

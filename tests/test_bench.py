@@ -17,7 +17,7 @@ pytest.importorskip("torch")  # the small bundle is trained and exported here
 #: every field a configuration's JSON object carries, and those that may not be None here
 FIELDS = ("backend", "requested_backend", "precision", "batch_size", "stride", "threads", "dedn_passes_per_slice", "backend_description",
           "series", "slices", "seconds", "slices_per_s", "series_per_s", "latency_per_slice_ms", "latency_per_series_ms",
-          "stage_seconds", "stage_share", "peak_rss_mib", "relative_to_first", "relative_to_first_range",
+          "stage_seconds", "stage_share", "peak_rss_mib", "series_rss_growth_mib", "relative_to_first", "relative_to_first_range",
           "dedn_gflop_per_image", "dedn_flops_method", "dedn_gflops", "matmul_gflops", "matmul_measured",
           "dedn_share_of_matmul", "bundle", "input", "rounds", "warmup_series", "machine")
 MACHINE = ("cpu", "cpu_flags", "cpus", "loadavg_1min", "gpu", "gpu_compute_capability", "gpu_driver", "platform",
@@ -50,7 +50,7 @@ def test_a_sweep_gives_one_complete_result_per_configuration(small_bundle, phant
         assert 0 < lat["median"] <= lat["p90"] <= lat["p99"]
         assert lat["median"] == pytest.approx(1000 * r["seconds"], rel=1e-3)
         assert r["latency_per_slice_ms"]["median"] == pytest.approx(lat["median"] / r["slices"], rel=1e-2)
-        assert r["peak_rss_mib"] > 50 and r["dedn_gflops"] > 0 and r["matmul_gflops"] > 0
+        assert r["peak_rss_mib"] > 50 and 0 <= r["series_rss_growth_mib"] < r["peak_rss_mib"] and r["dedn_gflops"] > 0 and r["matmul_gflops"] > 0
         assert r["dedn_gflop_per_image"] == pytest.approx(small_bundle_flops(small_bundle) / 1e9, rel=1e-3)
     assert records[0]["relative_to_first"] == 1.0
     assert "PASSED" in result.output
@@ -62,6 +62,14 @@ def test_without_a_folder_it_scans_the_phantom_and_prints_the_table(small_bundle
     assert result.exit_code == 0, result.output
     assert "built-in phantom" in result.stdout and "slices/s" in result.stdout and "machine:" in result.stdout
     assert "ONNX Runtime" in result.stdout and "PASSED" in result.output
+
+
+def test_duration_runs_whole_rounds_until_the_time_is_up(small_bundle, phantom_cohort):
+    result = _invoke([str(phantom_cohort / "series_0002"), "--bundle", str(small_bundle.root), "--backend", "onnxruntime",
+                      "--threads", "1", "--duration", "0.001", "--warmup", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert record["rounds"] == 1 and record["series"] == 1 and record["warmup_series"] == 0
 
 
 @pytest.mark.parametrize("args, words", [

@@ -120,7 +120,7 @@ def print_table(console: Any, records: list[dict[str, Any]]) -> None:
                  "ms/slice p50/p90/p99", "s/series p50/p90/p99"):
         speed.add_column(name, justify="left" if name == "backend" else "right", no_wrap=name != "backend")
     cost = Table(title="where the time and memory go", title_justify="left", pad_edge=False)
-    for name in ("#", "decode %", "kernels %", "DeDN %", "DRN %", "outputs %", "peak RSS MiB", "DeDN GFLOP/s",
+    for name in ("#", "decode %", "kernels %", "DeDN %", "DRN %", "outputs %", "peak RSS MiB (+series)", "DeDN GFLOP/s",
                  "matmul GFLOP/s", "DeDN/matmul"):
         cost.add_column(name, justify="right", no_wrap=True)
     for i, r in enumerate(records, 1):
@@ -133,7 +133,7 @@ def print_table(console: Any, records: list[dict[str, Any]]) -> None:
         share = r["stage_share"]
         ratio = r["dedn_share_of_matmul"]
         cost.add_row(str(i), *(f"{100 * share[s]:.1f}" for s in ("decode", "kernels", "dedn", "drn", "outputs")),
-                     f"{r['peak_rss_mib']:.0f}", _rate(r["dedn_gflops"]), _rate(r["matmul_gflops"]),
+                     f"{r['peak_rss_mib']:.0f} (+{r['series_rss_growth_mib']:.0f})", _rate(r["dedn_gflops"]), _rate(r["matmul_gflops"]),
                      "-" if ratio is None else f"{ratio:.2f}")
     console.print(speed)
     console.print(cost)
