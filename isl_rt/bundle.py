@@ -218,6 +218,34 @@ class HeatmapSpec:
     gamma: float
 
 
+#: What scores a slice: ``drn`` (the paper: the DRN embedding's distance from the healthy centre)
+#: or ``residual`` (the signed reconstruction residual: the share of the slice's pixels, inside the
+#: scored region, where the slice is brighter than its dedisorder image by more than a threshold
+#: in one window; no DRN). See :class:`SliceScoreSpec`.
+SLICE_SCORE_KINDS: tuple[str, ...] = ("drn", "residual")
+
+
+@dataclass(frozen=True)
+class SliceScoreSpec:
+    """How a slice score is made (manifest ``slice_score``; absent = ``drn``).
+
+    ``residual``: the share of the slice's pixels inside the scored region where window
+    ``window`` of the slice exceeds that of the dedisorder image by more than ``threshold`` (in
+    the window's [0, 1] units). Fresh blood is brighter than the brain the DeDN paints in its
+    place, so the positive residual singles it out where the unsigned difference also holds the
+    DeDN's errors at every edge; the heat map is made from the same positive residual."""
+
+    kind: str = "drn"
+    threshold: float = 0.1
+    window: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "drn":
+            return "DRN: distance of the difference image's embedding from the healthy centre (the paper)"
+        return (f"residual: share of the slice where window '{self.window}' is brighter than the dedisorder image by "
+                f"more than {self.threshold:g}, inside the scored region (no DRN)")
+
+
 class CavityArgs(NamedTuple):
     """The arguments of ``isl_rt.kernels.cavity`` for one bundle's windows."""
 
@@ -320,6 +348,12 @@ class Manifest:
     #: None is read as HU through the windows (format 2)
     input: InputSpec | None = None
     slice_threshold: SliceThresholdSpec | None = None
+    #: None: the DRN scores slices (the paper)
+    slice_score: SliceScoreSpec | None = None
+
+    @property
+    def slice_score_spec(self) -> SliceScoreSpec:
+        return self.slice_score if self.slice_score is not None else SliceScoreSpec()
 
     @property
     def input_spec(self) -> InputSpec:
@@ -404,6 +438,7 @@ class Bundle:
             "slice_threshold": None if m.slice_threshold is None else asdict(m.slice_threshold),
             "heatmap": asdict(m.heatmap),
             "cavity": None if m.cavity is None else asdict(m.cavity),
+            "slice_score": {**asdict(m.slice_score_spec), "description": m.slice_score_spec.describe()},
             "training": {
                 "data": m.training.data,
                 "series": m.training.series,
@@ -639,6 +674,15 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
     if heatmap.box < 1 or heatmap.box % 2 == 0:
         raise r.fail(f"has heatmap.box = {heatmap.box}, which is not a positive odd number")
 
+    slice_score = None
+    ss_raw = data.get("slice_score")  # optional: absent or null = the DRN scores slices
+    if ss_raw is not None:
+        slice_score = SliceScoreSpec(kind=r.text(ss_raw, "kind", "slice_score"), threshold=r.num(ss_raw, "threshold", "slice_score"),
+                                     window=str(ss_raw.get("window") or ""))
+        problem = slice_score_problem(slice_score, [w.name for w in windows])
+        if problem:
+            raise r.fail(f"has slice_score {problem}")
+
     cavity = None
     c_raw = data.get("cavity")  # optional: absent or null scores the whole slice
     if c_raw is not None:
@@ -712,7 +756,20 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
         cavity=cavity,
         input=input_spec,
         slice_threshold=slice_threshold,
+        slice_score=slice_score,
     )
+
+
+def slice_score_problem(spec: SliceScoreSpec, window_names: Sequence[str]) -> str | None:
+    """What is wrong with ``spec`` for a bundle of these windows (None: nothing)."""
+    if spec.kind not in SLICE_SCORE_KINDS:
+        return f"kind {spec.kind!r}, which is not one of {', '.join(SLICE_SCORE_KINDS)}"
+    if spec.kind == "residual":
+        if not 0.0 < spec.threshold < 1.0:
+            return f"threshold {spec.threshold:g}, which is not in (0, 1)"
+        if spec.window not in window_names:
+            return f"window {spec.window!r}, which is not one of the bundle's windows ({', '.join(window_names)})"
+    return None
 
 
 def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
@@ -780,6 +837,23 @@ def calibrate_bundle(
 # ---- the shipped default ------------------------------------------------------------------------
 #: name of the bundle `scan` and `demo` use when --bundle is not given
 DEFAULT_BUNDLE = "head-ct-tiny"
+
+
+def set_slice_score(bundle_dir: Path, spec: SliceScoreSpec) -> Bundle:
+    """Write ``spec`` (what scores a slice) into an existing bundle's manifest. Both thresholds
+    were calibrated on the old slice scores, so they are dropped unless the spec is unchanged:
+    calibrate again (``isl-rt calibrate``)."""
+    from dataclasses import replace
+
+    bundle = load_bundle(bundle_dir)
+    manifest = bundle.manifest
+    problem = slice_score_problem(spec, [w.name for w in manifest.windows])
+    if problem:
+        raise BundleError(f"The slice score cannot be set: {problem}.")
+    if spec != manifest.slice_score_spec:
+        manifest = replace(manifest, slice_score=spec, threshold=None, slice_threshold=None)
+    write_manifest(bundle.root, manifest)
+    return load_bundle(bundle.root)
 
 
 def default_bundle_path(name: str = DEFAULT_BUNDLE) -> Path:

@@ -72,6 +72,9 @@ class ScanParams:
     cavity: CavityArgs | None = None
     #: what the networks read: "hu" (DICOM CT through the windows) or "image" (pre-windowed images)
     input_kind: str = "hu"
+    #: (channel, threshold) when the signed residual scores slices (:func:`residual_scores`);
+    #: None = the DRN (the paper)
+    residual: tuple[int, float] | None = None
 
     @property
     def channels(self) -> int:
@@ -159,6 +162,12 @@ class Scorer:
         if p.cavity is not None:
             with timer("kernels"):
                 region = mask_cavity(x, x_dif, p.cavity)
+        if p.residual is not None:  # the signed residual scores slices and makes the heat map; no DRN
+            with timer("kernels"):
+                slice_scores, positive = residual_scores(x, x_dd, region, p.residual)
+                heat, apds = kernels.heatmap(positive, x, p.heat_threshold, p.heat_box, p.heat_gamma)
+            return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, difference=x_dif,
+                                seconds=timer.seconds, region=region, inpainted=x_dd)
         embeddings = []
         with timer("drn"):
             for start in range(0, n_slices, self.drn_batch):
@@ -170,6 +179,20 @@ class Scorer:
             heat, apds = kernels.heatmap(x_dif, x, p.heat_threshold, p.heat_box, p.heat_gamma)
         return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, difference=x_dif, seconds=timer.seconds,
                             region=region, inpainted=x_dd)
+
+
+def residual_scores(x: np.ndarray, x_dd: np.ndarray, region: np.ndarray | None,
+                    residual: tuple[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(slice scores float32 [N], positive residual float32 [N,C,S,S]) of a ``residual`` bundle
+    (:class:`isl_rt.bundle.SliceScoreSpec`): the positive residual is max(x - x_dd, 0) inside
+    ``region`` (None: everywhere); a slice's score is the share of its pixels where the residual
+    of channel ``residual[0]`` exceeds ``residual[1]``."""
+    channel, threshold = residual
+    positive = np.maximum(x - x_dd, 0.0, dtype=np.float32)
+    if region is not None:
+        positive *= region[:, None]
+    scores = (positive[:, channel] > threshold).mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
+    return scores, positive
 
 
 def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
@@ -269,7 +292,15 @@ def params_from_bundle(bundle: "Bundle") -> ScanParams:
         drn_output=m.files["drn"].output,
         cavity=None if m.cavity is None else m.cavity.resolve(m.windows),
         input_kind=m.input_spec.kind,
+        residual=_residual_args(m),
     )
+
+
+def _residual_args(manifest: Any) -> tuple[int, float] | None:
+    spec = manifest.slice_score_spec
+    if spec.kind != "residual":
+        return None
+    return [w.name for w in manifest.windows].index(spec.window), float(spec.threshold)
 
 
 # ---- scanning a folder tree --------------------------------------------------------------------

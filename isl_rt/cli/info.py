@@ -65,6 +65,8 @@ def echo_bundle(summary: dict[str, Any]) -> None:
     scale = IMAGE_HU_SCALE if summary["input"]["kind"] == "image" else None  # image value times the scale
     region = "whole slice" if cavity is None else f"cranial cavity ({CavitySpec(**cavity).describe(scale)})"
     typer.echo(f"  scored region: {region}; heat map t {heat['threshold']:g}, box {heat['box']}, gamma {heat['gamma']:g}")
+    if "slice_score" in summary:
+        typer.echo(f"  slice score: {summary['slice_score']['description']}")
     for key, text in summary["files"].items():
         typer.echo(f"  {key}: {text}")
     t = summary["threshold"]

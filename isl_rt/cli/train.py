@@ -337,6 +337,22 @@ def _read_scores(path: Path) -> list[float]:
         raise IslError(f"{path} holds a value that is not a number ({err}).") from None
 
 
+def _parse_slice_score(text: str) -> Any:
+    """``drn`` or ``residual[:T[:WINDOW]]`` as a SliceScoreSpec (an empty window: the bundle's first)."""
+    from isl_rt.bundle import SliceScoreSpec
+
+    kind, *rest = text.split(":")
+    if kind == "drn" and not rest:
+        return SliceScoreSpec()
+    if kind != "residual" or len(rest) > 2:
+        raise IslError(f"--slice-score must be drn or residual[:T[:WINDOW]], got {text!r}.")
+    try:
+        threshold = float(rest[0]) if rest and rest[0] else 0.1
+    except ValueError:
+        raise IslError(f"--slice-score {text!r}: the threshold {rest[0]!r} is not a number.") from None
+    return SliceScoreSpec("residual", threshold, rest[1] if len(rest) > 1 else "")
+
+
 @app.command("export")
 @user_errors
 def export_command(
@@ -348,6 +364,7 @@ def export_command(
     heatmap_threshold: Annotated[float, typer.Option(help="Heat map: difference threshold t.")] = DEFAULT_HEATMAP.threshold,
     heatmap_box: Annotated[int, typer.Option(help="Heat map: box size s (odd).")] = DEFAULT_HEATMAP.box,
     heatmap_gamma: Annotated[float, typer.Option(help="Heat map: exponential enhancement.")] = DEFAULT_HEATMAP.gamma,
+    slice_score: Annotated[str, typer.Option("--slice-score", help="What scores a slice: drn (the paper), or residual[:T[:WINDOW]]: the share of the slice, inside the scored region, brighter than its dedisorder image by more than T (default 0.1) in WINDOW (default the first); no DRN at scan time. Calibrate afterwards.")] = "drn",
     notes_file: Annotated[Path | None, typer.Option("--notes-file", help="A text file whose content goes into the manifest (training.notes) and `isl-rt info --bundle`: the data's source, licence and conditions, the split.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the bundle summary as JSON.")] = False,
 ) -> None:
@@ -355,10 +372,16 @@ def export_command(
     _require_train_extra()
     import time
 
+    from dataclasses import replace
+
     from isl_rt.bundle import HeatmapSpec
     from isl_rt.export import export_bundle
 
     start = time.perf_counter()
+    spec = _parse_slice_score(slice_score)
+    if spec.kind != "drn" and calibration_scores is not None:
+        raise IslError("--calibration-scores were made with the DRN's slice scores; export with --slice-score "
+                       f"{slice_score} alone and run isl-rt calibrate on the bundle.")
     scores = _read_scores(calibration_scores) if calibration_scores is not None else None
     notes = ""
     if notes_file is not None:
@@ -370,6 +393,10 @@ def export_command(
         ckpt_dir, out, name=name, healthy_scan_scores=scores, target_specificity=target_specificity,
         heatmap=HeatmapSpec(heatmap_threshold, heatmap_box, heatmap_gamma), command=command_line(), notes=notes,
     )
+    if spec.kind != "drn":
+        from isl_rt.bundle import set_slice_score
+
+        bundle = set_slice_score(bundle.root, replace(spec, window=spec.window or bundle.manifest.windows[0].name))
     if as_json:
         print_json(bundle.summary())
     else:

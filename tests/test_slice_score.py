@@ -1,0 +1,76 @@
+"""What scores a slice: the DRN (the paper) or the signed reconstruction residual."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from isl_rt.backends import open_backends
+from isl_rt.bundle import SliceScoreSpec, load_bundle, set_slice_score
+from isl_rt.cli import app
+from isl_rt.errors import BundleError
+from isl_rt.io.series import discover_series, load_series
+from isl_rt.pipeline import Scorer, params_from_bundle, residual_scores
+
+
+def test_residual_scores_count_bright_residual_inside_the_region():
+    x = np.zeros((2, 2, 4, 4), dtype=np.float32)
+    x_dd = np.zeros_like(x)
+    x[0, 0, 0, 0] = 0.5  # brighter than painted by 0.5: counts
+    x[0, 0, 1, 1] = 0.05  # by 0.05 only: below the threshold
+    x_dd[0, 0, 2, 2] = 0.9  # darker than painted: never counts
+    x[0, 1, 3, 3] = 0.9  # in the other channel: not the scored one
+    x[1, 0, 0, 0] = x[1, 0, 3, 3] = 0.6
+    region = np.ones((2, 4, 4), dtype=np.float32)
+    region[1, 3, 3] = 0  # outside the cavity
+    scores, positive = residual_scores(x, x_dd, region, (0, 0.1))
+    assert scores.dtype == np.float32 and scores.tolist() == [1 / 16, 1 / 16]
+    assert positive[0, 0, 0, 0] == pytest.approx(0.5) and positive[0, 0, 2, 2] == 0 and positive[1, 0, 3, 3] == 0
+    assert residual_scores(x, x_dd, None, (0, 0.1))[0].tolist() == [1 / 16, 2 / 16]
+
+
+@pytest.fixture()
+def residual_bundle(small_bundle, tmp_path):
+    root = tmp_path / "residual"
+    shutil.copytree(small_bundle.root, root)
+    return set_slice_score(root, SliceScoreSpec("residual", 0.1, "brain"))
+
+
+def test_a_residual_bundle_scores_slices_by_the_residual_without_the_drn(residual_bundle, small_bundle, phantom_cohort):
+    assert residual_bundle.manifest.threshold is None and residual_bundle.manifest.slice_threshold is None
+    assert residual_bundle.manifest.files == small_bundle.manifest.files
+    [item, *_] = discover_series(phantom_cohort).of_kind("hu")
+    series = load_series(item)
+    with open_backends(residual_bundle, "onnxruntime", threads=1) as pair:
+        scores = Scorer(params_from_bundle(residual_bundle), pair.dedn, pair.drn).score_series(series)
+    assert "drn" not in scores.seconds
+    expected, positive = residual_scores(scores.x, scores.inpainted, scores.region, (0, 0.1))
+    np.testing.assert_array_equal(scores.slice_scores, expected)
+    assert scores.slice_scores.max() > 0  # the tiny DeDN leaves bright residue somewhere
+    with open_backends(small_bundle, "onnxruntime", threads=1) as pair:
+        drn = Scorer(params_from_bundle(small_bundle), pair.dedn, pair.drn).score_series(series)
+    np.testing.assert_array_equal(drn.inpainted, scores.inpainted)  # the same DeDN pass
+    assert not np.array_equal(drn.slice_scores, scores.slice_scores)
+
+
+def test_the_slice_score_is_recorded_shown_and_checked(residual_bundle, tmp_path):
+    shown = CliRunner().invoke(app, ["info", "--bundle", str(residual_bundle.root)])
+    assert shown.exit_code == 0
+    assert "slice score: residual: share of the slice where window 'brain' is brighter" in shown.output
+    with pytest.raises(BundleError, match="window 'bone2'"):
+        set_slice_score(residual_bundle.root, SliceScoreSpec("residual", 0.1, "bone2"))
+    manifest = residual_bundle.root / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["slice_score"]["threshold"] = 1.5
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=r"slice_score threshold 1.5, which is not in \(0, 1\)"):
+        load_bundle(residual_bundle.root)
+
+
+@pytest.mark.parametrize("value", ["dnr", "residual:x", "residual:0.1:brain:more", "drn:0.1"])
+def test_export_refuses_a_bad_slice_score_in_one_sentence(value, tmp_path):
+    pytest.importorskip("torch")
+    result = CliRunner().invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "b"), "--slice-score", value])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "--slice-score" in result.output
