@@ -252,10 +252,16 @@ def markdown(results: dict[str, dict[str, Any]], rates: dict[str, float], args: 
 
 
 def update_results(path: Path, section: str) -> None:
+    update_results_between(path, section, MARK_START, MARK_END)
+
+
+def update_results_between(path: Path, section: str, start: str, end: str) -> None:
+    """Put ``section`` (which begins with ``start`` and ends with ``end``) in place of the text
+    between those markers in ``path``, or at its end."""
     text = path.read_text() if path.is_file() else "# Benchmark results\n"
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        tail = rest.split(MARK_END, 1)[1].lstrip("\n")
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + section + ("\n" + tail if tail else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section

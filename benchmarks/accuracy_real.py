@@ -1,0 +1,288 @@
+"""Real head CT: the slice-level protocol on held-out patients of PHE-SICH-CT-IDS.
+
+    python benchmarks/accuracy_real.py --bundle export/head-ct-real-tiny \
+        [--data ../shared/data/phe-sich-ct-ids] [--split-seed 0] [--out build/accuracy_real] \
+        [--slice-drn CKPT/drn_best.pt] [--threads 0] [--write-results]
+
+1. The patients are split as ``isl-rt split`` does (seeded, by patient, 60/20/20); only the test
+   patients are used here. The bundle must have been trained on the training patients and
+   calibrated on the validation patients of the same seed (its manifest's notes say which).
+2. The test patients are scanned with the bundle as ``isl-rt scan`` does (``scan_directory``:
+   slices CSV and heat maps).
+3. ``isl_rt.evaluate_slices`` gives the slice-level report: AUC with a CI from resampling
+   patients, lesion-size terciles, localisation. Localisation is reported twice: on the masks as
+   drawn and on the masks filled to their convex hull (the dataset's masks often trace the oedema
+   ring around a haematoma, leaving the blood itself outside; see its README).
+4. From the same scan, per slice, the paper's ablation and simple baselines:
+   ``isl``: the DRN's slice score (full ISL); ``dscore``: the pixel-sum D-score, the sum of the
+   difference image inside the scored region (no DRN); ``slice_drn`` (with ``--slice-drn``): a DRN
+   trained the same way on the windowed slice itself (``isl-rt train drn --input slice``);
+   ``residual``: pixels inside the cavity where the slice is brighter than its dedisorder image by
+   more than 0.1 (the signed reconstruction residual; threshold set on validation patients);
+   ``bright``: pixels inside the cavity with gray value in [0.6, 0.95) (fresh blood is brighter than
+   brain in a brain window; no network); ``cavity``: the share of the slice inside the cranial
+   cavity (the slice's level, no lesion information at all).
+   Every score gets its plain AUC (95% CI resampling patients) and a *level-matched* AUC: lesion
+   and lesion-free slices compared only within the same quintile of cavity share (haemorrhages
+   sit at mid levels, where the cavity is large, so a score that only knows the level already
+   reaches a high plain AUC; ``cavity`` shows how high).
+
+Prints the markdown tables and writes ``metrics.json`` into ``--out``; ``--write-results`` puts
+the tables into benchmarks/RESULTS.md between this script's markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+DEFAULT_DATA = Path(os.environ.get("ISL_RT_REAL_DATA", HERE.parents[1] / "shared" / "data" / "phe-sich-ct-ids"))
+MARK_START = "<!-- accuracy_real:start -->"
+MARK_END = "<!-- accuracy_real:end -->"
+RESIDUAL_THRESHOLD = 0.1
+BRIGHT = (0.6, 0.95)
+LEVEL_BINS = 5
+#: share of the patients drawn (without replacement) in each resample of a CI
+FRACTION = 0.3
+METHODS = {
+    "isl": "full ISL: DRN of the difference image (the bundle's slice score)",
+    "slice_drn": "original slice → DRN (trained the same way on the windowed slice)",
+    "dscore": "pixel-sum D-score: sum of the difference image in the cavity",
+    "residual": "signed residual: cavity pixels brighter than the dedisorder image by > 0.1",
+    "bright": "baseline: cavity pixels with gray in [0.6, 0.95)",
+    "cavity": "baseline: share of the slice inside the cavity (level only)",
+}
+
+
+class Features:
+    """A ResultWriter for scan_directory: per-slice scores of every method, keyed by image path.
+
+    Whatever the bundle's own slice score, ``isl`` is the DRN's (run here on the same difference
+    images when the bundle scores slices by the residual) and ``residual`` the signed residual
+    (the bundle's threshold and window, else 0.1 in the first window)."""
+
+    def __init__(self, params: Any, drn: Any, slice_drn: Any, windows: Any) -> None:
+        self.rows: dict[str, dict[str, float]] = {}
+        self.windows = windows
+        self.params = params
+        self.drn = drn
+        self.slice_drn = slice_drn
+        self.residual = params.residual or (0, RESIDUAL_THRESHOLD)
+
+    def _drn_scores(self, difference: np.ndarray) -> np.ndarray:
+        p = self.params
+        h = np.concatenate([self.drn.infer({p.drn_input: difference[i : i + 32]})[p.drn_output]
+                            for i in range(0, len(difference), 32)]).astype(np.float64)
+        return np.linalg.norm(h - p.centre.astype(np.float64)[None, :], axis=1)
+
+    def write(self, result: Any) -> list[Path]:
+        from isl_rt.pipeline import residual_scores
+
+        s = result.scores
+        x = s.x[:, 0]
+        region = np.ones(x.shape, dtype=bool) if s.region is None else s.region > 0
+        isl = s.slice_scores if self.params.residual is None else self._drn_scores(s.difference)
+        residual, _ = residual_scores(s.x, s.inpainted, s.region, self.residual)
+        bright = (x >= BRIGHT[0]) & (x < BRIGHT[1]) & region
+        extra = None if self.slice_drn is None else self.slice_drn.scores(s.x, self.windows)
+        for i, path in enumerate(result.files):
+            self.rows[str(Path(path).resolve())] = {
+                "isl": float(isl[i]),
+                "dscore": float(s.difference[i].sum()),
+                "residual": float(residual[i]),
+                "bright": float(bright[i].sum()),
+                "cavity": float(region[i].mean()),
+                **({} if extra is None else {"slice_drn": float(extra[i])}),
+            }
+        return []
+
+
+def level_matched_auc(y: np.ndarray, score: np.ndarray, level: np.ndarray, edges: np.ndarray) -> float:
+    """AUC over (lesion, lesion-free) pairs of the same level bin only, pooled with pair weights."""
+    from isl_rt.metrics import auc
+
+    bins = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, len(edges) - 2)
+    total = weight = 0.0
+    for b in range(len(edges) - 1):
+        inside = bins == b
+        pos, neg = int(y[inside].sum()), int((1 - y[inside]).sum())
+        if pos and neg:
+            total += pos * neg * auc(y[inside], score[inside])
+            weight += pos * neg
+    return total / weight if weight else float("nan")
+
+
+def auc_table(y: np.ndarray, groups: np.ndarray, scores: dict[str, np.ndarray], level: np.ndarray,
+              resamples: int, seed: int) -> dict[str, dict[str, Any]]:
+    from isl_rt.metrics import auc, bootstrap_auc
+
+    edges = np.quantile(level, np.linspace(0, 1, LEVEL_BINS + 1))
+    edges[-1] += 1e-9
+    rng = np.random.default_rng(seed)
+    patients = np.unique(groups)
+    size = max(1, int(round(FRACTION * patients.size)))  # the paper's protocol, as isl-rt evaluate
+    draws = [rng.choice(patients, size=size, replace=False) for _ in range(resamples)]
+    out = {}
+    for name, score in scores.items():
+        ci = bootstrap_auc(y, score, resamples=resamples, fraction=FRACTION, seed=seed, groups=groups)
+        matched = []
+        for chosen in draws:
+            idx = np.concatenate([np.flatnonzero(groups == g) for g in chosen])
+            if 0 < y[idx].sum() < idx.size:
+                matched.append(level_matched_auc(y[idx], score[idx], level[idx], edges))
+        low, high = np.nanquantile(matched, [0.025, 0.975]) if matched else (float("nan"), float("nan"))
+        out[name] = {"auc": auc(y, score), "ci95": [ci.low, ci.high],
+                     "level_matched_auc": level_matched_auc(y, score, level, edges),
+                     "level_matched_ci95": [float(low), float(high)]}
+    return out
+
+
+def machine() -> dict[str, Any]:
+    import onnxruntime
+
+    import isl_rt
+
+    return {"python": platform.python_version(), "isl_rt": isl_rt.__version__, "onnxruntime": onnxruntime.__version__,
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from isl_rt.backends import open_backends
+    from isl_rt.bundle import load_bundle
+    from isl_rt.evaluate_slices import evaluate_slices
+    from isl_rt.labels import write_split
+    from isl_rt.outputs import slices_csv_path
+    from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    split = write_split(Path(args.data) / "labels.csv", out / "split", seed=args.split_seed, label_column="lesion")
+    test_patients = split["parts"][args.part]["groups"][: args.patients or None]
+    tree = out / f"{args.part}-images"  # the chosen patients' folders only, as links
+    tree.mkdir(exist_ok=True)
+    for patient in test_patients:
+        link = tree / patient
+        if not link.exists():
+            link.symlink_to((Path(args.data) / "images" / patient).resolve(), target_is_directory=True)
+    bundle = load_bundle(Path(args.bundle))
+    params = params_from_bundle(bundle)
+    slice_drn = None
+    if args.slice_drn:
+        from accuracy import SliceDRN
+
+        slice_drn = SliceDRN(Path(args.slice_drn))
+    scores_csv = out / "scores.csv"
+    began = time.perf_counter()
+    with open_backends(bundle, "onnxruntime", threads=args.threads) as pair:
+        features = Features(params, pair.drn, slice_drn, bundle.manifest.windows)
+        scorer = Scorer(params, pair.dedn, pair.drn)
+        summary = scan_directory(tree, scores_csv, bundle, scorer, backend_name=pair.description, resume=False,
+                                 heatmaps=out / "heatmaps", results=features)
+    seconds = time.perf_counter() - began
+    test_csv = out / "split" / f"{args.part}.csv"
+    report = {fill: evaluate_slices(slices_csv_path(scores_csv), test_csv, out / f"report-{fill}", label_column="lesion",
+                                    heatmaps=out / "heatmaps", resamples=args.resamples, fraction=FRACTION, mask_fill=fill)
+              for fill in ("hull", "none")}
+    from isl_rt.labels import read_slice_labels
+
+    truth = {str(r.image.resolve()): r for r in read_slice_labels(test_csv, label_column="lesion")}
+    keys = [k for k in features.rows if k in truth]  # the scanned slices (labels of other patients are ignored)
+    y = np.array([truth[k].label for k in keys])
+    groups = np.array([truth[k].group for k in keys])
+    names = [m for m in METHODS if all(m in features.rows[k] for k in keys)]
+    table = auc_table(y, groups, {m: np.array([features.rows[k][m] for k in keys]) for m in names},
+                      np.array([features.rows[k]["cavity"] for k in keys]), args.resamples, args.seed)
+    return {
+        "bundle": bundle.manifest.name, "bundle_root": str(bundle.root), "split_seed": args.split_seed, "part": args.part,
+        "slice_score": bundle.manifest.slice_score_spec.describe(),
+        "test_patients": len(test_patients), "slices": len(keys), "lesion_slices": int(y.sum()),
+        "scan": {"ok": summary.ok, "errors": summary.errors, "seconds": seconds, "backend": summary.backend},
+        "slice_report": {fill: {k: report[fill][k] for k in ("auc", "by_size", "localisation") if k in report[fill]}
+                         for fill in report},
+        "methods": table, "machine": machine(),
+    }
+
+
+def _ci(values: list[float]) -> str:
+    return f"{values[0]:.3f}–{values[1]:.3f}"
+
+
+def markdown(result: dict[str, Any], argv: list[str]) -> str:
+    hull, drawn = result["slice_report"]["hull"], result["slice_report"]["none"]
+    lines = [
+        MARK_START,
+        "## Real head CT: slice level on held-out patients (PHE-SICH-CT-IDS)",
+        "",
+        f"`python benchmarks/accuracy_real.py {' '.join(argv)}` — bundle `{result['bundle']}`, split seed "
+        f"{result['split_seed']}: {result['test_patients']} {'test' if result['part'] == 'test' else 'validation'} patients, "
+        f"{result['slices']} slices ({result['lesion_slices']} with a haemorrhage)"
+        f"{', never used for training, calibration or choices' if result['part'] == 'test' else ''}. "
+        f"The bundle's slice score: {result['slice_score']}. "
+        f"Scan: {result['scan']['ok']} series, {result['scan']['seconds']:.0f} s ({result['scan']['backend']}).",
+        "",
+        "| method | what scores a slice | AUC | 95% CI | level-matched AUC | 95% CI |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in result["methods"].items():
+        lines.append(f"| {name} | {METHODS[name]} | {row['auc']:.3f} | {_ci(row['ci95'])} | "
+                     f"{row['level_matched_auc']:.3f} | {_ci(row['level_matched_ci95'])} |")
+    lines += ["", "Level-matched: lesion and lesion-free slices compared only within the same quintile of cavity share; "
+              "CIs: 1000 draws of 30% of the test patients (all their slices), as `isl-rt evaluate`.", "",
+              "The bundle's slice score by lesion size (mask-area terciles, each against all lesion-free slices):", "",
+              "| group | lesion slices | AUC | 95% CI |", "|---|---|---|---|"]
+    for group, row in hull.get("by_size", {}).items():
+        if isinstance(row, dict) and "auc" in row:
+            lines.append(f"| {group} | {row['n']} | {row['auc']:.3f} | {_ci(row['ci95'])} |")
+    lines += ["", "Localisation of the bundle's heat map (inside the cavity):", "",
+              "| masks | pixel AUROC | pixel AUROC, lesion slices | hit rate |", "|---|---|---|---|"]
+    for label, rep in (("filled to their convex hull", hull), ("as drawn", drawn)):
+        loc = rep.get("localisation") or {}
+        if loc:
+            lines.append(f"| {label} | {loc['pixel_auroc']:.3f} | {loc['pixel_auroc_lesion_slices']:.3f} | "
+                         f"{loc['hit_rate']:.3f} ({loc['hits']}/{loc['n_lesion_slices']}) |")
+    lines += ["", MARK_END, ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--part", choices=("test", "val"), default="test",
+                        help="test: the figures; val: the validation patients, for choices (never the test patients)")
+    parser.add_argument("--out", default="build/accuracy_real")
+    parser.add_argument("--slice-drn", default="", help="drn_best.pt of isl-rt train drn --input slice on the same patients")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--patients", type=int, default=0, help="use only the first N patients of the part (a smoke run)")
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write-results", action="store_true")
+    args = parser.parse_args(argv)
+    if not (Path(args.data) / "labels.csv").is_file():
+        print(f"{args.data} holds no labels.csv: pass --data (the PHE-SICH-CT-IDS folder).", file=sys.stderr)
+        return 1
+    result = run(args)
+    Path(args.out, "metrics.json").write_text(json.dumps(result, indent=1, default=float))
+    text = markdown(result, [a for a in argv if a != "--write-results"])
+    print(text)
+    if args.write_results and args.part == "test":
+        from accuracy import update_results_between
+
+        update_results_between(HERE / "RESULTS.md", text, MARK_START, MARK_END)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

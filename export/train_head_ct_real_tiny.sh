@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# export/head-ct-real-tiny: the DeDN and DRN trained on lesion-free slices of the training patients
+# of PHE-SICH-CT-IDS (split seed 0), calibrated on the lesion-free slices of its validation patients.
+# The data's licence is non-commercial (see its README): so is this bundle.
+#   bash export/train_head_ct_real_tiny.sh [CKPT_DIR]      (repository root; needs the train extra)
+set -euo pipefail
+data=${ISL_RT_REAL_DATA:-../shared/data/phe-sich-ct-ids}
+ckpt=${1:-build/ckpt-head-ct-real-tiny}
+split=build/real-split
+
+# 1. patients, never slices: 59 training, 20 validation, 20 test patients
+isl-rt split "$data/labels.csv" --out "$split" --seed 0 --label-column lesion
+
+# 2. the DeDN, reconstruction only (L1), model choice by the healthy validation slices' error
+isl-rt train dedn "$data/images" --ckpt "$ckpt" --labels "$split/train.csv" --val-labels "$split/val.csv" \
+  --label-column lesion --preset tiny --loss-weights 1,0,0,0 --adam-betas 0.9,0.99 --lr 1e-3 \
+  --lr-schedule onecycle --batch-size 16 --steps-per-epoch 100 --max-epochs 15 --threads 2 --seed 0
+
+# 3. the DRN on its difference images, inside the cranial cavity (the gray channel's white skull)
+isl-rt train drn "$data/images" --ckpt "$ckpt" --labels "$split/train.csv" --label-column lesion \
+  --preset tiny --k 4 --cavity-sides 3 --cavity-largest --threads 2 --seed 0
+
+# 4. export, then calibrate both thresholds on the validation patients' lesion-free slices
+isl-rt export "$ckpt" --out export/head-ct-real-tiny --notes-file export/head-ct-real-tiny.notes.md
+mkdir -p build/real-val
+python - "$split/split.json" "$data/images" build/real-val <<'PY'
+import json, os, sys
+split, images, out = sys.argv[1:]
+for patient in json.load(open(split))["parts"]["val"]["groups"]:
+    link = os.path.join(out, patient)
+    if not os.path.lexists(link):
+        os.symlink(os.path.abspath(os.path.join(images, patient)), link)
+PY
+isl-rt calibrate build/real-val --bundle export/head-ct-real-tiny --labels "$split/val.csv" --label-column lesion \
+  --out build/real-calibration.csv
