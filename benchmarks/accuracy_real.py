@@ -55,7 +55,7 @@ LEVEL_BINS = 5
 #: share of the patients drawn (without replacement) in each resample of a CI
 FRACTION = 0.3
 METHODS = {
-    "isl": "full ISL: DRN of the difference image (the bundle's slice score)",
+    "isl": "full ISL: DRN of the difference image (the paper)",
     "slice_drn": "original slice → DRN (trained the same way on the windowed slice)",
     "dscore": "pixel-sum D-score: sum of the difference image in the cavity",
     "residual": "signed residual: cavity pixels brighter than the dedisorder image by > 0.1",
@@ -205,6 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "bundle": bundle.manifest.name, "bundle_root": str(bundle.root), "split_seed": args.split_seed, "part": args.part,
         "slice_score": bundle.manifest.slice_score_spec.describe(),
+        "own_method": "residual" if bundle.manifest.slice_score_spec.kind == "residual" else "isl",
         "test_patients": len(test_patients), "slices": len(keys), "lesion_slices": int(y.sum()),
         "scan": {"ok": summary.ok, "errors": summary.errors, "seconds": seconds, "backend": summary.backend},
         "slice_report": {fill: {k: report[fill][k] for k in ("auc", "by_size", "localisation") if k in report[fill]}
@@ -234,7 +235,8 @@ def markdown(result: dict[str, Any], argv: list[str]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for name, row in result["methods"].items():
-        lines.append(f"| {name} | {METHODS[name]} | {row['auc']:.3f} | {_ci(row['ci95'])} | "
+        own = " **(the bundle's)**" if name == result.get("own_method") else ""
+        lines.append(f"| {name} | {METHODS[name]}{own} | {row['auc']:.3f} | {_ci(row['ci95'])} | "
                      f"{row['level_matched_auc']:.3f} | {_ci(row['level_matched_ci95'])} |")
     lines += ["", "Level-matched: lesion and lesion-free slices compared only within the same quintile of cavity share; "
               "CIs: 1000 draws of 30% of the test patients (all their slices), as `isl-rt evaluate`.", "",
