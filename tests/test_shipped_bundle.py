@@ -42,3 +42,14 @@ def test_a_changed_byte_or_an_unknown_format_is_refused(tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="format version"):
         load_bundle(copy)
+
+
+def test_the_real_data_bundle_is_shipped_valid_and_says_its_licence():
+    bundle = load_bundle(default_bundle_path("head-ct-real-tiny"))
+    m = bundle.manifest
+    assert m.input_spec.kind == "image" and m.input_spec.channels == 1 and m.size == 128
+    assert m.slice_score_spec.kind == "residual" and m.slice_score_spec.window == "gray"
+    assert m.slice_threshold is not None and m.slice_threshold.n_healthy_slices == 517 and m.threshold is None
+    assert m.cavity is not None and m.cavity.sides == 3 and m.cavity.largest
+    result = CliRunner().invoke(app, ["info", "--bundle", str(bundle.root)])
+    assert result.exit_code == 0 and "NON-COMMERCIAL USE ONLY" in result.output and "bundle OK" in result.output
