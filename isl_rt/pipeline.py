@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -323,6 +323,32 @@ class ScanSummary:
     def slices_per_second(self) -> float:
         return self.slices / self.seconds if self.seconds > 0 else 0.0
 
+    def add(self, outcome: "SeriesOutcome") -> None:
+        """Count one scored series (ok or error)."""
+        if outcome.row.get("status") != "ok":
+            self.errors += 1
+            return
+        self.ok += 1
+        self.slices += outcome.slices
+        for stage, seconds in outcome.stage_seconds.items():
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+
+
+@dataclass
+class SeriesOutcome:
+    """What scoring one series produced (:func:`score_item`), for the one writer of the run."""
+
+    #: the scores CSV row (status ok or error)
+    row: dict[str, Any]
+    #: its rows of ``<stem>.slices.csv`` (none for an error row)
+    slice_rows: list[dict[str, Any]]
+    #: the per-series JSON file's name without ``.json`` (:func:`isl_rt.outputs.safe_name` of the series key)
+    json_name: str
+    #: the per-series JSON document; None for an error row
+    detail: dict[str, Any] | None = None
+    slices: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
 
 @dataclass(frozen=True)
 class SeriesDone:
@@ -377,7 +403,7 @@ def series_json_dir(out_csv: Path) -> Path:
 RUN_FILE = "_run.json"
 
 
-def _run_key(bundle: "Bundle", partition: Partition) -> dict[str, Any]:
+def run_key(bundle: "Bundle", partition: Partition) -> dict[str, Any]:
     """What wrote a scores CSV: the bundle's name, the sha256 of its manifest (networks, centre,
     threshold, ...) and the partition the scan used."""
     from isl_rt.bundle import sha256_file
@@ -390,7 +416,7 @@ def check_resume_key(out_csv: Path, bundle: "Bundle", partition: Partition) -> N
     """Raises :class:`InputError` when ``out_csv`` holds rows another bundle or partition wrote
     (what a resumed :func:`scan_directory` would refuse), before any work starts."""
     out_csv = Path(out_csv)
-    _check_resume(out_csv, series_json_dir(out_csv), _run_key(bundle, partition))
+    _check_resume(out_csv, series_json_dir(out_csv), run_key(bundle, partition))
 
 
 def _check_resume(out_csv: Path, json_dir: Path, key: dict[str, Any]) -> None:
@@ -444,11 +470,46 @@ def scan_directory(
     A bad series becomes an error row and the run goes on. ``results`` (DICOM results, for
     example) gets every scored series before its row is written.
     """
+
+    def score_all(todo: Sequence["SeriesItem"]) -> Iterator[SeriesOutcome]:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="isl-load") as pool:
+            pending = pool.submit(load_item, todo[0]) if todo else None
+            for i, item in enumerate(todo):
+                assert pending is not None
+                loaded = pending.result()
+                pending = pool.submit(load_item, todo[i + 1]) if i + 1 < len(todo) else None
+                yield score_item(item, loaded, bundle, scorer, backend_name=backend_name, heatmaps=heatmaps,
+                                 results=results, top_slices=top_slices)
+
+    return scan_series(root, out_csv, bundle, scorer.params, score_all, backend_name=backend_name, resume=resume,
+                       on_series=on_series)
+
+
+#: An engine: scores the series to do and yields one outcome per series, in any order, each
+#: exactly once (the local engine above, :mod:`isl_rt.ray_engine` on a Ray cluster).
+ScoreAll = Callable[[Sequence["SeriesItem"]], Iterable["SeriesOutcome"]]
+
+
+def scan_series(
+    root: Path,
+    out_csv: Path,
+    bundle: "Bundle",
+    params: ScanParams,
+    score_all: ScoreAll,
+    *,
+    backend_name: str,
+    resume: bool = True,
+    on_series: Callable[[SeriesDone], None] | None = None,
+) -> ScanSummary:
+    """What :func:`scan_directory` does, with the scoring left to ``score_all``: discovery, the
+    set-aside rows, the resume rules and the run key, and writing each outcome (per-series JSON,
+    slice rows, then the scores row) as ``score_all`` yields it. Only this function writes the
+    scores CSV, so an engine that scores a series twice (a retried task) still writes one row."""
     from isl_rt.io.series import KIND_WORDS, discover_series
 
     out_csv = Path(out_csv)
     found = discover_series(Path(root))
-    kind = scorer.params.input_kind
+    kind = params.input_kind
     mine = found.of_kind(kind)
     others = [s for s in found.series if s.kind != kind]
     if others and not mine:
@@ -458,15 +519,14 @@ def scan_directory(
         )
     summary = ScanSummary(out=out_csv, backend=backend_name)
     json_dir = series_json_dir(out_csv)
-    run_key = _run_key(bundle, scorer.params.partition)
+    key = run_key(bundle, params.partition)
     if resume:
-        _check_resume(out_csv, json_dir, run_key)
+        _check_resume(out_csv, json_dir, key)
     start = time.perf_counter()
     with ScoreTable(out_csv, resume=resume) as table, \
-            ScoreTable(slices_csv_path(out_csv), resume=resume, columns=SLICE_COLUMNS) as slice_table, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="isl-load") as pool:
+            ScoreTable(slices_csv_path(out_csv), resume=resume, columns=SLICE_COLUMNS) as slice_table:
         reconcile_slices(table, slice_table)
-        write_json_atomic(json_dir / RUN_FILE, run_key)
+        write_json_atomic(json_dir / RUN_FILE, key)
         # Items discovery could not use, and series of the kind the bundle does not read: one skipped
         # or error row each, keyed by path (a bad file of a good series must not mark that series as
         # done for --resume).
@@ -497,20 +557,41 @@ def scan_directory(
             index += 1
             if on_series:
                 on_series(SeriesDone(index, total, row, summary.slices_per_second))
-        pending = pool.submit(_load, todo[0]) if todo else None
-        for i, item in enumerate(todo):
-            assert pending is not None
-            loaded = pending.result()
-            pending = pool.submit(_load, todo[i + 1]) if i + 1 < len(todo) else None
-            row, slice_rows = _score_series(item, loaded, bundle, scorer, json_dir, heatmaps, results, top_slices, summary)
-            slice_table.append_many(slice_rows)  # first: a crash between the two leaves slices that resume drops
-            table.append(row)
+        for outcome in score_all(todo):
+            if table.done(row_key(outcome.row)):
+                continue  # an engine that yielded a series twice: its first row stands
+            write_detail(outcome, json_dir)
+            slice_table.append_many(outcome.slice_rows)  # first: a crash between the two leaves slices that resume drops
+            table.append(outcome.row)
+            summary.add(outcome)
             index += 1
             summary.seconds = time.perf_counter() - start
             if on_series:
-                on_series(SeriesDone(index, total, row, summary.slices_per_second))
+                on_series(SeriesDone(index, total, outcome.row, summary.slices_per_second))
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def write_detail(outcome: "SeriesOutcome", json_dir: Path) -> None:
+    """Write the per-series JSON of a scored series into ``json_dir`` (nothing for an error row), its
+    heat-map folder relative to ``json_dir`` so the outputs can move together."""
+    detail = outcome.detail
+    if detail is None:
+        return
+    if detail.get("heatmaps") is not None:
+        detail = {**detail, "heatmaps": os.path.relpath(Path(detail["heatmaps"]), json_dir.resolve())}
+    write_json_atomic(json_dir / f"{outcome.json_name}.json", detail)
+
+
+def score_series_item(item: "SeriesItem", loaded: "LoadedSeries | IslError", bundle: "Bundle", scorer: Scorer,
+                      json_dir: Path, summary: ScanSummary) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What :func:`scan_directory` does with one decoded series, without heat maps or DICOM results:
+    score it, write its per-series JSON into ``json_dir`` and return its scores row and slice rows
+    (an ``error`` row and no slice rows when it failed). ``isl-rt bench`` times scans with it."""
+    outcome = score_item(item, loaded, bundle, scorer, backend_name=summary.backend, top_slices=0)
+    write_detail(outcome, json_dir)
+    summary.add(outcome)
+    return outcome.row, outcome.slice_rows
 
 
 def _set_aside_row(item: "SetAside") -> dict[str, Any]:
@@ -526,7 +607,7 @@ def _identity(item: "SeriesItem") -> dict[str, Any]:
             "SeriesInstanceUID": item.series_uid}
 
 
-def _load(item: "SeriesItem") -> Any:
+def load_item(item: "SeriesItem") -> Any:
     """Decode one series; an IslError is returned (not raised) so the batch goes on."""
     from isl_rt.io.series import load_series
 
@@ -536,38 +617,43 @@ def _load(item: "SeriesItem") -> Any:
         return err
 
 
-def score_series_item(item: "SeriesItem", loaded: "LoadedSeries | IslError", bundle: "Bundle", scorer: Scorer,
-                      json_dir: Path, summary: ScanSummary) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """What :func:`scan_directory` does with one decoded series, without heat maps or DICOM results:
-    score it, write its per-series JSON into ``json_dir`` and return its scores row and slice rows
-    (an ``error`` row and no slice rows when it failed). ``isl-rt bench`` times scans with it."""
-    return _score_series(item, loaded, bundle, scorer, json_dir, None, None, 0, summary)
+def failed_outcome(item: "SeriesItem", reason: str, *, seconds: float = 0.0) -> SeriesOutcome:
+    """The error row of a series that could not be scored, with its reason."""
+    row = {**_identity(item), "n_slices": item.n_slices, "status": "error", "error": reason, "seconds": seconds}
+    return SeriesOutcome(row, [], safe_name(item.key))
 
 
-def _score_series(
+def score_item(
     item: "SeriesItem",
     loaded: Any,
     bundle: "Bundle",
     scorer: Scorer,
-    json_dir: Path,
-    heatmaps: Path | None,
-    results: ResultWriter | None,
-    top_slices: int,
-    summary: ScanSummary,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The scores row of one series and its slice rows (none when it failed)."""
+    *,
+    backend_name: str,
+    heatmaps: Path | None = None,
+    results: ResultWriter | None = None,
+    top_slices: int = 3,
+) -> SeriesOutcome:
+    """Score one series decoded by :func:`load_item` (or the IslError it returned): its scores row,
+    its slice rows and its per-series JSON document (an error row and nothing else when it failed).
+    Writes the heat maps and hands the series to ``results`` itself; the rows and the JSON are for
+    the caller to write (:func:`scan_series`), so this runs wherever the scorer is."""
     began = time.perf_counter()
     threshold = bundle.manifest.threshold
     slice_threshold = bundle.manifest.slice_threshold
+    name = safe_name(item.key)
     row: dict[str, Any] = {**_identity(item), "n_slices": item.n_slices}
+
+    def failed(reason: str) -> SeriesOutcome:
+        return failed_outcome(item, reason, seconds=time.perf_counter() - began)
+
     try:
         if isinstance(loaded, IslError):
             raise loaded
         series: LoadedSeries = loaded
         scores = scorer.score_series(series)
     except IslError as err:
-        summary.errors += 1
-        return {**row, "status": "error", "error": str(err), "seconds": time.perf_counter() - began}, []
+        return failed(str(err))
     scan_score = scores.scan_score
     flagged = None if threshold is None else scan_score > threshold.scan_score
     percentile = None if threshold is None else healthy_percentile(scan_score, threshold.healthy_scores)
@@ -589,7 +675,6 @@ def _score_series(
          "flagged": None if slice_threshold is None else bool(scores.slice_scores[i] > slice_threshold.slice_score)}
         for i in range(series.n_slices)
     ]
-    name = safe_name(item.key)
     wanted = heatmaps is not None or results is not None
     heat = heat_on_source_grid(scores.heat, series.pixels.shape[-2:]) if wanted else None
     if results is not None:
@@ -597,44 +682,35 @@ def _score_series(
             results.write(SeriesResult(item.series_uid or item.key, tuple(item.ref.files), scores, heat,
                                        None if threshold is None else threshold.scan_score, percentile, series.kind))
         except IslError as err:
-            summary.errors += 1
-            return {**row, "status": "error", "error": f"scored, but its results could not be written: {err}",
-                    "seconds": time.perf_counter() - began}, []
-    for stage, seconds in scores.seconds.items():
-        summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
-    summary.slices += int(scores.slice_scores.size)
-    summary.ok += 1
+            return failed(f"scored, but its results could not be written: {err}")
     heat_folder = None if heatmaps is None else Path(heatmaps) / name
     if heat_folder is not None:
         write_heatmaps(heat_folder, series.display(), scores, heat,
                        threshold=None if threshold is None else threshold.scan_score, top=top_slices)
     row["seconds"] = time.perf_counter() - began
-    write_json_atomic(
-        json_dir / f"{name}.json",
-        {
-            **row,
-            "kind": series.kind,
-            "SeriesDescription": item.description,
-            "SeriesNumber": item.series_number,
-            "metadata": series.metadata,
-            "bundle": bundle.manifest.name,
-            "windows": [{"name": w.name, "level": w.level, "width": w.width} for w in bundle.manifest.windows],
-            # relative to this JSON's folder, so the outputs can move together
-            "heatmaps": None if heat_folder is None else os.path.relpath(heat_folder.resolve(), json_dir.resolve()),
-            "backend": summary.backend,
-            "dedn_passes_per_slice": scorer.groups,
-            "threshold": None if threshold is None else threshold.scan_score,
-            "slice_threshold": None if slice_threshold is None else slice_threshold.slice_score,
-            "slice_scores": scores.slice_scores,
-            "slice_apds": scores.apds,
-            "slice_sources": list(series.sources),
-            "slice_positions_mm": series.positions_mm,
-            "bit_depth": series.bit_depth or None,
-            "warnings": list(series.warnings),
-            "stage_seconds": scores.seconds,
-        },
-    )
-    return row, slice_rows
+    detail = {
+        **row,
+        "kind": series.kind,
+        "SeriesDescription": item.description,
+        "SeriesNumber": item.series_number,
+        "metadata": series.metadata,
+        "bundle": bundle.manifest.name,
+        "windows": [{"name": w.name, "level": w.level, "width": w.width} for w in bundle.manifest.windows],
+        # absolute here; relative to the JSON's folder when written, so the outputs can move together
+        "heatmaps": None if heat_folder is None else heat_folder.resolve(),
+        "backend": backend_name,
+        "dedn_passes_per_slice": scorer.groups,
+        "threshold": None if threshold is None else threshold.scan_score,
+        "slice_threshold": None if slice_threshold is None else slice_threshold.slice_score,
+        "slice_scores": scores.slice_scores,
+        "slice_apds": scores.apds,
+        "slice_sources": list(series.sources),
+        "slice_positions_mm": series.positions_mm,
+        "bit_depth": series.bit_depth or None,
+        "warnings": list(series.warnings),
+        "stage_seconds": scores.seconds,
+    }
+    return SeriesOutcome(row, slice_rows, name, detail, int(scores.slice_scores.size), dict(scores.seconds))
 
 
 def heat_on_source_grid(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
