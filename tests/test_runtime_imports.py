@@ -9,7 +9,7 @@ def test_runtime_modules_and_cli_do_not_import_torch():
         "import sys\n"
         "import isl_rt.cli, isl_rt.pipeline, isl_rt.backends, isl_rt.backends.onnxruntime, isl_rt.bundle, "
         "isl_rt.kernels, isl_rt.io.dicom, isl_rt.io.images, isl_rt.io.phantom, isl_rt.evaluate, isl_rt.demo, "
-        "isl_rt.dicom_results, isl_rt.node\n"
+        "isl_rt.dicom_results, isl_rt.node, isl_rt.ray_engine\n"
         "from typer.testing import CliRunner\n"
         "assert CliRunner().invoke(isl_rt.cli.app, ['info']).exit_code == 0\n"
         "heavy = sorted(m for m in ('torch', 'tensorrt', 'onnx') if m in sys.modules)\n"

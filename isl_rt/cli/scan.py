@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,6 +87,13 @@ def phantom(
     )
 
 
+class Engine(str, Enum):
+    """Where `scan` scores the series."""
+
+    local = "local"
+    ray = "ray"
+
+
 class _ScanProgress:
     """A progress bar on stderr for scan_directory: series done and slices/s. Keeps the rows and
     writes each into the live report, when there is one."""
@@ -124,13 +132,17 @@ def scan(
     backend: Annotated[str, typer.Option("--backend", help="auto, tensorrt, onnxruntime, onnxruntime-cuda, openvino, torch or torch-cuda.")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="OpenVINO's DeDN precision: fp32, bf16 or int8; default the fastest that passed `isl-rt check-precision` here, else fp32.")] = "",
     batch_size: Annotated[int, typer.Option("--batch-size", help="DeDN images per inference call (whole slices of G images each).")] = DEDN_BATCH,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all (--engine ray: per actor, 0 = 1).")] = 0,
     heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Folder for heat maps (NPZ), overlays of the top slices and slice-score curves.")] = None,
     dicom_out: Annotated[Path | None, typer.Option("--dicom-out", help="Folder for DICOM results per series: a TID 1500 measurement report (Comprehensive 3D SR) and a Parametric Map of the heat map (needs the dicom-node extra).")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip series already in --out (default) or start the CSV over.")] = True,
     stride: Annotated[int, typer.Option("--stride", help="0 = the bundle's partition (K×K single cells, the paper); s in 2..K = s² DeDN passes of non-adjacent cells per slice, faster (accuracy measured in benchmarks/RESULTS.md).")] = 0,
     report: Annotated[Path | None, typer.Option("--report", help="Folder for the HTML report, written as each series finishes; implies heat maps (in --heatmaps, else <stem>.heatmaps/ beside --out).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary and its rows as JSON.")] = False,
+    engine: Annotated[Engine, typer.Option("--engine", help="local: this process (the next series decoded while one is scored); ray: a pool of Ray actors, one backend pair each (the ray extra; every node sees DIR, the bundle and the output folders at the same paths).")] = Engine.local,
+    address: Annotated[str, typer.Option("--address", help="--engine ray: local (start a Ray instance here), auto (the running cluster) or HOST:PORT.")] = "local",
+    actors: Annotated[int, typer.Option("--actors", help="--engine ray: actors in the pool; 0 = as many as the cluster's CPUs (GPUs with --gpus-per-actor) hold at --threads each.")] = 0,
+    gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", help="--engine ray: GPUs reserved per actor (0.5 = two actors share a GPU); 0 = CPU actors.")] = 0.0,
 ) -> None:
     """Score every series under DIR of the kind the bundle reads (axial CT DICOM or image folders): scan score, flag, top slice, APDS; a CSV row per series and one per slice."""
     import time
@@ -154,24 +166,36 @@ def scan(
         from isl_rt.dicom_results import DicomResultWriter, algorithm_of
 
         results = DicomResultWriter(dicom_out, algorithm_of(loaded))
-    pair = open_backends(loaded, backend, threads=threads, precision=precision)
     console = Console(stderr=True)
     passes = f"; {params.partition.groups} DeDN passes per slice (--stride {stride})" if stride else ""
-    console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pair.description}{passes}", highlight=False, soft_wrap=True)
     live = None
     if report is not None:
         from isl_rt.report import Report, default_heatmaps_dir
 
         heatmaps = heatmaps if heatmaps is not None else default_heatmaps_dir(out)
         live = Report(out, report)
-    with pair, _ScanProgress(console, report=live) as progress:
-        scorer = Scorer(params, pair.dedn, pair.drn, dedn_batch=batch_size)
-        summary = scan_directory(directory, out, loaded, scorer, backend_name=pair.name, resume=resume,
-                                 heatmaps=heatmaps, results=results, on_series=progress)
+    if engine is Engine.ray:
+        from isl_rt.ray_engine import ActorSpec, RayOptions, RayPool
+
+        spec = ActorSpec(loaded.root.resolve(), backend, max(1, threads), precision, stride, batch_size,
+                         heatmaps, results, 3, Path.cwd())
+        with RayPool(spec, RayOptions(address, actors, gpus_per_actor)) as pool:
+            console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pool.description}{passes}", highlight=False, soft_wrap=True)
+            with _ScanProgress(console, report=live) as progress:
+                summary = pool.scan(directory, out, loaded, resume=resume, on_series=progress)
+        backend_name = pool.backend_name
+    else:
+        pair = open_backends(loaded, backend, threads=threads, precision=precision)
+        console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pair.description}{passes}", highlight=False, soft_wrap=True)
+        with pair, _ScanProgress(console, report=live) as progress:
+            scorer = Scorer(params, pair.dedn, pair.drn, dedn_batch=batch_size)
+            summary = scan_directory(directory, out, loaded, scorer, backend_name=pair.name, resume=resume,
+                                     heatmaps=heatmaps, results=results, on_series=progress)
+        backend_name = pair.name
     rows = progress.rows
     errors = [r for r in rows if r.get("status") == "error"]
     if as_json:
-        print_json({"out": str(out), "backend": pair.name, "ok": summary.ok, "errors": summary.errors,
+        print_json({"out": str(out), "backend": backend_name, "engine": engine.value, "ok": summary.ok, "errors": summary.errors,
                      "skipped": summary.skipped, "resumed": summary.resumed, "slices": summary.slices, "seconds": summary.seconds,
                      "slices_per_second": summary.slices_per_second, "stage_seconds": summary.stage_seconds,
                      "rows": rows})

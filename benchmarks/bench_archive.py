@@ -1,0 +1,131 @@
+"""Archive scale: the same phantom cohort scanned by the local engine and by a Ray actor pool.
+
+    python benchmarks/bench_archive.py --series 200 [--stride 2] [--actors 2] [--bundle PATH]
+
+Writes ``--series`` phantom series (seed 777), then scans them with ``isl-rt scan``'s two engines
+on this machine, one after the other, with the same bundle, backend (ONNX Runtime) and partition:
+``local`` (:func:`isl_rt.pipeline.scan_directory`, ``--threads`` CPU threads, the next series
+decoded on a thread while one is scored) and ``ray`` (:class:`isl_rt.ray_engine.RayPool`, a local
+Ray instance with ``--actors`` actors of ``--threads // --actors`` threads each). Prints JSON lines:
+the machine, one line per engine (wall time, slices/s, seconds per series, start-up time of the
+pool, peak RSS of the driver and of each actor), and the ratio line. The CSVs of the two runs are
+compared row for row (timings left out); a difference fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    import onnxruntime
+    import ray
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"kind": "machine", "cpu": cpu, "cpus": os.cpu_count(), "loadavg_1min": round(os.getloadavg()[0], 2),
+            "platform": platform.platform(), "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__, "ray": ray.__version__, "nice": os.nice(0)}
+
+
+def peak_rss_mib(pid: int | None = None) -> float:
+    """VmHWM of a process (this one by default), MiB."""
+    if pid is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def stable_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        rows = [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(handle)]
+    return sorted(rows, key=lambda r: (r["path"], r["series"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=200)
+    parser.add_argument("--stride", type=int, default=0, help="the scan's --stride (0 = the bundle's partition)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of the local scan, shared by the actors")
+    parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument("--bundle", default="")
+    parser.add_argument("--cohort", default="", help="scan this folder instead of writing a cohort")
+    args = parser.parse_args(argv)
+
+    import ray
+
+    from isl_rt.backends import open_backends
+    from isl_rt.bundle import default_bundle_path, load_bundle
+    from isl_rt.io.phantom import write_cohort
+    from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory, with_stride
+    from isl_rt.ray_engine import ActorSpec, RayOptions, RayPool
+
+    print(json.dumps(machine()), flush=True)
+    work = Path(tempfile.mkdtemp(prefix="isl-archive-"))
+    cohort = Path(args.cohort) if args.cohort else work / "cohort"
+    if not args.cohort:
+        write_cohort(cohort, args.series, 0.5, 777)
+    bundle = load_bundle(args.bundle or default_bundle_path())
+    results: dict[str, dict[str, Any]] = {}
+
+    start = time.perf_counter()
+    with open_backends(bundle, "onnxruntime", threads=args.threads) as pair:
+        scorer = Scorer(with_stride(params_from_bundle(bundle), args.stride), pair.dedn, pair.drn)
+        ready = time.perf_counter() - start
+        summary = scan_directory(cohort, work / "local.csv", bundle, scorer, backend_name=pair.name, resume=False)
+    wall = time.perf_counter() - start
+    results["local"] = {"engine": "local", "threads": args.threads, "series": summary.ok, "slices": summary.slices,
+                        "wall_s": round(wall, 2), "startup_s": round(ready, 2), "scan_s": round(summary.seconds, 2),
+                        "slices_per_s": round(summary.slices / summary.seconds, 3),
+                        "s_per_series": round(summary.seconds / summary.ok, 3),
+                        "driver_peak_rss_mib": round(peak_rss_mib(), 1)}
+    print(json.dumps(results["local"]), flush=True)
+
+    per_actor = max(1, args.threads // args.actors)
+    start = time.perf_counter()
+    ray.init(num_cpus=args.threads, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    spec = ActorSpec(bundle.root.resolve(), "onnxruntime", per_actor, "", args.stride, 16, None, None, 3, Path.cwd())
+    with RayPool(spec, RayOptions("local", args.actors, 0.0)) as pool:
+        ready = time.perf_counter() - start
+        summary = pool.scan(cohort, work / "ray.csv", bundle, resume=False)
+        actor_rss = [round(peak_rss_mib(pid), 1) for pid in pool.pids]
+    wall = time.perf_counter() - start
+    ray.shutdown()
+    results["ray"] = {"engine": "ray", "actors": args.actors, "threads_per_actor": per_actor, "series": summary.ok,
+                      "slices": summary.slices, "wall_s": round(wall, 2), "startup_s": round(ready, 2),
+                      "scan_s": round(summary.seconds, 2), "slices_per_s": round(summary.slices / summary.seconds, 3),
+                      "s_per_series": round(summary.seconds / summary.ok, 3),
+                      "driver_peak_rss_mib": round(peak_rss_mib(), 1), "actor_peak_rss_mib": actor_rss}
+    print(json.dumps(results["ray"]), flush=True)
+
+    same = stable_rows(work / "local.csv") == stable_rows(work / "ray.csv")
+    local, distributed = results["local"], results["ray"]
+    print(json.dumps({
+        "kind": "ratio", "series": args.series, "stride": args.stride, "same_rows": same,
+        "ray_over_local_slices_per_s": round(distributed["slices_per_s"] / local["slices_per_s"], 3),
+        "ray_minus_local_s_per_series": round(distributed["s_per_series"] - local["s_per_series"], 3),
+        "ray_startup_minus_local_s": round(distributed["startup_s"] - local["startup_s"], 2),
+        "cohort": str(cohort),
+    }), flush=True)
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
