@@ -112,6 +112,9 @@ class SeriesActor:
                           "folders at the same paths.")
             return
         try:
+            from isl_rt import extensions
+
+            extensions.native().set_num_threads(spec.threads)  # the kernels' OpenMP threads: this actor's CPUs, not the node's
             self.bundle = load_bundle(spec.bundle_root)
             self.pair = open_backends(self.bundle, spec.backend, threads=spec.threads, precision=spec.precision)
             self.pair.__enter__()
