@@ -7,8 +7,11 @@ on this machine, one after the other, with the same bundle, backend (ONNX Runtim
 ``local`` (:func:`isl_rt.pipeline.scan_directory`, ``--threads`` CPU threads, the next series
 decoded on a thread while one is scored) and ``ray`` (:class:`isl_rt.ray_engine.RayPool`, a local
 Ray instance with ``--actors`` actors of ``--threads // --actors`` threads each). Prints JSON lines:
-the machine, one line per engine (wall time, slices/s, seconds per series, start-up time of the
-pool, peak RSS of the driver and of each actor), and the ratio line. The CSVs of the two runs are
+the machine, one line per engine (wall time, slices/s, seconds per series, CPU seconds per series
+(user + system; the driver's and the actors' apart), start-up time of the pool, peak RSS of the
+driver and of each actor, niceness), and the ratio line. On a shared machine the CPU seconds are
+the fair comparison: Ray starts its workers at a lower priority than the driver (higher nice), so
+their wall time depends on what else runs. The CSVs of the two runs are
 compared row for row (timings left out); a difference fails the run.
 """
 
@@ -53,6 +56,21 @@ def peak_rss_mib(pid: int | None = None) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (this one by default) so far."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def niceness(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as handle:
+        return int(handle.read().rsplit(")", 1)[1].split()[16])
+
+
 def stable_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as handle:
         rows = [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(handle)]
@@ -86,12 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
 
     start = time.perf_counter()
+    cpu_before = cpu_seconds()
     with open_backends(bundle, "onnxruntime", threads=args.threads) as pair:
         scorer = Scorer(with_stride(params_from_bundle(bundle), args.stride), pair.dedn, pair.drn)
         ready = time.perf_counter() - start
         summary = scan_directory(cohort, work / "local.csv", bundle, scorer, backend_name=pair.name, resume=False)
     wall = time.perf_counter() - start
-    results["local"] = {"engine": "local", "threads": args.threads, "series": summary.ok, "slices": summary.slices,
+    local_cpu = cpu_seconds() - cpu_before
+    results["local"] = {"cpu_s_per_series": round(local_cpu / summary.ok, 3), "nice": os.nice(0),"engine": "local", "threads": args.threads, "series": summary.ok, "slices": summary.slices,
                         "wall_s": round(wall, 2), "startup_s": round(ready, 2), "scan_s": round(summary.seconds, 2),
                         "slices_per_s": round(summary.slices / summary.seconds, 3),
                         "s_per_series": round(summary.seconds / summary.ok, 3),
@@ -104,11 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     spec = ActorSpec(bundle.root.resolve(), "onnxruntime", per_actor, "", args.stride, 16, None, None, 3, Path.cwd())
     with RayPool(spec, RayOptions("local", args.actors, 0.0)) as pool:
         ready = time.perf_counter() - start
+        actors_before = [cpu_seconds(pid) for pid in pool.pids]
+        driver_before = cpu_seconds()
         summary = pool.scan(cohort, work / "ray.csv", bundle, resume=False)
+        driver_cpu = cpu_seconds() - driver_before
+        actor_cpu = sum(cpu_seconds(pid) - before for pid, before in zip(pool.pids, actors_before))
         actor_rss = [round(peak_rss_mib(pid), 1) for pid in pool.pids]
+        actor_nice = [niceness(pid) for pid in pool.pids]
     wall = time.perf_counter() - start
     ray.shutdown()
-    results["ray"] = {"engine": "ray", "actors": args.actors, "threads_per_actor": per_actor, "series": summary.ok,
+    results["ray"] = {"actor_cpu_s_per_series": round(actor_cpu / summary.ok, 3),
+                      "driver_cpu_s_per_series": round(driver_cpu / summary.ok, 4), "driver_nice": os.nice(0),
+                      "actor_nice": actor_nice, "engine": "ray", "actors": args.actors, "threads_per_actor": per_actor, "series": summary.ok,
                       "slices": summary.slices, "wall_s": round(wall, 2), "startup_s": round(ready, 2),
                       "scan_s": round(summary.seconds, 2), "slices_per_s": round(summary.slices / summary.seconds, 3),
                       "s_per_series": round(summary.seconds / summary.ok, 3),
@@ -120,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({
         "kind": "ratio", "series": args.series, "stride": args.stride, "same_rows": same,
         "ray_over_local_slices_per_s": round(distributed["slices_per_s"] / local["slices_per_s"], 3),
+        "ray_over_local_cpu_s_per_series": round((distributed["actor_cpu_s_per_series"] + distributed["driver_cpu_s_per_series"])
+                                                 / local["cpu_s_per_series"], 3),
         "ray_minus_local_s_per_series": round(distributed["s_per_series"] - local["s_per_series"], 3),
         "ray_startup_minus_local_s": round(distributed["startup_s"] - local["startup_s"], 2),
         "cohort": str(cohort),
