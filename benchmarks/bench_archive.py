@@ -21,7 +21,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -31,18 +30,11 @@ from typing import Any
 
 
 def machine() -> dict[str, Any]:
-    import onnxruntime
     import ray
 
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"kind": "machine", "cpu": cpu, "cpus": os.cpu_count(), "loadavg_1min": round(os.getloadavg()[0], 2),
-            "platform": platform.platform(), "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__, "ray": ray.__version__, "nice": os.nice(0)}
+    from isl_rt import bench
+
+    return {"kind": "machine", **bench.machine(), "ray": ray.__version__, "nice": os.nice(0)}
 
 
 def peak_rss_mib(pid: int | None = None) -> float:
