@@ -93,7 +93,10 @@ def send_study(port: int, files: list[Path]) -> tuple[list[int], float]:
     assoc = ae.associate("127.0.0.1", port, ae_title="ISLRT")
     if not assoc.is_established:
         raise RuntimeError("no association with isl-rt listen")
-    statuses = [int(assoc.send_c_store(ds).Status) for ds in datasets]
+    statuses = []
+    for ds in datasets:  # an answer without a Status (none within the DIMSE timeout, an abort) counts as -1
+        answer = assoc.send_c_store(ds) if assoc.is_established else None
+        statuses.append(int(answer.Status) if answer is not None and "Status" in answer else -1)
     last = time.perf_counter()
     assoc.release()
     return statuses, last
