@@ -115,8 +115,8 @@ def _json_default(value: Any) -> Any:
 
 def row_key(row: Mapping[str, Any]) -> str:
     """What identifies a series across runs: its SeriesInstanceUID, else its path."""
-    uid = str(row.get("SeriesInstanceUID") or "")
-    return uid if uid else f"path:{row.get('path', '')}"
+    uid = csv_cell(row.get("SeriesInstanceUID") or "")
+    return uid if uid else f"path:{csv_cell(row.get('path', ''))}"  # as the CSV holds it, so resume finds it
 
 
 class ScoreTable:
@@ -225,4 +225,5 @@ def csv_cell(value: Any) -> str:
         return "1" if value else "0"
     if isinstance(value, float):
         return f"{value:.9g}"  # round-trips float32 scores exactly
-    return str(value)
+    # a file name that is not valid UTF-8 reaches Python with surrogate escapes: written as \xNN
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

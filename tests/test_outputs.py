@@ -84,3 +84,16 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_name_that_is_not_utf8_is_written_escaped_and_found_on_resume(tmp_path):
+    from isl_rt.outputs import row_key
+
+    out = tmp_path / "scores.csv"
+    odd = {"path": "/d/caf\udcff/x.dcm", "SeriesInstanceUID": "", "status": "skipped", "error": "not DICOM: caf\udcff"}
+    with ScoreTable(out) as table:
+        table.append(odd)  # a name with byte 0xFF reaches Python as a surrogate escape
+    [row] = _read(out)
+    assert row["path"] == "/d/caf\\xff/x.dcm" and row["error"] == "not DICOM: caf\\xff"
+    with ScoreTable(out, resume=True) as table:
+        assert table.done(row_key(odd))
