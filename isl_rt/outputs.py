@@ -114,9 +114,14 @@ def _json_default(value: Any) -> Any:
 
 
 def row_key(row: Mapping[str, Any]) -> str:
-    """What identifies a series across runs: its SeriesInstanceUID, else its path."""
+    """What identifies a row's item across runs: its SeriesInstanceUID, else its path and, when it
+    names one, its series (two broken series in one folder are two items), as the CSV holds them."""
     uid = csv_cell(row.get("SeriesInstanceUID") or "")
-    return uid if uid else f"path:{csv_cell(row.get('path', ''))}"  # as the CSV holds it, so resume finds it
+    if uid:
+        return uid
+    key = f"path:{csv_cell(row.get('path', ''))}"
+    series = csv_cell(row.get("series") or "")
+    return f"{key}|series:{series}" if series else key
 
 
 class ScoreTable:

@@ -312,6 +312,8 @@ class ScanSummary:
     backend: str
     ok: int = 0
     errors: int = 0
+    #: series the input gate found not to be a usable head CT (``rejected`` rows, no score)
+    rejected: int = 0
     #: files discovery set aside on purpose (not DICOM, not axial CT, localizers, reports)
     skipped: int = 0
     resumed: int = 0
@@ -325,6 +327,9 @@ class ScanSummary:
 
     def add(self, outcome: "SeriesOutcome") -> None:
         """Count one scored series (ok or error)."""
+        if outcome.row.get("status") == "rejected":
+            self.rejected += 1
+            return
         if outcome.row.get("status") != "ok":
             self.errors += 1
             return
@@ -338,7 +343,7 @@ class ScanSummary:
 class SeriesOutcome:
     """What scoring one series produced (:func:`score_item`), for the one writer of the run."""
 
-    #: the scores CSV row (status ok or error)
+    #: the scores CSV row (status ok, rejected or error)
     row: dict[str, Any]
     #: its rows of ``<stem>.slices.csv`` (none for an error row)
     slice_rows: list[dict[str, Any]]
@@ -601,6 +606,18 @@ def _set_aside_row(item: "SetAside") -> dict[str, Any]:
     return {"path": str(item.path), "series": item.series or "", "status": item.status, "error": reason}
 
 
+def gate_series(item: "SeriesItem", series: "LoadedSeries") -> Any:
+    """The input gate's verdict (``isl_rt.io.gate``) on one loaded series: its pixels (DICOM CT in
+    HU, whose headers :func:`_load` checked before decoding; images)."""
+    from isl_rt.io import gate
+
+    if series.kind == "hu":  # its headers passed the gate before it was decoded (_load)
+        return gate.check_ct_pixels(gate.ct_slice_stats(series.pixels, item.ref.pixel_spacing))
+    # images: the pixel checks only; a folder of images may hold a few chosen slices, not a whole
+    # series, so the slice count of a head CT is not asked of it (the decode bounds still hold)
+    return gate.check_image_pixels(gate.image_slice_stats(series.pixels))
+
+
 def _identity(item: "SeriesItem") -> dict[str, Any]:
     """The columns that identify a series in the scores CSV."""
     return {"path": str(item.path), "series": item.key, "StudyInstanceUID": item.study_uid,
@@ -611,6 +628,12 @@ def load_item(item: "SeriesItem") -> Any:
     """Decode one series; an IslError is returned (not raised) so the batch goes on."""
     from isl_rt.io.series import load_series
 
+    if item.kind == "hu":  # the gate's header checks first: an absurd series is never decoded
+        from isl_rt.io import gate
+
+        verdict = gate.check_ct_header(item.ref)
+        if not verdict.usable:
+            return verdict
     try:
         return load_series(item)
     except IslError as err:
@@ -650,7 +673,14 @@ def score_item(
     try:
         if isinstance(loaded, IslError):
             raise loaded
+        from isl_rt.io.gate import Verdict
+
         series: LoadedSeries = loaded
+        verdict = loaded if isinstance(loaded, Verdict) else gate_series(item, series)
+        if not verdict.usable:  # not a usable head CT: a reason, never a score that looks normal
+            rejected = {**row, "status": "rejected", "error": f"not scored: {verdict.reason}",
+                        "seconds": time.perf_counter() - began}
+            return SeriesOutcome(rejected, [], name)
         scores = scorer.score_series(series)
     except IslError as err:
         return failed(str(err))

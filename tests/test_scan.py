@@ -54,7 +54,7 @@ def test_scan_writes_ok_rows_error_rows_and_json(small_bundle, messy_folder, tmp
     assert "not a DICOM file" in skipped["notes.txt"]  # set aside on purpose: not an error
     assert "truncated" in errors["broken.dcm"]
     assert any("MR" in e or "not CT" in e or "modality" in e.lower() for e in skipped.values())
-    assert f"{len(errors)} error rows, {len(skipped)} skipped" in result.output
+    assert f"{len(errors)} error rows, 0 rejected (not a usable head CT), {len(skipped)} skipped" in result.output
     threshold = small_bundle.manifest.threshold.scan_score
     for row in ok:
         score = float(row["scan_score"])

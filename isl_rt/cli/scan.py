@@ -195,7 +195,7 @@ def scan(
     rows = progress.rows
     errors = [r for r in rows if r.get("status") == "error"]
     if as_json:
-        print_json({"out": str(out), "backend": backend_name, "engine": engine.value, "ok": summary.ok, "errors": summary.errors,
+        print_json({"out": str(out), "backend": backend_name, "engine": engine.value, "ok": summary.ok, "errors": summary.errors, "rejected": summary.rejected,
                      "skipped": summary.skipped, "resumed": summary.resumed, "slices": summary.slices, "seconds": summary.seconds,
                      "slices_per_second": summary.slices_per_second, "stage_seconds": summary.stage_seconds,
                      "rows": rows})
@@ -204,7 +204,8 @@ def scan(
             typer.echo(f"error: {row['path']}: {row['error']}", err=True)
         typer.echo(
             f"{summary.ok} series scored ({summary.slices} slices, {summary.slices_per_second:.1f} slices/s), "
-            f"{summary.errors} error rows, {summary.skipped} skipped (not series this bundle reads), {summary.resumed} already in {out}"
+            f"{summary.errors} error rows, {summary.rejected} rejected (not a usable head CT), {summary.skipped} skipped "
+            f"(not series this bundle reads), {summary.resumed} already in {out}"
         )
     if live is not None:
         from isl_rt.cli.report import echo_report
