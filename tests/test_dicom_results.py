@@ -174,9 +174,14 @@ def test_the_device_uid_changes_when_the_bundle_changes(small_bundle, tmp_path):
     assert len(before.device_uid) <= 64 and Algorithm("x", "0" * 64, "9").device_uid != Algorithm("x", "0" * 64, "8").device_uid
 
 
+def _head_sized(ds):
+    ds.PixelSpacing = [4.0, 4.0]
+
+
 def test_a_series_the_results_cannot_be_built_for_becomes_an_error_row(small_bundle, dicom_factory, tmp_path):
-    dicom_factory.series(tmp_path / "in" / "a", n=4)  # these slices have no FrameOfReferenceUID
-    written = dicom_factory.series(tmp_path / "in" / "b", n=4)
+    # heads the input gate accepts (12 slices of 5 mm, a 256 mm field of view)
+    dicom_factory.series(tmp_path / "in" / "a", n=12, spacing=5.0, mutate=_head_sized)  # no FrameOfReferenceUID
+    written = dicom_factory.series(tmp_path / "in" / "b", n=12, spacing=5.0, mutate=_head_sized)
     uid = generate_uid()
     for path in written.files:
         ds = pydicom.dcmread(path)
