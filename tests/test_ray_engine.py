@@ -45,8 +45,8 @@ def _details(out):
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    """Four short phantom series (six slices each, one with a haemorrhage), a text file and a
-    truncated DICOM file."""
+    """Four short phantom series (ten slices each, the fewest the input gate takes for a head CT;
+    one with a haemorrhage), a text file and a truncated DICOM file."""
     import dataclasses
 
     from isl_rt.io.phantom import generate_study, write_study
@@ -55,8 +55,8 @@ def tree(tmp_path_factory):
     for k, disorder in enumerate((None, "intraparenchymal_haemorrhage", None, None)):
         study = generate_study(5100 + k, disorder, "large" if disorder else None)
         middle = study.n_slices // 2
-        write_study(dataclasses.replace(study, hu=study.hu[middle - 3:middle + 3],
-                                        lesion_mask=study.lesion_mask[middle - 3:middle + 3]), root / f"s{k}")
+        write_study(dataclasses.replace(study, hu=study.hu[middle - 5:middle + 5],
+                                        lesion_mask=study.lesion_mask[middle - 5:middle + 5]), root / f"s{k}")
     (root / "notes.txt").write_text("not DICOM")
     (root / "broken.dcm").write_bytes(sorted((root / "s0").iterdir())[0].read_bytes()[:4000])
     return root
