@@ -46,6 +46,7 @@ def test_a_sweep_gives_one_complete_result_per_configuration(small_bundle, phant
         assert r["dedn_passes_per_slice"] == small_bundle.partition().groups  # K=2: 2×2 cells; stride 2: 4 groups too
         assert set(r["stage_share"]) == {"decode", "kernels", "dedn", "drn", "outputs"}
         assert abs(sum(r["stage_share"].values()) - 1) < 0.01 and r["stage_share"]["dedn"] > 0
+        assert sum(r["stage_seconds"].values()) == pytest.approx(r["seconds"], rel=0.01)  # every second in one stage
         lat = r["latency_per_series_ms"]
         assert 0 < lat["median"] <= lat["p90"] <= lat["p99"]
         assert lat["median"] == pytest.approx(1000 * r["seconds"], rel=1e-3)
