@@ -48,15 +48,15 @@ def _precision(word: str) -> str:
 @app.command("bench")
 @user_errors
 def bench(
-    directory: Annotated[Path | None, typer.Argument(metavar="[DIR]", help="Folder of DICOM series or image folders to scan; default a built-in phantom CT series.", show_default=False)] = None,
+    directory: Annotated[Path | None, typer.Argument(metavar="DIR", help="Folder of DICOM series or image folders to scan; default a built-in phantom CT series.", show_default=False)] = None,
     bundle: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder; default the shipped head-ct-tiny.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="Backends, comma-separated: auto, tensorrt, onnxruntime, onnxruntime-cuda, openvino, torch, torch-cuda.")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="DeDN precisions, comma-separated: fp32, bf16, int8 (OpenVINO); each is combined with the backends that run it. Default: each backend's own.")] = "",
     batch_size: Annotated[str, typer.Option("--batch-size", help="DeDN images per inference call, comma-separated.")] = str(DEDN_BATCH),
     stride: Annotated[str, typer.Option("--stride", help="Partition strides, comma-separated: 0 = the bundle's K×K cells, s = s² passes of non-adjacent cells (as scan --stride).")] = "0",
     threads: Annotated[str, typer.Option("--threads", help="CPU inference threads, comma-separated; 0 = all.")] = "0",
-    duration: Annotated[float, typer.Option("--duration", help="Seconds of interleaved rounds (instead of --slices).")] = 0.0,
-    slices: Annotated[int, typer.Option("--slices", help=f"Slices each configuration scans at least (whole series; default {DEFAULT_SLICES}).")] = 0,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds of interleaved rounds (instead of --slices).", show_default=False)] = 0.0,
+    slices: Annotated[int, typer.Option("--slices", help=f"Slices each configuration scans at least (whole series; default {DEFAULT_SLICES}).", show_default=False)] = 0,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed series per configuration before timing.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per configuration (one per line) instead of the table.")] = False,
 ) -> None:
