@@ -98,7 +98,8 @@ class Listener:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
         self.offset = log.stat().st_size if log.exists() else 0
         self.handle = log.open("ab")
-        self.proc = subprocess.Popen(args, stdout=self.handle, stderr=subprocess.STDOUT, env=env)
+        # run outside the checkout: from its root `python -c` would import the uncompiled source tree
+        self.proc = subprocess.Popen(args, stdout=self.handle, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
         self.port = int(self.wait_for_log(r"listening on [0-9.]+:(\d+)", 60).group(1))
 
     def text(self) -> str:
@@ -261,7 +262,8 @@ def test_listen_says_when_its_port_is_taken(small_bundle, tmp_path):
         port = taken.getsockname()[1]
         run = subprocess.run([sys.executable, "-c", "from isl_rt.cli import main; main()", "listen", "--store", str(tmp_path / "store"),
                               "--out", str(tmp_path / "scores.csv"), "--port", str(port), "--bind", "127.0.0.1",
-                              "--bundle", str(small_bundle.root), "--threads", "1"], capture_output=True, text=True, timeout=120)
+                              "--bundle", str(small_bundle.root), "--threads", "1"], capture_output=True, text=True, timeout=120,
+                             cwd=tmp_path)
     assert run.returncode == 1 and f"error: Cannot listen on 127.0.0.1:{port}" in run.stderr and "Traceback" not in run.stderr
 
 

@@ -73,11 +73,18 @@ def local_scan(small_bundle, tree, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ray_instance():
+def ray_instance(tmp_path_factory):
     ray = pytest.importorskip("ray")
+    # Ray puts the driver's working folder on its workers' sys.path: outside the checkout, so they
+    # import the installed isl_rt (with its compiled extension), not the source tree
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("ray-driver"))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-    yield ray
-    ray.shutdown()
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        os.chdir(before)
 
 
 @needs_ray
