@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -71,19 +70,13 @@ class Features:
     images when the bundle scores slices by the residual) and ``residual`` the signed residual
     (the bundle's threshold and window, else 0.1 in the first window)."""
 
-    def __init__(self, params: Any, drn: Any, slice_drn: Any, windows: Any) -> None:
+    def __init__(self, scorer: Any, slice_drn: Any, windows: Any) -> None:
         self.rows: dict[str, dict[str, float]] = {}
         self.windows = windows
-        self.params = params
-        self.drn = drn
+        self.scorer = scorer
+        self.params = scorer.params
         self.slice_drn = slice_drn
-        self.residual = params.residual or (0, RESIDUAL_THRESHOLD)
-
-    def _drn_scores(self, difference: np.ndarray) -> np.ndarray:
-        p = self.params
-        h = np.concatenate([self.drn.infer({p.drn_input: difference[i : i + 32]})[p.drn_output]
-                            for i in range(0, len(difference), 32)]).astype(np.float64)
-        return np.linalg.norm(h - p.centre.astype(np.float64)[None, :], axis=1)
+        self.residual = self.params.residual or (0, RESIDUAL_THRESHOLD)
 
     def write(self, result: Any) -> list[Path]:
         from isl_rt.pipeline import residual_scores
@@ -91,7 +84,7 @@ class Features:
         s = result.scores
         x = s.x[:, 0]
         region = np.ones(x.shape, dtype=bool) if s.region is None else s.region > 0
-        isl = s.slice_scores if self.params.residual is None else self._drn_scores(s.difference)
+        isl = s.slice_scores if self.params.residual is None else self.scorer.drn_scores(s.difference)
         residual, _ = residual_scores(s.x, s.inpainted, s.region, self.residual)
         bright = (x >= BRIGHT[0]) & (x < BRIGHT[1]) & region
         extra = None if self.slice_drn is None else self.slice_drn.scores(s.x, self.windows)
@@ -147,17 +140,9 @@ def auc_table(y: np.ndarray, groups: np.ndarray, scores: dict[str, np.ndarray], 
     return out
 
 
-def machine() -> dict[str, Any]:
-    import onnxruntime
-
-    import isl_rt
-
-    return {"python": platform.python_version(), "isl_rt": isl_rt.__version__, "onnxruntime": onnxruntime.__version__,
-            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from isl_rt.backends import open_backends
+    from isl_rt.bench import machine
     from isl_rt.bundle import load_bundle
     from isl_rt.evaluate_slices import evaluate_slices
     from isl_rt.labels import write_split
@@ -184,8 +169,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     scores_csv = out / "scores.csv"
     began = time.perf_counter()
     with open_backends(bundle, "onnxruntime", threads=args.threads) as pair:
-        features = Features(params, pair.drn, slice_drn, bundle.manifest.windows)
         scorer = Scorer(params, pair.dedn, pair.drn)
+        features = Features(scorer, slice_drn, bundle.manifest.windows)
         summary = scan_directory(tree, scores_csv, bundle, scorer, backend_name=pair.description, resume=False,
                                  heatmaps=out / "heatmaps", results=features)
     seconds = time.perf_counter() - began

@@ -168,17 +168,22 @@ class Scorer:
                 heat, apds = kernels.heatmap(positive, x, p.heat_threshold, p.heat_box, p.heat_gamma)
             return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, difference=x_dif,
                                 seconds=timer.seconds, region=region, inpainted=x_dd)
-        embeddings = []
         with timer("drn"):
-            for start in range(0, n_slices, self.drn_batch):
-                chunk = x_dif[start : start + self.drn_batch]
-                embeddings.append(self.drn.infer({p.drn_input: chunk}, check=start == 0)[p.drn_output])
+            slice_scores = self.drn_scores(x_dif)
         with timer("kernels"):
-            h = np.concatenate(embeddings, axis=0).astype(np.float64)
-            slice_scores = np.linalg.norm(h - p.centre.astype(np.float64)[None, :], axis=1).astype(np.float32)
             heat, apds = kernels.heatmap(x_dif, x, p.heat_threshold, p.heat_box, p.heat_gamma)
         return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, difference=x_dif, seconds=timer.seconds,
                             region=region, inpainted=x_dd)
+
+
+    def drn_scores(self, x_dif: np.ndarray) -> np.ndarray:
+        """The DRN's slice scores float32 [N] of difference images [N,C,S,S]: the distance of each
+        embedding from the healthy centre."""
+        p = self.params
+        embeddings = [self.drn.infer({p.drn_input: x_dif[start : start + self.drn_batch]}, check=start == 0)[p.drn_output]
+                      for start in range(0, x_dif.shape[0], self.drn_batch)]
+        h = np.concatenate(embeddings, axis=0).astype(np.float64)
+        return np.linalg.norm(h - p.centre.astype(np.float64)[None, :], axis=1).astype(np.float32)
 
 
 def residual_scores(x: np.ndarray, x_dd: np.ndarray, region: np.ndarray | None,
@@ -326,7 +331,7 @@ class ScanSummary:
         return self.slices / self.seconds if self.seconds > 0 else 0.0
 
     def add(self, outcome: "SeriesOutcome") -> None:
-        """Count one scored series (ok or error)."""
+        """Count one scored series (ok, rejected or error)."""
         if outcome.row.get("status") == "rejected":
             self.rejected += 1
             return
@@ -608,10 +613,10 @@ def _set_aside_row(item: "SetAside") -> dict[str, Any]:
 
 def gate_series(item: "SeriesItem", series: "LoadedSeries") -> Any:
     """The input gate's verdict (``isl_rt.io.gate``) on one loaded series: its pixels (DICOM CT in
-    HU, whose headers :func:`_load` checked before decoding; images)."""
+    HU, whose headers :func:`load_item` checked before decoding; images)."""
     from isl_rt.io import gate
 
-    if series.kind == "hu":  # its headers passed the gate before it was decoded (_load)
+    if series.kind == "hu":  # its headers passed the gate before it was decoded (load_item)
         return gate.check_ct_pixels(gate.ct_slice_stats(series.pixels, item.ref.pixel_spacing))
     # images: the pixel checks only; a folder of images may hold a few chosen slices, not a whole
     # series, so the slice count of a head CT is not asked of it (the decode bounds still hold)
@@ -640,9 +645,10 @@ def load_item(item: "SeriesItem") -> Any:
         return err
 
 
-def failed_outcome(item: "SeriesItem", reason: str, *, seconds: float = 0.0) -> SeriesOutcome:
-    """The error row of a series that could not be scored, with its reason."""
-    row = {**_identity(item), "n_slices": item.n_slices, "status": "error", "error": reason, "seconds": seconds}
+def failed_outcome(item: "SeriesItem", reason: str, *, seconds: float = 0.0, status: str = "error") -> SeriesOutcome:
+    """The row of a series that was not scored, with its reason: ``error`` (it could not be) or
+    ``rejected`` (the input gate found it not to be a usable head CT)."""
+    row = {**_identity(item), "n_slices": item.n_slices, "status": status, "error": reason, "seconds": seconds}
     return SeriesOutcome(row, [], safe_name(item.key))
 
 
@@ -678,9 +684,8 @@ def score_item(
         series: LoadedSeries = loaded
         verdict = loaded if isinstance(loaded, Verdict) else gate_series(item, series)
         if not verdict.usable:  # not a usable head CT: a reason, never a score that looks normal
-            rejected = {**row, "status": "rejected", "error": f"not scored: {verdict.reason}",
-                        "seconds": time.perf_counter() - began}
-            return SeriesOutcome(rejected, [], name)
+            return failed_outcome(item, f"not scored: {verdict.reason}", seconds=time.perf_counter() - began,
+                                  status="rejected")
         scores = scorer.score_series(series)
     except IslError as err:
         return failed(str(err))
