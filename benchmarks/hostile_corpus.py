@@ -167,16 +167,26 @@ def matrix_16(root: Path, w: Writer) -> None:
     w.head_series(root, pixel_mm=14.0, hu=lambda i: simple_head_slice(16, seed=i))
 
 
-def rle_bomb(root: Path, w: Writer) -> None:
-    """12 small RLE files whose headers declare 16384×16384 (the decoder would need 512 MiB each)."""
+def _rle_declaring(side: int) -> Callable[[Dataset], None]:
+    """Make a slice a small RLE file whose header declares ``side``×``side`` pixels."""
     def edit(ds: Dataset) -> None:
-        ds.Rows = ds.Columns = 16384
+        ds.Rows = ds.Columns = side
         ds.file_meta.TransferSyntaxUID = RLELossless
         header = np.zeros(16, dtype="<u4")
         header[0], header[1], header[2] = 2, 64, 64 + 4096
         ds.PixelData = encapsulate([header.tobytes() + b"\x81\x00" * 4096])  # runs of zeros
         ds["PixelData"].VR = "OB"
-    w.head_series(root, edit=edit)
+    return edit
+
+
+def rle_bomb(root: Path, w: Writer) -> None:
+    """12 small RLE files whose headers declare 16384×16384 (the decoder would need 512 MiB each)."""
+    w.head_series(root, edit=_rle_declaring(16384))
+
+
+def rle_series_over_a_gibibyte(root: Path, w: Writer) -> None:
+    """130 small RLE files of 2048×2048 (each within the matrix limit), 1.02 GiB decoded in all."""
+    w.head_series(root, n=130, spacing=1.0, edit=_rle_declaring(2048))
 
 
 def forged_codestream(root: Path, w: Writer) -> None:
@@ -388,6 +398,7 @@ CASES: dict[str, Case] = {
     "no_skull": Case(pixel_kind(_no_skull), ("rejected",)),
     "matrix_16": Case(matrix_16, ("rejected",)),
     "rle_declares_16384": Case(rle_bomb, ("rejected",)),
+    "rle_series_over_1_gib": Case(rle_series_over_a_gibibyte, ("rejected",)),
     "few_slices": Case(lambda root, w: w.head_series(root, n=3), ("rejected",)),
     "single_slice": Case(lambda root, w: w.head_series(root, n=1), ("rejected",)),
     "thick_slices": Case(lambda root, w: w.head_series(root, spacing=20.0), ("rejected",)),

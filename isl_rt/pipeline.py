@@ -633,12 +633,15 @@ def load_item(item: "SeriesItem") -> Any:
     """Decode one series; an IslError is returned (not raised) so the batch goes on."""
     from isl_rt.io.series import load_series
 
-    if item.kind == "hu":  # the gate's header checks first: an absurd series is never decoded
-        from isl_rt.io import gate
+    from isl_rt.io import gate
 
+    # the gate's header checks first: an absurd or oversized series is never decoded
+    if item.kind == "hu":
         verdict = gate.check_ct_header(item.ref)
-        if not verdict.usable:
-            return verdict
+    else:
+        verdict = gate.check_image_size(item.n_slices, item.ref.rows, item.ref.columns, max(item.channels, 1))
+    if not verdict.usable:
+        return verdict
     try:
         return load_series(item)
     except IslError as err:

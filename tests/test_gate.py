@@ -142,3 +142,24 @@ def test_image_series_gate():
     assert "uniform" in gate.check_image_pixels(gate.image_slice_stats(uniform)).reason
     noise = np.random.default_rng(0).random((12, 1, 256, 256), dtype=np.float32) * 0.9
     assert "no cranial cavity" in gate.check_image_pixels(gate.image_slice_stats(noise)).reason
+
+
+def test_a_series_too_large_to_decode_is_refused_from_its_headers(tmp_path, dicom_factory, monkeypatch):
+    dicom_factory.head_series(tmp_path)  # 12 slices of 256×256: 1.5 MiB of HU
+    ref = _ref(tmp_path)
+    assert gate.check_ct_header(ref).usable
+    monkeypatch.setattr(gate, "MAX_SERIES_BYTES", 2**20)
+    verdict = gate.check_ct_header(ref)
+    assert not verdict.usable and "1.5 MiB" not in verdict.reason and "nothing was decoded" in verdict.reason
+    assert "12 slices of 256×256" in verdict.reason
+    assert gate.check_image_size(12, 256, 256, 1).usable is False  # 3 MiB of float32
+    assert gate.check_image_size(2, 256, 256, 1).usable
+
+
+def test_the_size_limit_holds_a_thin_sliced_head_and_refuses_what_would_take_over_a_gibibyte():
+    from isl_rt.io.limits import MAX_SERIES_BYTES, series_bytes
+
+    assert series_bytes(512, 512, 2048) == MAX_SERIES_BYTES  # 0.1 mm slices across a head still decode
+    assert series_bytes(2048, 2048, 130) > MAX_SERIES_BYTES
+    assert gate.check_image_size(1024, 512, 512, 1).usable
+    assert "GiB decoded" in gate.check_image_size(400, 1024, 1024, 3).reason

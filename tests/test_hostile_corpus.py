@@ -1,6 +1,7 @@
 """`isl-rt scan` on the hostile corpus (benchmarks/hostile_corpus.py): every kind gives the rows
 its case names, no traceback, no `ok` row for what is not a usable head, nothing written outside
-the output folder, and a resumed run adds nothing."""
+the output folder, a resumed run adds nothing, and the scan's peak memory stays under
+``PEAK_RSS_MIB`` (the corpus holds series that would take 0.5 to 16 GiB if they were decoded)."""
 
 import csv
 import importlib.util
@@ -9,12 +10,21 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import subprocess
+
 import pytest
 from typer.testing import CliRunner
 
 from isl_rt.cli import app
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_corpus.py"
+#: The scan of the corpus peaked at 481 MiB here (the runtimes and one small series at a time);
+#: decoding any of its oversized series would add 0.5 GiB (one 16384×16384 slice) to 1 GiB.
+PEAK_RSS_MIB = 900
+#: Runs the CLI and writes its peak RSS (KiB, Linux) to stderr as it exits.
+_MEASURED_CLI = ("import atexit, resource, sys\n"
+                 "atexit.register(lambda: sys.stderr.write(f'peak-rss-kib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n'))\n"
+                 "from isl_rt.cli import main\nmain()")
 
 
 def _corpus_module():
@@ -38,9 +48,12 @@ def test_the_hostile_corpus_gets_the_rows_its_cases_name(small_bundle, tmp_path)
     before = _tree(tmp_path)
     out = tmp_path / "out" / "scores.csv"
     args = ["scan", str(corpus), "--out", str(out), "--bundle", str(small_bundle.root), "--threads", "1"]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0 and "Traceback" not in result.output, result.output[-3000:]
-    assert result.exception is None or isinstance(result.exception, SystemExit)
+    result = subprocess.run([sys.executable, "-c", _MEASURED_CLI, *args], cwd=tmp_path, capture_output=True, text=True,
+                            errors="replace", timeout=1200)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "Traceback" not in output, output[-3000:]
+    peak_mib = int(output.rsplit("peak-rss-kib ", 1)[1].split()[0]) / 1024
+    assert peak_mib < PEAK_RSS_MIB, f"scan of the hostile corpus peaked at {peak_mib:.0f} MiB"
     with out.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     got = defaultdict(list)

@@ -33,7 +33,7 @@ import numpy as np
 
 from isl_rt import kernels
 from isl_rt.io.dicom import SeriesRef
-from isl_rt.io.limits import MAX_MATRIX
+from isl_rt.io.limits import MAX_MATRIX, MAX_SERIES_BYTES, series_bytes
 
 # ---- headers --------------------------------------------------------------------------------
 
@@ -141,6 +141,14 @@ def _matrix_problem(rows: int, columns: int) -> str | None:
     return None
 
 
+def _size_problem(rows: int, columns: int, slices: int, *, channels: int = 1, itemsize: int = 2) -> str | None:
+    size = series_bytes(rows, columns, slices, channels=channels, itemsize=itemsize)
+    if size > MAX_SERIES_BYTES:
+        return (f"its {slices} slices of {rows}×{columns} pixels would take {size / 2**30:.2f} GiB decoded, more than "
+                f"isl-rt decodes for one series ({MAX_SERIES_BYTES / 2**30:g} GiB), so nothing was decoded")
+    return None
+
+
 def check_ct_header(ref: SeriesRef) -> Verdict:
     """Judge a discovered CT series from its headers alone (nothing decoded)."""
     problem = _matrix_problem(ref.rows, ref.columns)
@@ -148,6 +156,9 @@ def check_ct_header(ref: SeriesRef) -> Verdict:
         return _reject(problem)
     if ref.n_slices < MIN_SLICES:
         return _reject(f"it has {ref.n_slices} slice{'s' if ref.n_slices != 1 else ''}; a head CT has at least {MIN_SLICES}")
+    problem = _size_problem(ref.rows, ref.columns, ref.n_slices)
+    if problem:
+        return _reject(problem)
     rescale = np.asarray(ref.rescale, dtype=np.float64).reshape(-1, 2)
     if rescale.size:
         slope, intercept = rescale[:, 0], rescale[:, 1]
@@ -192,14 +203,21 @@ def check_ct_header(ref: SeriesRef) -> Verdict:
     return Verdict(warnings=tuple(warnings), facts={"extent_mm": round(extent, 1), "field_of_view_mm": round(fov, 1)})
 
 
-def check_image_header(n_images: int, rows: int, columns: int) -> Verdict:
+def check_image_header(n_images: int, rows: int, columns: int, channels: int = 1) -> Verdict:
     """Judge an image series (a folder of pre-windowed slices) from its size alone."""
     problem = _matrix_problem(rows, columns)
     if problem:
         return _reject(problem.replace("slices declare", "images are").replace("slices are", "images are"))
     if n_images < MIN_SLICES:
         return _reject(f"it holds {n_images} image{'s' if n_images != 1 else ''}; a head CT has at least {MIN_SLICES} slices")
-    return Verdict()
+    return check_image_size(n_images, rows, columns, channels)
+
+
+def check_image_size(n_images: int, rows: int, columns: int, channels: int = 1) -> Verdict:
+    """Refuse an image series whose float volume would exceed ``MAX_SERIES_BYTES`` (what
+    ``scan`` asks of a folder of images before decoding it; it may hold any number of slices)."""
+    problem = _size_problem(rows, columns, n_images, channels=channels, itemsize=4)
+    return _reject(problem.replace("slices of", "images of")) if problem else Verdict()
 
 
 # ---- per-slice statistics -------------------------------------------------------------------

@@ -15,3 +15,13 @@ MAX_MATRIX = 2048
 #: Files larger than this are not opened: a 2048×2048 16-bit slice with its header is about
 #: 8 MiB, so anything 8× beyond is not a single CT slice or image.
 MAX_FILE_BYTES = 64 * 2**20
+#: Largest decoded series: the HU volume (Rows × Columns × slices × 2 bytes) or an image
+#: series' float volume (Rows × Columns × channels × images × 4 bytes). 1 GiB holds 2048 slices
+#: of 512×512 HU (a head at 0.1 mm) or 1024 gray images of 512×512; a series beyond it is
+#: refused from its headers, before decoding, by the input gate.
+MAX_SERIES_BYTES = 2**30
+
+
+def series_bytes(rows: int, columns: int, slices: int, *, channels: int = 1, itemsize: int = 2) -> int:
+    """What one decoded series takes: Rows × Columns × channels × slices × bytes per value."""
+    return int(rows) * int(columns) * int(channels) * int(slices) * int(itemsize)
