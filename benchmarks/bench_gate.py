@@ -3,8 +3,9 @@
     python benchmarks/bench_gate.py [--real ../shared/data/phe-sich-ct-ids] [--phantom 40] [--seed 4242]
 
 Real data: every patient folder of PHE-SICH-CT-IDS (pre-windowed 8-bit PNG slices, 99 series,
-2,920 slices) goes through the image gate as ``scan`` runs it (header check on the folder's size
-and image count, then the pixel check on all its slices). Phantom: ``--phantom N`` series written
+2,920 slices) goes through the image gate as ``scan`` runs it and stricter (the header check of
+a whole head series: the folder's size and, which ``scan`` does not ask of image folders, its
+image count; then the pixel check on all its slices). Phantom: ``--phantom N`` series written
 with ``--seed`` go through the CT gate (header, then pixels on the decoded HU volume). Prints one
 JSON line per series, then one summary line per data set: series and slices seen, series and
 slices rejected (each with its reason), slices on which no cranial cavity was found or none that

@@ -5,10 +5,11 @@
 Writes the hostile corpus (benchmarks/hostile_corpus.py; or scans ``--corpus``), scans it once
 without interruption (the reference), then ``--kills`` times: starts the same scan into a fresh
 output folder, sends SIGKILL to it after a random delay drawn uniformly from (0, reference wall
-time), and runs the same command again (it resumes). Each resumed scores CSV and slices CSV is
-compared with the reference row by row, every column but the timing one (``seconds``), as sets
-of rows, plus the per-series JSON files present. Prints one JSON line per kill and a summary:
-how many of the resumed runs matched the reference exactly.
+time) (a scan that finishes before its kill is started again with a delay drawn within its own
+duration, so every trial is a real kill), and runs the same command again (it resumes). Each
+resumed scores CSV and slices CSV is compared with the reference row by row, every column but
+the timing one (``seconds``), as sets of rows, plus the per-series JSON files present. Prints one
+JSON line per kill and a summary: how many of the resumed runs matched the reference exactly.
 """
 
 from __future__ import annotations
@@ -96,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     same = 0
     for k in range(args.kills):
         out = work / f"kill{k:02d}"
-        delay = rng.uniform(0.0, seconds)
-        _, _, killed = run(scan_command(corpus, out, args.bundle), kill_after=delay)
+        limit, killed = seconds, False
+        while not killed:  # a scan that finished before its kill is no kill: draw again within its time
+            delay = rng.uniform(0.0, limit)
+            _, took, killed = run(scan_command(corpus, out, args.bundle), kill_after=delay)
+            if not killed:
+                shutil.rmtree(out, ignore_errors=True)
+                limit = 0.95 * took
         rows_at_kill = len(rows_of(out / "scores.csv"))
         code_resumed, _, _ = run(scan_command(corpus, out, args.bundle))
         got = snapshot(out)
