@@ -41,6 +41,8 @@ Decisions, in one place:
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import queue
@@ -308,6 +310,7 @@ class Node:
         and the server. Raises :class:`IslError` when the scores CSV belongs to another bundle."""
         cfg = self.config
         check_resume_key(cfg.out_csv, self.bundle, self.scorer.params.partition)
+        limit_malloc_arenas()
         _make_dirs(cfg.incoming)
         self._worker.start()
         if self.forwarder is not None:
@@ -435,6 +438,7 @@ class Node:
                 self._score(folder)
             except Exception:  # a bug must not stop the node: log it, the series stays unscored
                 log.exception("series folder %s: scoring failed", folder)
+            release_freed_memory()
 
     def _score(self, folder: Path) -> None:
         cfg = self.config
@@ -452,6 +456,36 @@ class Node:
             log.info("series folder %s: already scored; the instances that arrived since are stored, not scored again", folder.name)
         if self.forwarder is not None:
             self.forwarder.wake()
+
+
+def _libc_function(function: str) -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), function, None) if name else None
+    except OSError:
+        return None
+
+
+_MALLOC_TRIM = _libc_function("malloc_trim")
+_MALLOPT = _libc_function("mallopt")
+#: glibc's mallopt parameter for the number of malloc arenas (malloc.h)
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Let glibc's malloc keep at most ``arenas`` arenas (elsewhere nothing). By default each
+    thread that allocates may get its own, up to 8 per core, and every association thread
+    decodes instances of about 0.5 MiB."""
+    if _MALLOPT is not None:
+        _MALLOPT(_M_ARENA_MAX, arenas)
+
+
+def release_freed_memory() -> None:
+    """Give the C heap's free pages back to the system after each series (glibc's malloc_trim;
+    elsewhere nothing). With :func:`limit_malloc_arenas` it lowered the node's RSS after ten
+    studies from about 610 to 510 MiB (benchmarks/RESULTS.md, "The DICOM node")."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _peer(assoc: Any) -> str:
