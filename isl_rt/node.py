@@ -42,7 +42,6 @@ Decisions, in one place:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import queue
@@ -458,16 +457,13 @@ class Node:
             self.forwarder.wake()
 
 
-def _libc_function(function: str) -> Any:
-    name = ctypes.util.find_library("c")
-    try:
-        return getattr(ctypes.CDLL(name), function, None) if name else None
-    except OSError:
-        return None
-
-
-_MALLOC_TRIM = _libc_function("malloc_trim")
-_MALLOPT = _libc_function("mallopt")
+#: the C library this process runs on (its own symbols); glibc's malloc_trim and mallopt, None elsewhere
+try:
+    _LIBC: Any = ctypes.CDLL(None)
+except (OSError, TypeError):  # no process-wide symbol table to open (Windows)
+    _LIBC = None
+_MALLOC_TRIM = getattr(_LIBC, "malloc_trim", None)
+_MALLOPT = getattr(_LIBC, "mallopt", None)
 #: glibc's mallopt parameter for the number of malloc arenas (malloc.h)
 _M_ARENA_MAX = -8
 

@@ -676,8 +676,8 @@ def score_item(
     name = safe_name(item.key)
     row: dict[str, Any] = {**_identity(item), "n_slices": item.n_slices}
 
-    def failed(reason: str) -> SeriesOutcome:
-        return failed_outcome(item, reason, seconds=time.perf_counter() - began)
+    def failed(reason: str, status: str = "error") -> SeriesOutcome:
+        return failed_outcome(item, reason, seconds=time.perf_counter() - began, status=status)
 
     try:
         if isinstance(loaded, IslError):
@@ -687,8 +687,7 @@ def score_item(
         series: LoadedSeries = loaded
         verdict = loaded if isinstance(loaded, Verdict) else gate_series(item, series)
         if not verdict.usable:  # not a usable head CT: a reason, never a score that looks normal
-            return failed_outcome(item, f"not scored: {verdict.reason}", seconds=time.perf_counter() - began,
-                                  status="rejected")
+            return failed(f"not scored: {verdict.reason}", status="rejected")
         scores = scorer.score_series(series)
     except IslError as err:
         return failed(str(err))

@@ -21,15 +21,12 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_corpus.py
 #: The scan of the corpus peaked at 481 MiB here (the runtimes and one small series at a time);
 #: decoding any of its oversized series would add 0.5 GiB (one 16384×16384 slice) to 1 GiB.
 PEAK_RSS_MIB = 900
-#: Runs the CLI and writes its peak RSS (KiB) to stderr as it exits: VmHWM, the high-water mark of
-#: the memory of this program itself (getrusage's ru_maxrss would carry over the RSS of the
-#: pytest process that spawned it, since the kernel keeps it across exec).
+#: Runs the CLI and writes its peak RSS (MiB) to stderr as it exits: ``isl_rt.bench.peak_rss_mib``,
+#: the high-water mark (VmHWM) of this program's own memory (getrusage's ru_maxrss would carry
+#: over the RSS of the pytest process that spawned it, since the kernel keeps it across exec).
 _MEASURED_CLI = ("import atexit, sys\n"
-                 "def peak():\n"
-                 "    with open('/proc/self/status') as f:\n"
-                 "        kib = next(line.split()[1] for line in f if line.startswith('VmHWM:'))\n"
-                 "    sys.stderr.write(f'peak-rss-kib {kib}\\n')\n"
-                 "atexit.register(peak)\n"
+                 "from isl_rt.bench import peak_rss_mib\n"
+                 "atexit.register(lambda: sys.stderr.write(f'peak-rss-mib {peak_rss_mib()}\\n'))\n"
                  "from isl_rt.cli import main\nmain()")
 
 
@@ -59,7 +56,7 @@ def test_the_hostile_corpus_gets_the_rows_its_cases_name(small_bundle, tmp_path)
                             errors="replace", timeout=1200)
     output = result.stdout + result.stderr
     assert result.returncode == 0 and "Traceback" not in output, output[-3000:]
-    peak_mib = int(output.rsplit("peak-rss-kib ", 1)[1].split()[0]) / 1024
+    peak_mib = float(output.rsplit("peak-rss-mib ", 1)[1].split()[0])
     assert peak_mib < PEAK_RSS_MIB, f"scan of the hostile corpus peaked at {peak_mib:.0f} MiB"
     with out.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

@@ -141,10 +141,11 @@ def _matrix_problem(rows: int, columns: int) -> str | None:
     return None
 
 
-def _size_problem(rows: int, columns: int, slices: int, *, channels: int = 1, itemsize: int = 2) -> str | None:
+def _size_problem(rows: int, columns: int, slices: int, *, channels: int = 1, itemsize: int = 2,
+                  noun: str = "slices") -> str | None:
     size = series_bytes(rows, columns, slices, channels=channels, itemsize=itemsize)
     if size > MAX_SERIES_BYTES:
-        return (f"its {slices} slices of {rows}×{columns} pixels would take {size / 2**30:.2f} GiB decoded, more than "
+        return (f"its {slices} {noun} of {rows}×{columns} pixels would take {size / 2**30:.2f} GiB decoded, more than "
                 f"isl-rt decodes for one series ({MAX_SERIES_BYTES / 2**30:g} GiB), so nothing was decoded")
     return None
 
@@ -216,8 +217,8 @@ def check_image_header(n_images: int, rows: int, columns: int, channels: int = 1
 def check_image_size(n_images: int, rows: int, columns: int, channels: int = 1) -> Verdict:
     """Refuse an image series whose float volume would exceed ``MAX_SERIES_BYTES`` (what
     ``scan`` asks of a folder of images before decoding it; it may hold any number of slices)."""
-    problem = _size_problem(rows, columns, n_images, channels=channels, itemsize=4)
-    return _reject(problem.replace("slices of", "images of")) if problem else Verdict()
+    problem = _size_problem(rows, columns, n_images, channels=channels, itemsize=4, noun="images")
+    return _reject(problem) if problem else Verdict()
 
 
 # ---- per-slice statistics -------------------------------------------------------------------
