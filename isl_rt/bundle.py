@@ -223,26 +223,35 @@ class HeatmapSpec:
 #: scored region, where the slice is brighter than its dedisorder image by more than a threshold
 #: in one window; no DRN). See :class:`SliceScoreSpec`.
 SLICE_SCORE_KINDS: tuple[str, ...] = ("drn", "residual")
+#: How a ``residual`` slice score measures its bright pixels: ``area`` (their share of the slice)
+#: or ``largest`` (the share of the slice covered by their largest 4-connected patch).
+RESIDUAL_MEASURES: tuple[str, ...] = ("area", "largest")
 
 
 @dataclass(frozen=True)
 class SliceScoreSpec:
     """How a slice score is made (manifest ``slice_score``; absent = ``drn``).
 
-    ``residual``: the share of the slice's pixels inside the scored region where window
-    ``window`` of the slice exceeds that of the dedisorder image by more than ``threshold`` (in
-    the window's [0, 1] units). Fresh blood is brighter than the brain the DeDN paints in its
-    place, so the positive residual singles it out where the unsigned difference also holds the
-    DeDN's errors at every edge; the heat map is made from the same positive residual."""
+    ``residual``: the pixels inside the scored region where window ``window`` of the slice
+    exceeds that of the dedisorder image by more than ``threshold`` (in the window's [0, 1]
+    units) are the bright pixels; ``measure`` ``area`` scores their share of the slice,
+    ``largest`` the share of the slice covered by their largest 4-connected patch. Fresh blood is
+    brighter than the brain the DeDN paints in its place, so the positive residual singles it out
+    where the unsigned difference also holds the DeDN's errors at every edge; a haemorrhage is
+    one compact patch, the DeDN's own errors are scattered specks and thin lines along edges,
+    which is what ``largest`` tells apart. The heat map is made from the same positive residual.
+    A manifest without ``measure`` reads as ``area``."""
 
     kind: str = "drn"
     threshold: float = 0.1
     window: str = ""
+    measure: str = "area"
 
     def describe(self) -> str:
         if self.kind == "drn":
             return "DRN: distance of the difference image's embedding from the healthy centre (the paper)"
-        return (f"residual: share of the slice where window '{self.window}' is brighter than the dedisorder image by "
+        what = "share of the slice" if self.measure == "area" else "share of the slice in the largest 4-connected patch of pixels"
+        return (f"residual: {what} where window '{self.window}' is brighter than the dedisorder image by "
                 f"more than {self.threshold:g}, inside the scored region (no DRN)")
 
 
@@ -678,7 +687,7 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
     ss_raw = data.get("slice_score")  # optional: absent or null = the DRN scores slices
     if ss_raw is not None:
         slice_score = SliceScoreSpec(kind=r.text(ss_raw, "kind", "slice_score"), threshold=r.num(ss_raw, "threshold", "slice_score"),
-                                     window=str(ss_raw.get("window") or ""))
+                                     window=str(ss_raw.get("window") or ""), measure=str(ss_raw.get("measure") or "area"))
         problem = slice_score_problem(slice_score, [w.name for w in windows])
         if problem:
             raise r.fail(f"has slice_score {problem}")
@@ -769,6 +778,8 @@ def slice_score_problem(spec: SliceScoreSpec, window_names: Sequence[str]) -> st
             return f"threshold {spec.threshold:g}, which is not in (0, 1)"
         if spec.window not in window_names:
             return f"window {spec.window!r}, which is not one of the bundle's windows ({', '.join(window_names)})"
+        if spec.measure not in RESIDUAL_MEASURES:
+            return f"measure {spec.measure!r}, which is not one of {', '.join(RESIDUAL_MEASURES)}"
     return None
 
 

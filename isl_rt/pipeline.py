@@ -72,9 +72,9 @@ class ScanParams:
     cavity: CavityArgs | None = None
     #: what the networks read: "hu" (DICOM CT through the windows) or "image" (pre-windowed images)
     input_kind: str = "hu"
-    #: (channel, threshold) when the signed residual scores slices (:func:`residual_scores`);
+    #: (channel, threshold, measure) when the signed residual scores slices (:func:`residual_scores`);
     #: None = the DRN (the paper)
-    residual: tuple[int, float] | None = None
+    residual: tuple[int, float, str] | None = None
 
     @property
     def channels(self) -> int:
@@ -187,17 +187,40 @@ class Scorer:
 
 
 def residual_scores(x: np.ndarray, x_dd: np.ndarray, region: np.ndarray | None,
-                    residual: tuple[int, float]) -> tuple[np.ndarray, np.ndarray]:
+                    residual: tuple[int, float] | tuple[int, float, str]) -> tuple[np.ndarray, np.ndarray]:
     """(slice scores float32 [N], positive residual float32 [N,C,S,S]) of a ``residual`` bundle
     (:class:`isl_rt.bundle.SliceScoreSpec`): the positive residual is max(x - x_dd, 0) inside
-    ``region`` (None: everywhere); a slice's score is the share of its pixels where the residual
-    of channel ``residual[0]`` exceeds ``residual[1]``."""
-    channel, threshold = residual
+    ``region`` (None: everywhere). ``residual`` is (channel, threshold[, measure]); the pixels of
+    that channel whose residual exceeds the threshold are the bright pixels, and a slice's score is
+    their share of the slice (measure ``area``, the default) or the share of the slice covered by
+    the largest 4-connected patch of them (measure ``largest``)."""
+    channel, threshold, *rest = residual
+    measure = rest[0] if rest else "area"
     positive = np.maximum(x - x_dd, 0.0, dtype=np.float32)
     if region is not None:
         positive *= region[:, None]
-    scores = (positive[:, channel] > threshold).mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
+    bright = positive[:, channel] > threshold
+    if measure == "area":
+        scores = bright.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
+    elif measure == "largest":
+        scores = (largest_patches(bright) / float(bright[0].size if len(bright) else 1)).astype(np.float32)
+    else:
+        raise ValueError(f"residual measure {measure!r} is not area or largest")
     return scores, positive
+
+
+def largest_patches(mask: np.ndarray) -> np.ndarray:
+    """int64 [N]: the pixel count of the largest 4-connected patch of True in each slice of a
+    bool [N,H,W] mask (0 for a slice with none)."""
+    from scipy import ndimage
+
+    four = ndimage.generate_binary_structure(2, 1)
+    out = np.zeros(len(mask), dtype=np.int64)
+    for i, m in enumerate(mask):
+        labels, count = ndimage.label(m, structure=four)
+        if count:
+            out[i] = int(np.bincount(labels.ravel())[1:].max())
+    return out
 
 
 def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
@@ -301,11 +324,11 @@ def params_from_bundle(bundle: "Bundle") -> ScanParams:
     )
 
 
-def _residual_args(manifest: Any) -> tuple[int, float] | None:
+def _residual_args(manifest: Any) -> tuple[int, float, str] | None:
     spec = manifest.slice_score_spec
     if spec.kind != "residual":
         return None
-    return [w.name for w in manifest.windows].index(spec.window), float(spec.threshold)
+    return [w.name for w in manifest.windows].index(spec.window), float(spec.threshold), spec.measure
 
 
 # ---- scanning a folder tree --------------------------------------------------------------------

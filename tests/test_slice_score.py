@@ -31,6 +31,24 @@ def test_residual_scores_count_bright_residual_inside_the_region():
     assert residual_scores(x, x_dd, None, (0, 0.1))[0].tolist() == [1 / 16, 2 / 16]
 
 
+def test_the_largest_measure_scores_the_largest_four_connected_patch():
+    x = np.zeros((3, 1, 6, 6), dtype=np.float32)
+    x_dd = np.zeros_like(x)
+    x[0, 0, 0, 0:3] = 0.5  # a patch of 3
+    x[0, 0, 4, 4] = x[0, 0, 5, 5] = 0.5  # touching corners only: two patches of 1 (4-connected)
+    x[1, 0, 1:3, 1:3] = 0.5  # a 2x2 patch (4) ...
+    x[1, 0, 5, 0:5] = 0.5  # ... and a line of 5, which is the largest
+    x[1, 0, 5, 2] = 0.05  # below the threshold: the line is broken into 2 and 2
+    # slice 2: nothing bright
+    scores, positive = residual_scores(x, x_dd, None, (0, 0.1, "largest"))
+    assert scores.dtype == np.float32 and scores.tolist() == pytest.approx([3 / 36, 4 / 36, 0.0])
+    assert residual_scores(x, x_dd, None, (0, 0.1, "area"))[0].tolist() == pytest.approx([5 / 36, 8 / 36, 0.0])
+    assert np.array_equal(positive, residual_scores(x, x_dd, None, (0, 0.1))[1])
+    region = np.ones((3, 6, 6), dtype=bool)
+    region[0, 0, 1] = False  # cuts the patch of 3 into 1 and 1
+    assert residual_scores(x, x_dd, region, (0, 0.1, "largest"))[0][0] == pytest.approx(1 / 36)
+
+
 @pytest.fixture()
 def residual_bundle(small_bundle, tmp_path):
     root = tmp_path / "residual"
@@ -69,7 +87,30 @@ def test_the_slice_score_is_recorded_shown_and_checked(residual_bundle, tmp_path
         load_bundle(residual_bundle.root)
 
 
-@pytest.mark.parametrize("value", ["dnr", "residual:x", "residual:0.1:brain:more", "drn:0.1"])
+def test_a_manifest_without_a_measure_reads_as_area_and_the_measure_is_written(residual_bundle):
+    assert residual_bundle.manifest.slice_score_spec.measure == "area"
+    manifest = residual_bundle.root / "manifest.json"
+    data = json.loads(manifest.read_text())
+    assert data["slice_score"]["measure"] == "area"
+    del data["slice_score"]["measure"]  # as bundles written before the measure existed
+    manifest.write_text(json.dumps(data))
+    assert load_bundle(residual_bundle.root).manifest.slice_score_spec.measure == "area"
+    patch = set_slice_score(residual_bundle.root, SliceScoreSpec("residual", 0.1, "brain", "largest"))
+    assert params_from_bundle(patch).residual == (0, pytest.approx(0.1), "largest")
+    assert "largest 4-connected patch" in patch.manifest.slice_score_spec.describe()
+    with pytest.raises(BundleError, match="measure 'biggest'"):
+        set_slice_score(residual_bundle.root, SliceScoreSpec("residual", 0.1, "brain", "biggest"))
+
+
+def test_the_slice_score_option_reads_the_measure():
+    from isl_rt.cli.train import _parse_slice_score
+
+    assert _parse_slice_score("residual") == SliceScoreSpec("residual", 0.1, "", "largest")
+    assert _parse_slice_score("residual:0.2:gray:area") == SliceScoreSpec("residual", 0.2, "gray", "area")
+    assert _parse_slice_score("residual::gray:") == SliceScoreSpec("residual", 0.1, "gray", "largest")
+
+
+@pytest.mark.parametrize("value", ["dnr", "residual:x", "residual:0.1:brain:more", "residual:0.1:brain:area:x", "drn:0.1"])
 def test_export_refuses_a_bad_slice_score_in_one_sentence(value, tmp_path):
     pytest.importorskip("torch")
     result = CliRunner().invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "b"), "--slice-score", value])

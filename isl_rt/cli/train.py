@@ -338,19 +338,23 @@ def _read_scores(path: Path) -> list[float]:
 
 
 def _parse_slice_score(text: str) -> Any:
-    """``drn`` or ``residual[:T[:WINDOW]]`` as a SliceScoreSpec (an empty window: the bundle's first)."""
-    from isl_rt.bundle import SliceScoreSpec
+    """``drn`` or ``residual[:T[:WINDOW[:MEASURE]]]`` as a SliceScoreSpec (an empty window: the
+    bundle's first; an empty measure: ``largest``)."""
+    from isl_rt.bundle import RESIDUAL_MEASURES, SliceScoreSpec
 
     kind, *rest = text.split(":")
     if kind == "drn" and not rest:
         return SliceScoreSpec()
-    if kind != "residual" or len(rest) > 2:
-        raise IslError(f"--slice-score must be drn or residual[:T[:WINDOW]], got {text!r}.")
+    if kind != "residual" or len(rest) > 3:
+        raise IslError(f"--slice-score must be drn or residual[:T[:WINDOW[:MEASURE]]], got {text!r}.")
     try:
         threshold = float(rest[0]) if rest and rest[0] else 0.1
     except ValueError:
         raise IslError(f"--slice-score {text!r}: the threshold {rest[0]!r} is not a number.") from None
-    return SliceScoreSpec("residual", threshold, rest[1] if len(rest) > 1 else "")
+    measure = rest[2] if len(rest) > 2 and rest[2] else "largest"
+    if measure not in RESIDUAL_MEASURES:
+        raise IslError(f"--slice-score {text!r}: the measure {measure!r} is not one of {', '.join(RESIDUAL_MEASURES)}.")
+    return SliceScoreSpec("residual", threshold, rest[1] if len(rest) > 1 else "", measure)
 
 
 @app.command("export")
@@ -364,7 +368,7 @@ def export_command(
     heatmap_threshold: Annotated[float, typer.Option(help="Heat map: difference threshold t.")] = DEFAULT_HEATMAP.threshold,
     heatmap_box: Annotated[int, typer.Option(help="Heat map: box size s (odd).")] = DEFAULT_HEATMAP.box,
     heatmap_gamma: Annotated[float, typer.Option(help="Heat map: exponential enhancement.")] = DEFAULT_HEATMAP.gamma,
-    slice_score: Annotated[str, typer.Option("--slice-score", help="What scores a slice: drn (the paper), or residual[:T[:WINDOW]]: the share of the slice, inside the scored region, brighter than its dedisorder image by more than T (default 0.1) in WINDOW (default the first); no DRN at scan time. Calibrate afterwards.")] = "drn",
+    slice_score: Annotated[str, typer.Option("--slice-score", help="What scores a slice: drn (the paper), or residual[:T[:WINDOW[:MEASURE]]]: of the pixels inside the scored region brighter than the dedisorder image by more than T (default 0.1) in WINDOW (default the first), the share of the slice in their largest 4-connected patch (MEASURE largest, the default) or in all of them (area); no DRN at scan time. Calibrate afterwards.")] = "drn",
     notes_file: Annotated[Path | None, typer.Option("--notes-file", help="A text file whose content goes into the manifest (training.notes) and `isl-rt info --bundle`: the data's source, licence and conditions, the split.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the bundle summary as JSON.")] = False,
 ) -> None:
