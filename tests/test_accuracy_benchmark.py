@@ -29,12 +29,12 @@ def test_accuracy_tables_land_between_the_markers(small_bundle, phantom_cohort, 
     assert accuracy.main(args) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     methods = {line["method"]: line for line in lines if line["kind"] == "method"}
-    assert set(methods) == {"isl", "d_score", "strided"} and all(m["n"] == 3 for m in methods.values())
+    assert set(methods) == {"isl", "d_score", "strided", "residual", "residual_patch"} and all(m["n"] == 3 for m in methods.values())
     partition = next(line for line in lines if line["kind"] == "partition")
     assert partition["slices"] > 0 and partition["slices_per_s"]["isl"] > 0
     text = results.read_text()
     assert text.startswith("# Benchmark results\n\n## Kernels\n\nkept\n")
-    assert text.count(accuracy.MARK_START) == 1 and "### Partition ablation" in text and "| d_score |" in text
+    assert text.count(accuracy.MARK_START) == 1 and "### Partition ablation" in text and "| d_score |" in text and "| residual_patch |" in text
     # a second run resumes from per_series.jsonl and replaces the section instead of adding one
     rows = (tmp_path / "acc" / "per_series.jsonl").read_text()
     assert accuracy.main(args) == 0
