@@ -10,9 +10,11 @@
 2. The test patients are scanned with the bundle as ``isl-rt scan`` does (``scan_directory``:
    slices CSV and heat maps).
 3. ``isl_rt.evaluate_slices`` gives the slice-level report: AUC with a CI from resampling
-   patients, lesion-size terciles, localisation. Localisation is reported twice: on the masks as
-   drawn and on the masks filled to their convex hull (the dataset's masks often trace the oedema
-   ring around a haematoma, leaving the blood itself outside; see its README).
+   patients, lesion-size terciles, localisation. Localisation is reported three times: on the
+   masks as drawn, on each mask part filled to its convex hull, and on all of a slice's mask
+   filled to one convex hull (the dataset's masks often trace the oedema ring around a haematoma,
+   leaving the blood itself outside, see its README; most rings are drawn in pieces, whose own
+   hulls still leave the blood out).
 4. From the same scan, per slice, the paper's ablation and simple baselines:
    ``isl``: the DRN's slice score (full ISL); ``dscore``: the pixel-sum D-score, the sum of the
    difference image inside the scored region (no DRN); ``slice_drn`` (with ``--slice-drn``): a DRN
@@ -189,7 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     test_csv = out / "split" / f"{args.part}.csv"
     report = {fill: evaluate_slices(slices_csv_path(scores_csv), test_csv, out / f"report-{fill}", label_column="lesion",
                                     heatmaps=out / "heatmaps", resamples=args.resamples, fraction=FRACTION, mask_fill=fill)
-              for fill in ("hull", "none")}
+              for fill in ("hull", "slice-hull", "none")}
     from isl_rt.labels import read_slice_labels
 
     truth = {str(r.image.resolve()): r for r in read_slice_labels(test_csv, label_column="lesion")}
@@ -245,7 +247,9 @@ def markdown(result: dict[str, Any], argv: list[str]) -> str:
             lines.append(f"| {group} | {row['n']} | {row['auc']:.3f} | {_ci(row['ci95'])} |")
     lines += ["", "Localisation of the bundle's heat map (inside the cavity):", "",
               "| masks | pixel AUROC | pixel AUROC, lesion slices | hit rate |", "|---|---|---|---|"]
-    for label, rep in (("filled to their convex hull", hull), ("as drawn", drawn)):
+    pieces = result["slice_report"].get("slice-hull", {})
+    for label, rep in (("each part filled to its convex hull", hull), ("all of the slice's mask filled to one hull", pieces),
+                       ("as drawn", drawn)):
         loc = rep.get("localisation") or {}
         if loc:
             lines.append(f"| {label} | {loc['pixel_auroc']:.3f} | {loc['pixel_auroc_lesion_slices']:.3f} | "

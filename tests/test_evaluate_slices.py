@@ -201,3 +201,17 @@ def test_fill_mask_fills_each_part_to_its_convex_hull():
     assert fill_mask(mask, "none") is mask
     with pytest.raises(InputError):
         fill_mask(mask, "round")
+
+
+def test_slice_hull_fills_a_ring_drawn_in_pieces():
+    from isl_rt.evaluate_slices import fill_mask
+
+    ring = np.zeros((20, 20), dtype=bool)
+    ring[2:12, 2:12] = True
+    ring[4:10, 4:10] = False  # the blood inside the ring is not drawn
+    ring[2:12, 6:8] = False  # and the ring is drawn as a left and a right piece
+    assert not fill_mask(ring, "hull")[6, 6]  # each piece's own hull leaves the blood out
+    filled = fill_mask(ring, "slice-hull")
+    assert filled[2:12, 2:12].all() and filled.sum() == 100  # one hull of both pieces: the 10x10 square
+    empty = np.zeros((5, 5), dtype=bool)
+    assert not fill_mask(empty, "slice-hull").any()

@@ -25,7 +25,7 @@ def evaluate(
     level: Annotated[Level, typer.Option("--level", help="scan: a label per series; slice: a label per slice, with localisation where masks and heat maps exist.")] = Level.scan,
     heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Slice level: the folder `isl-rt scan --heatmaps` wrote, for localisation.")] = None,
     label_column: Annotated[str, typer.Option("--label-column", help="Slice level: the column holding the 0/1 label (e.g. lesion).")] = "label",
-    mask_fill: Annotated[str, typer.Option("--mask-fill", help="Slice level: lesion masks as drawn (none) or each part filled to its convex hull (hull: for masks that trace a rim, as PHE-SICH-CT-IDS's often trace the oedema around a haematoma).")] = "none",
+    mask_fill: Annotated[str, typer.Option("--mask-fill", help="Slice level: lesion masks as drawn (none), each part filled to its convex hull (hull: for masks that trace a rim, as PHE-SICH-CT-IDS's often trace the oedema around a haematoma), or all of a slice's mask filled to one convex hull (slice-hull: for rims drawn in pieces).")] = "none",
     bootstrap: Annotated[int, typer.Option(help="Resamples for the 95% CIs.")] = 1000,
     fraction: Annotated[float, typer.Option(help="Share of the scans (slice level: of the series) drawn in each resample.")] = 0.3,
     seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
