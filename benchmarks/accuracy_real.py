@@ -23,6 +23,8 @@
    more than 0.1 (the signed reconstruction residual; threshold set on validation patients);
    ``residual_patch``: the largest 4-connected patch of those pixels (a haemorrhage is one compact
    patch, the DeDN's errors of healthy tissue scattered specks and lines; chosen on validation);
+   ``residual_inset``: the same, leaving out the 4 pixels along the cavity's border (where the
+   DeDN's errors of healthy tissue are largest; chosen on validation);
    ``bright``: pixels inside the cavity with gray value in [0.6, 0.95) (fresh blood is brighter than
    brain in a brain window; no network); ``cavity``: the share of the slice inside the cranial
    cavity (the slice's level, no lesion information at all).
@@ -53,6 +55,7 @@ DEFAULT_DATA = Path(os.environ.get("ISL_RT_REAL_DATA", HERE.parents[1] / "shared
 MARK_START = "<!-- accuracy_real:start -->"
 MARK_END = "<!-- accuracy_real:end -->"
 RESIDUAL_THRESHOLD = 0.1
+RESIDUAL_INSET = 4
 BRIGHT = (0.6, 0.95)
 LEVEL_BINS = 5
 #: share of the patients drawn (without replacement) in each resample of a CI
@@ -63,6 +66,7 @@ METHODS = {
     "dscore": "pixel-sum D-score: sum of the difference image in the cavity",
     "residual": "signed residual: cavity pixels brighter than the dedisorder image by > 0.1",
     "residual_patch": "signed residual, largest 4-connected patch of those pixels",
+    "residual_inset": "the same, leaving out 4 px along the cavity's border",
     "bright": "baseline: cavity pixels with gray in [0.6, 0.95)",
     "cavity": "baseline: share of the slice inside the cavity (level only)",
 }
@@ -92,6 +96,7 @@ class Features:
         isl = s.slice_scores if self.params.residual is None else self.scorer.drn_scores(s.difference)
         residual, _ = residual_scores(s.x, s.inpainted, s.region, (*self.residual, "area"))
         patch, _ = residual_scores(s.x, s.inpainted, s.region, (*self.residual, "largest"))
+        inset, _ = residual_scores(s.x, s.inpainted, s.region, (*self.residual, "largest", RESIDUAL_INSET))
         bright = (x >= BRIGHT[0]) & (x < BRIGHT[1]) & region
         extra = None if self.slice_drn is None else self.slice_drn.scores(s.x, self.windows)
         for i, path in enumerate(result.files):
@@ -100,6 +105,7 @@ class Features:
                 "dscore": float(s.difference[i].sum()),
                 "residual": float(residual[i]),
                 "residual_patch": float(patch[i]),
+                "residual_inset": float(inset[i]),
                 "bright": float(bright[i].sum()),
                 "cavity": float(region[i].mean()),
                 **({} if extra is None else {"slice_drn": float(extra[i])}),
@@ -111,7 +117,9 @@ def own_method(spec: Any) -> str:
     """The METHODS row that is the bundle's own slice score."""
     if spec.kind != "residual":
         return "isl"
-    return "residual_patch" if spec.measure == "largest" else "residual"
+    if spec.measure == "area":
+        return "residual" if spec.inset == 0 else ""
+    return {0: "residual_patch", RESIDUAL_INSET: "residual_inset"}.get(spec.inset, "")
 
 
 def level_matched_auc(y: np.ndarray, score: np.ndarray, level: np.ndarray, edges: np.ndarray) -> float:

@@ -239,20 +239,25 @@ class SliceScoreSpec:
     brighter than the brain the DeDN paints in its place, so the positive residual singles it out
     where the unsigned difference also holds the DeDN's errors at every edge; a haemorrhage is
     one compact patch, the DeDN's own errors are scattered specks and thin lines along edges,
-    which is what ``largest`` tells apart. The heat map is made from the same positive residual.
-    A manifest without ``measure`` reads as ``area``."""
+    which is what ``largest`` tells apart. ``inset`` pixels along the scored region's border are
+    left out (the region eroded that many times by a 3×3 square): the DeDN's largest errors of
+    healthy tissue lie against the inner table of the skull, and so would an extra-axial
+    collection thinner than the inset. The heat map is made from the same positive residual. A
+    manifest without ``measure`` reads as ``area``, without ``inset`` as 0."""
 
     kind: str = "drn"
     threshold: float = 0.1
     window: str = ""
     measure: str = "area"
+    inset: int = 0
 
     def describe(self) -> str:
         if self.kind == "drn":
             return "DRN: distance of the difference image's embedding from the healthy centre (the paper)"
         what = "share of the slice" if self.measure == "area" else "share of the slice in the largest 4-connected patch of pixels"
+        where = "inside the scored region" if not self.inset else f"inside the scored region less {self.inset} px along its border"
         return (f"residual: {what} where window '{self.window}' is brighter than the dedisorder image by "
-                f"more than {self.threshold:g}, inside the scored region (no DRN)")
+                f"more than {self.threshold:g}, {where} (no DRN)")
 
 
 class CavityArgs(NamedTuple):
@@ -687,7 +692,8 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
     ss_raw = data.get("slice_score")  # optional: absent or null = the DRN scores slices
     if ss_raw is not None:
         slice_score = SliceScoreSpec(kind=r.text(ss_raw, "kind", "slice_score"), threshold=r.num(ss_raw, "threshold", "slice_score"),
-                                     window=str(ss_raw.get("window") or ""), measure=str(ss_raw.get("measure") or "area"))
+                                     window=str(ss_raw.get("window") or ""), measure=str(ss_raw.get("measure") or "area"),
+                                     inset=int(r.num(ss_raw, "inset", "slice_score", integer=True)) if "inset" in ss_raw else 0)
         problem = slice_score_problem(slice_score, [w.name for w in windows])
         if problem:
             raise r.fail(f"has slice_score {problem}")
@@ -780,6 +786,8 @@ def slice_score_problem(spec: SliceScoreSpec, window_names: Sequence[str]) -> st
             return f"window {spec.window!r}, which is not one of the bundle's windows ({', '.join(window_names)})"
         if spec.measure not in RESIDUAL_MEASURES:
             return f"measure {spec.measure!r}, which is not one of {', '.join(RESIDUAL_MEASURES)}"
+        if not 0 <= spec.inset <= 32:
+            return f"inset {spec.inset}, which is not a pixel count in 0..32"
     return None
 
 

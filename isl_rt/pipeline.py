@@ -72,9 +72,9 @@ class ScanParams:
     cavity: CavityArgs | None = None
     #: what the networks read: "hu" (DICOM CT through the windows) or "image" (pre-windowed images)
     input_kind: str = "hu"
-    #: (channel, threshold, measure) when the signed residual scores slices (:func:`residual_scores`);
-    #: None = the DRN (the paper)
-    residual: tuple[int, float, str] | None = None
+    #: (channel, threshold, measure, inset) when the signed residual scores slices
+    #: (:func:`residual_scores`); None = the DRN (the paper)
+    residual: tuple[int, float, str, int] | None = None
 
     @property
     def channels(self) -> int:
@@ -187,18 +187,21 @@ class Scorer:
 
 
 def residual_scores(x: np.ndarray, x_dd: np.ndarray, region: np.ndarray | None,
-                    residual: tuple[int, float] | tuple[int, float, str]) -> tuple[np.ndarray, np.ndarray]:
+                    residual: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(slice scores float32 [N], positive residual float32 [N,C,S,S]) of a ``residual`` bundle
-    (:class:`isl_rt.bundle.SliceScoreSpec`): the positive residual is max(x - x_dd, 0) inside
-    ``region`` (None: everywhere). ``residual`` is (channel, threshold[, measure]); the pixels of
-    that channel whose residual exceeds the threshold are the bright pixels, and a slice's score is
-    their share of the slice (measure ``area``, the default) or the share of the slice covered by
-    the largest 4-connected patch of them (measure ``largest``)."""
+    (:class:`isl_rt.bundle.SliceScoreSpec`). ``residual`` is (channel, threshold[, measure[,
+    inset]]). The positive residual is max(x - x_dd, 0) inside ``region`` (None: everywhere) less
+    the ``inset`` pixels along its border (the region eroded ``inset`` times by a 3×3 square; 0,
+    the default: the whole region). The pixels of that channel whose residual exceeds the threshold
+    are the bright pixels, and a slice's score is their share of the slice (measure ``area``, the
+    default) or the share of the slice covered by the largest 4-connected patch of them (measure
+    ``largest``)."""
     channel, threshold, *rest = residual
     measure = rest[0] if rest else "area"
+    inset = int(rest[1]) if len(rest) > 1 else 0
     positive = np.maximum(x - x_dd, 0.0, dtype=np.float32)
     if region is not None:
-        positive *= region[:, None]
+        positive *= inset_region(region, inset)[:, None]
     bright = positive[:, channel] > threshold
     if measure == "area":
         scores = bright.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
@@ -207,6 +210,19 @@ def residual_scores(x: np.ndarray, x_dd: np.ndarray, region: np.ndarray | None,
     else:
         raise ValueError(f"residual measure {measure!r} is not area or largest")
     return scores, positive
+
+
+def inset_region(region: np.ndarray, inset: int) -> np.ndarray:
+    """bool [N,H,W]: ``region`` (nonzero = inside) without the pixels within ``inset`` steps of its
+    outside (8-neighbour steps: the region eroded ``inset`` times by a 3×3 square; outside the
+    slice counts as outside)."""
+    inside = np.asarray(region) > 0
+    if inset <= 0 or not inside.size:
+        return inside
+    from scipy import ndimage
+
+    square = np.ones((1, 3, 3), dtype=bool)
+    return ndimage.binary_erosion(inside, structure=square, iterations=int(inset), border_value=0)
 
 
 def largest_patches(mask: np.ndarray) -> np.ndarray:
@@ -324,11 +340,11 @@ def params_from_bundle(bundle: "Bundle") -> ScanParams:
     )
 
 
-def _residual_args(manifest: Any) -> tuple[int, float, str] | None:
+def _residual_args(manifest: Any) -> tuple[int, float, str, int] | None:
     spec = manifest.slice_score_spec
     if spec.kind != "residual":
         return None
-    return [w.name for w in manifest.windows].index(spec.window), float(spec.threshold), spec.measure
+    return [w.name for w in manifest.windows].index(spec.window), float(spec.threshold), spec.measure, int(spec.inset)
 
 
 # ---- scanning a folder tree --------------------------------------------------------------------

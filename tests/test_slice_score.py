@@ -49,6 +49,25 @@ def test_the_largest_measure_scores_the_largest_four_connected_patch():
     assert residual_scores(x, x_dd, region, (0, 0.1, "largest"))[0][0] == pytest.approx(1 / 36)
 
 
+def test_the_inset_leaves_out_the_pixels_along_the_region_border():
+    from isl_rt.pipeline import inset_region
+
+    region = np.zeros((1, 12, 12), dtype=bool)
+    region[0, 1:11, 1:11] = True  # a 10x10 region
+    assert inset_region(region, 0).sum() == 100 and inset_region(region, 1).sum() == 64
+    assert inset_region(region, 2)[0, 3:9, 3:9].all() and inset_region(region, 2).sum() == 36
+    full = np.ones((1, 6, 6), dtype=bool)
+    assert inset_region(full, 1).sum() == 16  # outside the slice counts as outside
+    x = np.zeros((1, 1, 12, 12), dtype=np.float32)
+    x[0, 0, 1, 1:11] = 0.5  # a bright line along the border: the DeDN's error at the skull
+    x[0, 0, 5:7, 5:7] = 0.5  # a compact bright patch well inside
+    x_dd = np.zeros_like(x)
+    assert residual_scores(x, x_dd, region, (0, 0.1, "largest"))[0][0] == pytest.approx(10 / 144)
+    scores, positive = residual_scores(x, x_dd, region, (0, 0.1, "largest", 2))
+    assert scores[0] == pytest.approx(4 / 144) and positive[0, 0, 1].sum() == 0 and positive[0, 0, 5:7, 5:7].all()
+    assert residual_scores(x, x_dd, None, (0, 0.1, "largest", 2))[0][0] == pytest.approx(10 / 144)  # no region, no inset
+
+
 @pytest.fixture()
 def residual_bundle(small_bundle, tmp_path):
     root = tmp_path / "residual"
@@ -95,11 +114,21 @@ def test_a_manifest_without_a_measure_reads_as_area_and_the_measure_is_written(r
     del data["slice_score"]["measure"]  # as bundles written before the measure existed
     manifest.write_text(json.dumps(data))
     assert load_bundle(residual_bundle.root).manifest.slice_score_spec.measure == "area"
-    patch = set_slice_score(residual_bundle.root, SliceScoreSpec("residual", 0.1, "brain", "largest"))
-    assert params_from_bundle(patch).residual == (0, pytest.approx(0.1), "largest")
+    assert load_bundle(residual_bundle.root).manifest.slice_score_spec.inset == 0
+    patch = set_slice_score(residual_bundle.root, SliceScoreSpec("residual", 0.1, "brain", "largest", 3))
+    assert json.loads(manifest.read_text())["slice_score"]["inset"] == 3
+    assert params_from_bundle(patch).residual == (0, pytest.approx(0.1), "largest", 3)
+    assert "less 3 px along its border" in patch.manifest.slice_score_spec.describe()
     assert "largest 4-connected patch" in patch.manifest.slice_score_spec.describe()
     with pytest.raises(BundleError, match="measure 'biggest'"):
         set_slice_score(residual_bundle.root, SliceScoreSpec("residual", 0.1, "brain", "biggest"))
+    with pytest.raises(BundleError, match="inset -1"):
+        set_slice_score(residual_bundle.root, SliceScoreSpec("residual", 0.1, "brain", "largest", -1))
+    data = json.loads(manifest.read_text())
+    data["slice_score"]["inset"] = 1.5
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="inset"):
+        load_bundle(residual_bundle.root)
 
 
 def test_the_slice_score_option_reads_the_measure():
@@ -108,9 +137,11 @@ def test_the_slice_score_option_reads_the_measure():
     assert _parse_slice_score("residual") == SliceScoreSpec("residual", 0.1, "", "largest")
     assert _parse_slice_score("residual:0.2:gray:area") == SliceScoreSpec("residual", 0.2, "gray", "area")
     assert _parse_slice_score("residual::gray:") == SliceScoreSpec("residual", 0.1, "gray", "largest")
+    assert _parse_slice_score("residual:0.1:gray:largest:4") == SliceScoreSpec("residual", 0.1, "gray", "largest", 4)
 
 
-@pytest.mark.parametrize("value", ["dnr", "residual:x", "residual:0.1:brain:more", "residual:0.1:brain:area:x", "drn:0.1"])
+@pytest.mark.parametrize("value", ["dnr", "residual:x", "residual:0.1:brain:more", "residual:0.1:brain:area:x", "residual:0.1:brain:area:1:2",
+                                   "residual:0.1:brain:area:-1", "drn:0.1"])
 def test_export_refuses_a_bad_slice_score_in_one_sentence(value, tmp_path):
     pytest.importorskip("torch")
     result = CliRunner().invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "b"), "--slice-score", value])

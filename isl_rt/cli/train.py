@@ -338,15 +338,15 @@ def _read_scores(path: Path) -> list[float]:
 
 
 def _parse_slice_score(text: str) -> Any:
-    """``drn`` or ``residual[:T[:WINDOW[:MEASURE]]]`` as a SliceScoreSpec (an empty window: the
-    bundle's first; an empty measure: ``largest``)."""
+    """``drn`` or ``residual[:T[:WINDOW[:MEASURE[:INSET]]]]`` as a SliceScoreSpec (an empty
+    window: the bundle's first; an empty measure: ``largest``; an empty inset: 0)."""
     from isl_rt.bundle import RESIDUAL_MEASURES, SliceScoreSpec
 
     kind, *rest = text.split(":")
     if kind == "drn" and not rest:
         return SliceScoreSpec()
-    if kind != "residual" or len(rest) > 3:
-        raise IslError(f"--slice-score must be drn or residual[:T[:WINDOW[:MEASURE]]], got {text!r}.")
+    if kind != "residual" or len(rest) > 4:
+        raise IslError(f"--slice-score must be drn or residual[:T[:WINDOW[:MEASURE[:INSET]]]], got {text!r}.")
     try:
         threshold = float(rest[0]) if rest and rest[0] else 0.1
     except ValueError:
@@ -354,7 +354,10 @@ def _parse_slice_score(text: str) -> Any:
     measure = rest[2] if len(rest) > 2 and rest[2] else "largest"
     if measure not in RESIDUAL_MEASURES:
         raise IslError(f"--slice-score {text!r}: the measure {measure!r} is not one of {', '.join(RESIDUAL_MEASURES)}.")
-    return SliceScoreSpec("residual", threshold, rest[1] if len(rest) > 1 else "", measure)
+    inset_text = rest[3] if len(rest) > 3 and rest[3] else "0"
+    if not inset_text.isdigit():
+        raise IslError(f"--slice-score {text!r}: the inset {inset_text!r} is not a whole number of pixels.")
+    return SliceScoreSpec("residual", threshold, rest[1] if len(rest) > 1 else "", measure, int(inset_text))
 
 
 @app.command("export")
@@ -368,7 +371,7 @@ def export_command(
     heatmap_threshold: Annotated[float, typer.Option(help="Heat map: difference threshold t.")] = DEFAULT_HEATMAP.threshold,
     heatmap_box: Annotated[int, typer.Option(help="Heat map: box size s (odd).")] = DEFAULT_HEATMAP.box,
     heatmap_gamma: Annotated[float, typer.Option(help="Heat map: exponential enhancement.")] = DEFAULT_HEATMAP.gamma,
-    slice_score: Annotated[str, typer.Option("--slice-score", help="What scores a slice: drn (the paper), or residual[:T[:WINDOW[:MEASURE]]]: of the pixels inside the scored region brighter than the dedisorder image by more than T (default 0.1) in WINDOW (default the first), the share of the slice in their largest 4-connected patch (MEASURE largest, the default) or in all of them (area); no DRN at scan time. Calibrate afterwards.")] = "drn",
+    slice_score: Annotated[str, typer.Option("--slice-score", help="What scores a slice: drn (the paper), or residual[:T[:WINDOW[:MEASURE[:INSET]]]]: of the pixels inside the scored region less INSET pixels along its border (default 0) brighter than the dedisorder image by more than T (default 0.1) in WINDOW (default the first), the share of the slice in their largest 4-connected patch (MEASURE largest, the default) or in all of them (area); no DRN at scan time. Calibrate afterwards.")] = "drn",
     notes_file: Annotated[Path | None, typer.Option("--notes-file", help="A text file whose content goes into the manifest (training.notes) and `isl-rt info --bundle`: the data's source, licence and conditions, the split.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the bundle summary as JSON.")] = False,
 ) -> None:
