@@ -80,12 +80,14 @@ class Features:
     (the bundle's threshold and window, else 0.1 in the first window)."""
 
     def __init__(self, scorer: Any, slice_drn: Any, windows: Any) -> None:
+        from isl_rt.bundle import ResidualArgs
+
         self.rows: dict[str, dict[str, float]] = {}
         self.windows = windows
         self.scorer = scorer
         self.params = scorer.params
         self.slice_drn = slice_drn
-        self.residual = (self.params.residual or (0, RESIDUAL_THRESHOLD))[:2]
+        self.residual = self.params.residual or ResidualArgs(0, RESIDUAL_THRESHOLD)
 
     def write(self, result: Any) -> list[Path]:
         from isl_rt.pipeline import residual_scores
@@ -94,9 +96,8 @@ class Features:
         x = s.x[:, 0]
         region = np.ones(x.shape, dtype=bool) if s.region is None else s.region > 0
         isl = s.slice_scores if self.params.residual is None else self.scorer.drn_scores(s.difference)
-        residual, _ = residual_scores(s.x, s.inpainted, s.region, (*self.residual, "area"))
-        patch, _ = residual_scores(s.x, s.inpainted, s.region, (*self.residual, "largest"))
-        inset, _ = residual_scores(s.x, s.inpainted, s.region, (*self.residual, "largest", RESIDUAL_INSET))
+        residual, patch, inset = (residual_scores(s.x, s.inpainted, s.region, self.residual._replace(measure=m, inset=i))[0]
+                                  for m, i in (("area", 0), ("largest", 0), ("largest", RESIDUAL_INSET)))
         bright = (x >= BRIGHT[0]) & (x < BRIGHT[1]) & region
         extra = None if self.slice_drn is None else self.slice_drn.scores(s.x, self.windows)
         for i, path in enumerate(result.files):

@@ -259,6 +259,20 @@ class SliceScoreSpec:
         return (f"residual: {what} where window '{self.window}' is brighter than the dedisorder image by "
                 f"more than {self.threshold:g}, {where} (no DRN)")
 
+    def resolve(self, windows: Sequence[WindowSpec]) -> ResidualArgs:
+        """The ``isl_rt.pipeline.residual_scores`` arguments of a ``residual`` spec for these windows."""
+        return ResidualArgs([w.name for w in windows].index(self.window), float(self.threshold), self.measure,
+                            int(self.inset))
+
+
+class ResidualArgs(NamedTuple):
+    """The arguments of ``isl_rt.pipeline.residual_scores`` for one bundle's windows."""
+
+    channel: int
+    threshold: float  # in the channel's [0, 1] units
+    measure: str = "area"
+    inset: int = 0
+
 
 class CavityArgs(NamedTuple):
     """The arguments of ``isl_rt.kernels.cavity`` for one bundle's windows."""

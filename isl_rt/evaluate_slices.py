@@ -220,13 +220,12 @@ def fill_mask(mask: np.ndarray, fill: str) -> np.ndarray:
         return mask
     from scipy import ndimage
 
-    if fill == "slice-hull":
-        parts, windows = mask.astype(np.int32), [ndimage.find_objects(mask.astype(np.int32))[0]]
+    if fill == "slice-hull":  # one part: every mask pixel
+        parts = mask.astype(np.int32)
     else:
         parts, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-        windows = ndimage.find_objects(parts)
     out = mask.copy()
-    for index, window in enumerate(windows, start=1):
+    for index, window in enumerate(ndimage.find_objects(parts), start=1):
         out[window] |= _inside_hull(parts[window] == index)
     return out
 

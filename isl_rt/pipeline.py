@@ -45,7 +45,7 @@ from isl_rt.outputs import (
 )
 
 if TYPE_CHECKING:
-    from isl_rt.bundle import Bundle, CavityArgs
+    from isl_rt.bundle import Bundle, CavityArgs, ResidualArgs
     from isl_rt.io.series import LoadedSeries, SeriesItem, SetAside
 
 
@@ -72,9 +72,9 @@ class ScanParams:
     cavity: CavityArgs | None = None
     #: what the networks read: "hu" (DICOM CT through the windows) or "image" (pre-windowed images)
     input_kind: str = "hu"
-    #: (channel, threshold, measure, inset) when the signed residual scores slices
-    #: (:func:`residual_scores`); None = the DRN (the paper)
-    residual: tuple[int, float, str, int] | None = None
+    #: the :func:`residual_scores` arguments when the signed residual scores slices; None = the
+    #: DRN (the paper)
+    residual: ResidualArgs | None = None
 
     @property
     def channels(self) -> int:
@@ -187,18 +187,18 @@ class Scorer:
 
 
 def residual_scores(x: np.ndarray, x_dd: np.ndarray, region: np.ndarray | None,
-                    residual: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
+                    residual: "ResidualArgs | tuple[Any, ...]") -> tuple[np.ndarray, np.ndarray]:
     """(slice scores float32 [N], positive residual float32 [N,C,S,S]) of a ``residual`` bundle
-    (:class:`isl_rt.bundle.SliceScoreSpec`). ``residual`` is (channel, threshold[, measure[,
-    inset]]). The positive residual is max(x - x_dd, 0) inside ``region`` (None: everywhere) less
+    (:class:`isl_rt.bundle.SliceScoreSpec`). ``residual`` is a :class:`isl_rt.bundle.ResidualArgs`
+    or a tuple of its fields (channel, threshold[, measure[, inset]]). The positive residual is max(x - x_dd, 0) inside ``region`` (None: everywhere) less
     the ``inset`` pixels along its border (the region eroded ``inset`` times by a 3×3 square; 0,
     the default: the whole region). The pixels of that channel whose residual exceeds the threshold
     are the bright pixels, and a slice's score is their share of the slice (measure ``area``, the
     default) or the share of the slice covered by the largest 4-connected patch of them (measure
     ``largest``)."""
-    channel, threshold, *rest = residual
-    measure = rest[0] if rest else "area"
-    inset = int(rest[1]) if len(rest) > 1 else 0
+    from isl_rt.bundle import ResidualArgs
+
+    channel, threshold, measure, inset = ResidualArgs(*residual)
     positive = np.maximum(x - x_dd, 0.0, dtype=np.float32)
     if region is not None:
         positive *= inset_region(region, inset)[:, None]
@@ -206,7 +206,7 @@ def residual_scores(x: np.ndarray, x_dd: np.ndarray, region: np.ndarray | None,
     if measure == "area":
         scores = bright.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
     elif measure == "largest":
-        scores = (largest_patches(bright) / float(bright[0].size if len(bright) else 1)).astype(np.float32)
+        scores = (largest_patches(bright) / float(bright.shape[1] * bright.shape[2])).astype(np.float32)
     else:
         raise ValueError(f"residual measure {measure!r} is not area or largest")
     return scores, positive
@@ -340,11 +340,9 @@ def params_from_bundle(bundle: "Bundle") -> ScanParams:
     )
 
 
-def _residual_args(manifest: Any) -> tuple[int, float, str, int] | None:
+def _residual_args(manifest: Any) -> "ResidualArgs | None":
     spec = manifest.slice_score_spec
-    if spec.kind != "residual":
-        return None
-    return [w.name for w in manifest.windows].index(spec.window), float(spec.threshold), spec.measure, int(spec.inset)
+    return spec.resolve(manifest.windows) if spec.kind == "residual" else None
 
 
 # ---- scanning a folder tree --------------------------------------------------------------------
