@@ -18,8 +18,9 @@
      the slice, inside the cavity, brighter in the first window than its dedisorder image by more
      than 0.1 (``area``), or the share in the largest 4-connected patch of those pixels (``largest``);
      averaged over slices, as ``isl-rt scan`` averages a residual bundle's slice scores;
-     ``residual_inset``: ``largest`` leaving out 4 pixels along the cavity's border (the real
-     bundle's slice score);
+     ``residual_inset``: ``largest`` leaving out 4 pixels along the cavity's border;
+     ``residual_adjacent``: the same, counting only the pixels that are also bright on the slice
+     before or after (the real bundle's slice score);
    - ``strided``: the partition ablation — the same networks on a coarser partition,
      ``Partition.strided(K, stride)``: stride² passes of K²/stride² non-adjacent cells each
      instead of K² passes of one cell. Its DRN is the bundle's, trained on K×K differences.
@@ -49,10 +50,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK_START, MARK_END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
-METHODS = ("isl", "d_score", "slice_drn", "strided", "residual", "residual_patch", "residual_inset")
+METHODS = ("isl", "d_score", "slice_drn", "strided", "residual", "residual_patch", "residual_inset", "residual_adjacent")
 #: the signed residual's threshold in the bundle's first window (the real bundle's, chosen on
 #: real validation patients; not tuned on the phantom)
 RESIDUAL = (0, 0.1)
+#: the residual rows: (measure, inset, adjacent) of ``isl_rt.pipeline.residual_scores``
+RESIDUAL_ROWS = {"residual": ("area", 0, False), "residual_patch": ("largest", 0, False),
+                 "residual_inset": ("largest", 4, False), "residual_adjacent": ("largest", 4, True)}
 
 
 def machine() -> dict[str, Any]:
@@ -153,9 +157,8 @@ def score_cohort(args: argparse.Namespace, bundle: Any, out: Path) -> None:
                 "slices": int(len(s.slice_scores)),
                 "isl": s.scan_score,
                 "d_score": float(s.difference.sum(axis=(1, 2, 3)).mean()),
-                **{name: float(residual_scores(s.x, s.inpainted, s.region, (*RESIDUAL, measure, inset))[0].mean())
-                   for name, measure, inset in (("residual", "area", 0), ("residual_patch", "largest", 0),
-                                                ("residual_inset", "largest", 4))},
+                **{name: float(residual_scores(s.x, s.inpainted, s.region, (*RESIDUAL, *rest))[0].mean())
+                   for name, rest in RESIDUAL_ROWS.items()},
                 "strided": c.scan_score,
                 "seconds": seconds,
             }
@@ -241,8 +244,9 @@ def markdown(results: dict[str, dict[str, Any]], rates: dict[str, float], args: 
         "residual": "signed residual: share of the cavity brighter than x_dd by > 0.1 (first window)",
         "residual_patch": "signed residual: largest 4-connected patch of those pixels",
         "residual_inset": "the same, leaving out 4 px along the cavity's border",
+        "residual_adjacent": "the same, counting only pixels also bright on an adjacent slice",
     }
-    for method in ("slice_drn", "d_score", "isl", "residual", "residual_patch", "residual_inset"):
+    for method in ("slice_drn", "d_score", "isl", "residual", "residual_patch", "residual_inset", "residual_adjacent"):
         if method in results:
             r = results[method]
             small = r["by_size"].get("small", {}).get("auc", float("nan"))

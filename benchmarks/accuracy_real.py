@@ -25,6 +25,8 @@
    patch, the DeDN's errors of healthy tissue scattered specks and lines; chosen on validation);
    ``residual_inset``: the same, leaving out the 4 pixels along the cavity's border (where the
    DeDN's errors of healthy tissue are largest; chosen on validation);
+   ``residual_adjacent``: the same, counting only the pixels that are bright on the slice before
+   or after too (blood fills a volume, the DeDN's errors are specks; chosen on validation);
    ``bright``: pixels inside the cavity with gray value in [0.6, 0.95) (fresh blood is brighter than
    brain in a brain window; no network); ``cavity``: the share of the slice inside the cranial
    cavity (the slice's level, no lesion information at all).
@@ -55,7 +57,9 @@ DEFAULT_DATA = Path(os.environ.get("ISL_RT_REAL_DATA", HERE.parents[1] / "shared
 MARK_START = "<!-- accuracy_real:start -->"
 MARK_END = "<!-- accuracy_real:end -->"
 RESIDUAL_THRESHOLD = 0.1
-RESIDUAL_INSET = 4
+#: the residual rows: (measure, inset, adjacent) of ``isl_rt.pipeline.residual_scores``
+RESIDUAL_ROWS = {"residual": ("area", 0, False), "residual_patch": ("largest", 0, False),
+                 "residual_inset": ("largest", 4, False), "residual_adjacent": ("largest", 4, True)}
 BRIGHT = (0.6, 0.95)
 LEVEL_BINS = 5
 #: share of the patients drawn (without replacement) in each resample of a CI
@@ -67,6 +71,7 @@ METHODS = {
     "residual": "signed residual: cavity pixels brighter than the dedisorder image by > 0.1",
     "residual_patch": "signed residual, largest 4-connected patch of those pixels",
     "residual_inset": "the same, leaving out 4 px along the cavity's border",
+    "residual_adjacent": "the same, counting only pixels also bright on an adjacent slice",
     "bright": "baseline: cavity pixels with gray in [0.6, 0.95)",
     "cavity": "baseline: share of the slice inside the cavity (level only)",
 }
@@ -96,17 +101,16 @@ class Features:
         x = s.x[:, 0]
         region = np.ones(x.shape, dtype=bool) if s.region is None else s.region > 0
         isl = s.slice_scores if self.params.residual is None else self.scorer.drn_scores(s.difference)
-        residual, patch, inset = (residual_scores(s.x, s.inpainted, s.region, self.residual._replace(measure=m, inset=i))[0]
-                                  for m, i in (("area", 0), ("largest", 0), ("largest", RESIDUAL_INSET)))
+        residual = {name: residual_scores(s.x, s.inpainted, s.region,
+                                          self.residual._replace(measure=m, inset=i, adjacent=a))[0]
+                    for name, (m, i, a) in RESIDUAL_ROWS.items()}
         bright = (x >= BRIGHT[0]) & (x < BRIGHT[1]) & region
         extra = None if self.slice_drn is None else self.slice_drn.scores(s.x, self.windows)
         for i, path in enumerate(result.files):
             self.rows[str(Path(path).resolve())] = {
                 "isl": float(isl[i]),
                 "dscore": float(s.difference[i].sum()),
-                "residual": float(residual[i]),
-                "residual_patch": float(patch[i]),
-                "residual_inset": float(inset[i]),
+                **{name: float(values[i]) for name, values in residual.items()},
                 "bright": float(bright[i].sum()),
                 "cavity": float(region[i].mean()),
                 **({} if extra is None else {"slice_drn": float(extra[i])}),
@@ -118,9 +122,8 @@ def own_method(spec: Any) -> str:
     """The METHODS row that is the bundle's own slice score."""
     if spec.kind != "residual":
         return "isl"
-    if spec.measure == "area":
-        return "residual" if spec.inset == 0 else ""
-    return {0: "residual_patch", RESIDUAL_INSET: "residual_inset"}.get(spec.inset, "")
+    own = (spec.measure, spec.inset, spec.adjacent)
+    return next((name for name, row in RESIDUAL_ROWS.items() if row == own), "")
 
 
 def level_matched_auc(y: np.ndarray, score: np.ndarray, level: np.ndarray, edges: np.ndarray) -> float:

@@ -21,7 +21,7 @@ isl-rt train drn "$data/images" --ckpt "$ckpt" --labels "$split/train.csv" --lab
   --preset tiny --k 4 --cavity-sides 3 --cavity-largest --threads 2 --seed 0
 
 # 4. export, then calibrate both thresholds on the validation patients' lesion-free slices
-isl-rt export "$ckpt" --out export/head-ct-real-tiny --slice-score residual:0.1:gray:largest:4 \
+isl-rt export "$ckpt" --out export/head-ct-real-tiny --slice-score residual:0.1:gray:largest:4:adjacent \
   --notes-file export/head-ct-real-tiny.notes.md
 mkdir -p build/real-val
 python - "$split/split.json" "$data/images" build/real-val <<'PY'

@@ -242,27 +242,33 @@ class SliceScoreSpec:
     which is what ``largest`` tells apart. ``inset`` pixels along the scored region's border are
     left out (the region eroded that many times by a 3×3 square): the DeDN's largest errors of
     healthy tissue lie against the inner table of the skull, and so would an extra-axial
-    collection thinner than the inset. The heat map is made from the same positive residual. A
-    manifest without ``measure`` reads as ``area``, without ``inset`` as 0."""
+    collection thinner than the inset. With ``adjacent`` a bright pixel counts only where the same
+    pixel is bright on the slice before or after it in the series too: blood fills a volume that
+    reaches the next slice, the DeDN's errors of healthy tissue seldom fall on the same pixel of
+    two slices (a series of one slice is scored without it). The heat map is made from the same
+    positive residual (with ``adjacent``, from the pixels that count). A manifest without
+    ``measure`` reads as ``area``, without ``inset`` as 0, without ``adjacent`` as false."""
 
     kind: str = "drn"
     threshold: float = 0.1
     window: str = ""
     measure: str = "area"
     inset: int = 0
+    adjacent: bool = False
 
     def describe(self) -> str:
         if self.kind == "drn":
             return "DRN: distance of the difference image's embedding from the healthy centre (the paper)"
         what = "share of the slice" if self.measure == "area" else "share of the slice in the largest 4-connected patch of pixels"
         where = "inside the scored region" if not self.inset else f"inside the scored region less {self.inset} px along its border"
+        also = ", and at the same place on an adjacent slice" if self.adjacent else ""
         return (f"residual: {what} where window '{self.window}' is brighter than the dedisorder image by "
-                f"more than {self.threshold:g}, {where} (no DRN)")
+                f"more than {self.threshold:g}{also}, {where} (no DRN)")
 
     def resolve(self, windows: Sequence[WindowSpec]) -> ResidualArgs:
         """The ``isl_rt.pipeline.residual_scores`` arguments of a ``residual`` spec for these windows."""
         return ResidualArgs([w.name for w in windows].index(self.window), float(self.threshold), self.measure,
-                            int(self.inset))
+                            int(self.inset), bool(self.adjacent))
 
 
 class ResidualArgs(NamedTuple):
@@ -272,6 +278,7 @@ class ResidualArgs(NamedTuple):
     threshold: float  # in the channel's [0, 1] units
     measure: str = "area"
     inset: int = 0
+    adjacent: bool = False
 
 
 class CavityArgs(NamedTuple):
@@ -707,7 +714,8 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
     if ss_raw is not None:
         slice_score = SliceScoreSpec(kind=r.text(ss_raw, "kind", "slice_score"), threshold=r.num(ss_raw, "threshold", "slice_score"),
                                      window=str(ss_raw.get("window") or ""), measure=str(ss_raw.get("measure") or "area"),
-                                     inset=int(r.num(ss_raw, "inset", "slice_score", integer=True)) if "inset" in ss_raw else 0)
+                                     inset=int(r.num(ss_raw, "inset", "slice_score", integer=True)) if "inset" in ss_raw else 0,
+                                     adjacent=r.flag(ss_raw, "adjacent", "slice_score") if "adjacent" in ss_raw else False)
         problem = slice_score_problem(slice_score, [w.name for w in windows])
         if problem:
             raise r.fail(f"has slice_score {problem}")

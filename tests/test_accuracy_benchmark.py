@@ -29,7 +29,7 @@ def test_accuracy_tables_land_between_the_markers(small_bundle, phantom_cohort, 
     assert accuracy.main(args) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     methods = {line["method"]: line for line in lines if line["kind"] == "method"}
-    assert set(methods) == {"isl", "d_score", "strided", "residual", "residual_patch", "residual_inset"} and all(m["n"] == 3 for m in methods.values())
+    assert set(methods) == {"isl", "d_score", "strided", "residual", "residual_patch", "residual_inset", "residual_adjacent"} and all(m["n"] == 3 for m in methods.values())
     partition = next(line for line in lines if line["kind"] == "partition")
     assert partition["slices"] > 0 and partition["slices_per_s"]["isl"] > 0
     text = results.read_text()

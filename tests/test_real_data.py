@@ -93,7 +93,7 @@ def test_accuracy_real_runs_the_protocol_on_validation_patients(image_bundle, tm
     with (DATA / "labels.csv").open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["patient"] in chosen]
     assert metrics["slices"] == len(rows) and metrics["lesion_slices"] == sum(r["lesion"] == "1" for r in rows)
-    assert set(metrics["methods"]) == {"isl", "dscore", "residual", "residual_patch", "residual_inset", "bright", "cavity"}
+    assert set(metrics["methods"]) == {"isl", "dscore", "residual", "residual_patch", "residual_inset", "residual_adjacent", "bright", "cavity"}
     for row in metrics["methods"].values():
         assert 0.0 <= row["auc"] <= 1.0
     hull, pieces, drawn = (metrics["slice_report"][f]["localisation"] for f in ("hull", "slice-hull", "none"))

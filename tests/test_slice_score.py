@@ -68,6 +68,27 @@ def test_the_inset_leaves_out_the_pixels_along_the_region_border():
     assert residual_scores(x, x_dd, None, (0, 0.1, "largest", 2))[0][0] == pytest.approx(10 / 144)  # no region, no inset
 
 
+def test_adjacent_counts_only_pixels_bright_on_the_slice_before_or_after():
+    from isl_rt.pipeline import adjacent_support
+
+    x = np.zeros((4, 1, 8, 8), dtype=np.float32)
+    x[0:2, 0, 1:3, 1:3] = 0.5  # a 2x2 patch on slices 0 and 1: a volume
+    x[1, 0, 5:8, 5:8] = 0.5  # a 3x3 patch on slice 1 alone: a speck of the DeDN
+    x[2, 0, 0:2, 0] = 0.5  # on slice 2, one pixel of it also on slice 3 ...
+    x[3, 0, 1, 0] = 0.5  # ... below it
+    x[3, 0, 6, 6] = 0.5  # slice 3 only
+    x_dd = np.zeros_like(x)
+    scores, positive = residual_scores(x, x_dd, None, (0, 0.1, "largest", 0, True))
+    assert scores.tolist() == pytest.approx([4 / 64, 4 / 64, 1 / 64, 1 / 64])
+    assert residual_scores(x, x_dd, None, (0, 0.1, "largest", 0, False))[0].tolist() == pytest.approx([4 / 64, 9 / 64, 2 / 64, 1 / 64])
+    assert positive[1, 0, 5:8, 5:8].sum() == 0 and positive[3, 0, 6, 6] == 0  # the heat map shows what counts
+    assert positive[0, 0, 1:3, 1:3].sum() == pytest.approx(2.0)
+    one = np.zeros((1, 3, 3), dtype=bool)
+    one[0, 1, 1] = True
+    assert np.array_equal(adjacent_support(one), one)  # a series of one slice: scored as the slice alone
+    assert adjacent_support(np.zeros((0, 3, 3), dtype=bool)).shape == (0, 3, 3)
+
+
 @pytest.fixture()
 def residual_bundle(small_bundle, tmp_path):
     root = tmp_path / "residual"
@@ -117,7 +138,12 @@ def test_a_manifest_without_a_measure_reads_as_area_and_the_measure_is_written(r
     assert load_bundle(residual_bundle.root).manifest.slice_score_spec.inset == 0
     patch = set_slice_score(residual_bundle.root, SliceScoreSpec("residual", 0.1, "brain", "largest", 3))
     assert json.loads(manifest.read_text())["slice_score"]["inset"] == 3
-    assert params_from_bundle(patch).residual == (0, pytest.approx(0.1), "largest", 3)
+    assert params_from_bundle(patch).residual == (0, pytest.approx(0.1), "largest", 3, False)
+    assert load_bundle(residual_bundle.root).manifest.slice_score_spec.adjacent is False
+    both = set_slice_score(residual_bundle.root, SliceScoreSpec("residual", 0.1, "brain", "largest", 3, True))
+    assert json.loads(manifest.read_text())["slice_score"]["adjacent"] is True
+    assert params_from_bundle(both).residual == (0, pytest.approx(0.1), "largest", 3, True)
+    assert "and at the same place on an adjacent slice" in both.manifest.slice_score_spec.describe()
     assert "less 3 px along its border" in patch.manifest.slice_score_spec.describe()
     assert "largest 4-connected patch" in patch.manifest.slice_score_spec.describe()
     with pytest.raises(BundleError, match="measure 'biggest'"):
@@ -129,6 +155,10 @@ def test_a_manifest_without_a_measure_reads_as_area_and_the_measure_is_written(r
     manifest.write_text(json.dumps(data))
     with pytest.raises(BundleError, match="inset"):
         load_bundle(residual_bundle.root)
+    data["slice_score"]["inset"], data["slice_score"]["adjacent"] = 3, "yes"
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="adjacent"):
+        load_bundle(residual_bundle.root)
 
 
 def test_the_slice_score_option_reads_the_measure():
@@ -138,9 +168,12 @@ def test_the_slice_score_option_reads_the_measure():
     assert _parse_slice_score("residual:0.2:gray:area") == SliceScoreSpec("residual", 0.2, "gray", "area")
     assert _parse_slice_score("residual::gray:") == SliceScoreSpec("residual", 0.1, "gray", "largest")
     assert _parse_slice_score("residual:0.1:gray:largest:4") == SliceScoreSpec("residual", 0.1, "gray", "largest", 4)
+    assert _parse_slice_score("residual:0.1:gray:largest:4:adjacent") == SliceScoreSpec("residual", 0.1, "gray", "largest", 4, True)
+    assert _parse_slice_score("residual:0.1:gray::4:") == SliceScoreSpec("residual", 0.1, "gray", "largest", 4, False)
 
 
-@pytest.mark.parametrize("value", ["dnr", "residual:x", "residual:0.1:brain:more", "residual:0.1:brain:area:x", "residual:0.1:brain:area:1:2",
+@pytest.mark.parametrize("value", ["dnr", "residual:x", "residual:0.1:brain:more", "residual:0.1:brain:area:x", "residual:0.1:brain:area:1:2", "residual:0.1:brain:area:1:yes",
+                                   "residual:0.1:brain:area:1:adjacent:3",
                                    "residual:0.1:brain:area:-1", "drn:0.1"])
 def test_export_refuses_a_bad_slice_score_in_one_sentence(value, tmp_path):
     pytest.importorskip("torch")

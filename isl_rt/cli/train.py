@@ -338,15 +338,16 @@ def _read_scores(path: Path) -> list[float]:
 
 
 def _parse_slice_score(text: str) -> Any:
-    """``drn`` or ``residual[:T[:WINDOW[:MEASURE[:INSET]]]]`` as a SliceScoreSpec (an empty
-    window: the bundle's first; an empty measure: ``largest``; an empty inset: 0)."""
+    """``drn`` or ``residual[:T[:WINDOW[:MEASURE[:INSET[:adjacent]]]]]`` as a SliceScoreSpec (an
+    empty window: the bundle's first; an empty measure: ``largest``; an empty inset: 0; the word
+    ``adjacent`` last: count only pixels bright on an adjacent slice too)."""
     from isl_rt.bundle import RESIDUAL_MEASURES, SliceScoreSpec
 
     kind, *rest = text.split(":")
     if kind == "drn" and not rest:
         return SliceScoreSpec()
-    if kind != "residual" or len(rest) > 4:
-        raise IslError(f"--slice-score must be drn or residual[:T[:WINDOW[:MEASURE[:INSET]]]], got {text!r}.")
+    if kind != "residual" or len(rest) > 5:
+        raise IslError(f"--slice-score must be drn or residual[:T[:WINDOW[:MEASURE[:INSET[:adjacent]]]]], got {text!r}.")
     try:
         threshold = float(rest[0]) if rest and rest[0] else 0.1
     except ValueError:
@@ -357,7 +358,11 @@ def _parse_slice_score(text: str) -> Any:
     inset_text = rest[3] if len(rest) > 3 and rest[3] else "0"
     if not inset_text.isdigit():
         raise IslError(f"--slice-score {text!r}: the inset {inset_text!r} is not a whole number of pixels.")
-    return SliceScoreSpec("residual", threshold, rest[1] if len(rest) > 1 else "", measure, int(inset_text))
+    adjacent = rest[4] if len(rest) > 4 else ""
+    if adjacent not in ("", "adjacent"):
+        raise IslError(f"--slice-score {text!r}: the last field {adjacent!r} is not 'adjacent' (or empty).")
+    return SliceScoreSpec("residual", threshold, rest[1] if len(rest) > 1 else "", measure, int(inset_text),
+                          adjacent == "adjacent")
 
 
 @app.command("export")
@@ -371,7 +376,7 @@ def export_command(
     heatmap_threshold: Annotated[float, typer.Option(help="Heat map: difference threshold t.")] = DEFAULT_HEATMAP.threshold,
     heatmap_box: Annotated[int, typer.Option(help="Heat map: box size s (odd).")] = DEFAULT_HEATMAP.box,
     heatmap_gamma: Annotated[float, typer.Option(help="Heat map: exponential enhancement.")] = DEFAULT_HEATMAP.gamma,
-    slice_score: Annotated[str, typer.Option("--slice-score", help="What scores a slice: drn (the paper), or residual[:T[:WINDOW[:MEASURE[:INSET]]]]: of the pixels inside the scored region less INSET pixels along its border (default 0) brighter than the dedisorder image by more than T (default 0.1) in WINDOW (default the first), the share of the slice in their largest 4-connected patch (MEASURE largest, the default) or in all of them (area); no DRN at scan time. Calibrate afterwards.")] = "drn",
+    slice_score: Annotated[str, typer.Option("--slice-score", help="What scores a slice: drn (the paper), or residual[:T[:WINDOW[:MEASURE[:INSET[:adjacent]]]]]: of the pixels inside the scored region less INSET pixels along its border (default 0) brighter than the dedisorder image by more than T (default 0.1) in WINDOW (default the first), and with 'adjacent' at the same place on the slice before or after too, the share of the slice in their largest 4-connected patch (MEASURE largest, the default) or in all of them (area); no DRN at scan time. Calibrate afterwards.")] = "drn",
     notes_file: Annotated[Path | None, typer.Option("--notes-file", help="A text file whose content goes into the manifest (training.notes) and `isl-rt info --bundle`: the data's source, licence and conditions, the split.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the bundle summary as JSON.")] = False,
 ) -> None:
