@@ -118,6 +118,12 @@ class Features:
         return []
 
 
+def _distance(loc: dict[str, Any]) -> str:
+    """The median distance of the misses' heat-map maxima from the mask, in source pixels."""
+    median = loc.get("miss_distance_median")
+    return "-" if median is None else f"{median:.1f} ({loc['n_miss_distances']})"
+
+
 def own_method(spec: Any) -> str:
     """The METHODS row that is the bundle's own slice score."""
     if spec.kind != "residual":
@@ -258,14 +264,15 @@ def markdown(result: dict[str, Any], argv: list[str]) -> str:
         if isinstance(row, dict) and "auc" in row:
             lines.append(f"| {group} | {row['n']} | {row['auc']:.3f} | {_ci(row['ci95'])} |")
     lines += ["", "Localisation of the bundle's heat map (inside the cavity):", "",
-              "| masks | pixel AUROC | pixel AUROC, lesion slices | hit rate |", "|---|---|---|---|"]
+              "| masks | pixel AUROC | pixel AUROC, lesion slices | hit rate | misses: median distance (px) |",
+              "|---|---|---|---|---|"]
     pieces = result["slice_report"].get("slice-hull", {})
     for label, rep in (("each part filled to its convex hull", hull), ("all of the slice's mask filled to one hull", pieces),
                        ("as drawn", drawn)):
         loc = rep.get("localisation") or {}
         if loc:
             lines.append(f"| {label} | {loc['pixel_auroc']:.3f} | {loc['pixel_auroc_lesion_slices']:.3f} | "
-                         f"{loc['hit_rate']:.3f} ({loc['hits']}/{loc['n_lesion_slices']}) |")
+                         f"{loc['hit_rate']:.3f} ({loc['hits']}/{loc['n_lesion_slices']}) | {_distance(loc)} |")
     lines += ["", MARK_END, ""]
     return "\n".join(lines)
 

@@ -270,6 +270,7 @@ def _localise(
     missing: set[str] = set()
     mismatched: list[str] = []
     outside = inside = 0
+    miss_distances: list[float] = []
     by_series: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(slices):
         if s.label == 0 or i in masks:
@@ -300,13 +301,20 @@ def _localise(
             outside += int((mask & ~region).sum())
             everything.add(heat[region], mask[region])
             lesion_only.add(heat[region], mask[region])
-            hits[i] = metrics.heat_hit(np.where(region, heat.astype(np.float32), 0.0), mask)
+            scored = np.where(region, heat.astype(np.float32), 0.0)
+            hits[i] = metrics.heat_hit(scored, mask)
+            if not hits[i]:
+                distance = metrics.heat_distance(scored, mask)
+                if distance is not None:
+                    miss_distances.append(distance)
     result = {
         "pixel_auroc": everything.auc(),
         "pixel_auroc_lesion_slices": lesion_only.auc(),
         "hit_rate": float(np.mean(list(hits.values()))) if hits else float("nan"),
         "hits": int(sum(hits.values())),
         "n_lesion_slices": len(hits),
+        "miss_distance_median": float(np.median(miss_distances)) if miss_distances else None,
+        "n_miss_distances": len(miss_distances),
         "n_positive_pixels": everything.n_positive,
         "n_negative_pixels": everything.n_negative,
         "mask_pixels_outside_region": outside,
@@ -493,6 +501,8 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"{_fmt(loc['pixel_auroc_lesion_slices'])} (lesion slices only)",
             f"- hit rate (heat-map maximum inside the mask): {_fmt(loc['hit_rate'])} "
             f"({loc['hits']} of {loc['n_lesion_slices']} lesion slices with a mask)",
+            f"- misses: the heat-map maximum lies a median of {_fmt(loc['miss_distance_median'], '.1f')} pixels (source grid) from "
+            f"the nearest mask pixel ({loc['n_miss_distances']} misses with a maximum)",
             f"- mask pixels outside the scored region: {loc['mask_pixels_outside_region']} of "
             f"{loc['mask_pixels_outside_region'] + loc['mask_pixels_inside_region']}",
         ]

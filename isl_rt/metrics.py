@@ -228,3 +228,17 @@ def heat_hit(heat: np.ndarray, mask: np.ndarray) -> bool:
     if h.size == 0 or not h.max() > 0:
         return False
     return bool(np.asarray(mask).ravel()[int(np.argmax(h))])
+
+
+def heat_distance(heat: np.ndarray, mask: np.ndarray) -> float | None:
+    """Pixels from the heat map's maximum (the one :func:`heat_hit` takes) to the nearest pixel of
+    ``mask`` (Euclidean, between pixel centres): 0 when it lies inside; None when the heat map is
+    0 everywhere (no maximum) or the mask is empty."""
+    h = np.asarray(heat, dtype=np.float32)
+    m = np.asarray(mask, dtype=bool)
+    if h.size == 0 or not h.max() > 0 or not m.any():
+        return None
+    at = np.array(np.unravel_index(int(np.argmax(h)), h.shape))
+    if m[tuple(at)]:
+        return 0.0
+    return float(np.sqrt(((np.argwhere(m) - at) ** 2).sum(axis=1).min()))

@@ -86,6 +86,9 @@ def test_slice_report_against_hand_computed_figures(cohort):
     loc = result["localisation"]
     assert loc["available"] and loc["series_without_heatmaps"] == ["s2"]
     assert loc["hits"] == 1 and loc["n_lesion_slices"] == 2 and loc["hit_rate"] == 0.5
+    # the miss: slice 3's maximum at (1, 1), its mask from (4, 4)
+    assert loc["n_miss_distances"] == 1 and loc["miss_distance_median"] == pytest.approx(np.sqrt(18))
+    assert "a median of 4.2 pixels (source grid)" in (cohort / "report" / "report.md").read_text()
     heat, region = _heat()
     truth, values, lesion_truth, lesion_values = [], [], [], []
     for index, (_, _, _, _, label, box) in enumerate(SLICES[:4]):
@@ -170,6 +173,18 @@ def test_heat_hit():
     assert metrics.heat_hit(heat, mask)
     heat[3, 3] = 0.7
     assert not metrics.heat_hit(heat, mask)
+
+
+def test_heat_distance():
+    mask = np.zeros((6, 6), bool)
+    mask[4, 1:3] = True
+    heat = np.zeros((6, 6))
+    assert metrics.heat_distance(heat, mask) is None  # nothing localised
+    heat[4, 2] = 0.5
+    assert metrics.heat_distance(heat, mask) == 0.0
+    heat[1, 5] = 0.7  # 3 rows up, 3 columns right of (4, 2)
+    assert metrics.heat_distance(heat, mask) == pytest.approx(np.sqrt(18))
+    assert metrics.heat_distance(heat, np.zeros((6, 6), bool)) is None
 
 
 def test_bootstrap_by_group_widens_the_interval_of_repeated_items():
