@@ -50,13 +50,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK_START, MARK_END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
-METHODS = ("isl", "d_score", "slice_drn", "strided", "residual", "residual_patch", "residual_inset", "residual_adjacent")
 #: the signed residual's threshold in the bundle's first window (the real bundle's, chosen on
 #: real validation patients; not tuned on the phantom)
 RESIDUAL = (0, 0.1)
-#: the residual rows: (measure, inset, adjacent) of ``isl_rt.pipeline.residual_scores``
+#: the residual rows: (measure, inset, adjacent) of ``isl_rt.pipeline.residual_scores`` (also the
+#: rows of benchmarks/accuracy_real.py)
 RESIDUAL_ROWS = {"residual": ("area", 0, False), "residual_patch": ("largest", 0, False),
                  "residual_inset": ("largest", 4, False), "residual_adjacent": ("largest", 4, True)}
+METHODS = ("isl", "d_score", "slice_drn", "strided", *RESIDUAL_ROWS)
 
 
 def machine() -> dict[str, Any]:
@@ -246,7 +247,7 @@ def markdown(results: dict[str, dict[str, Any]], rates: dict[str, float], args: 
         "residual_inset": "the same, leaving out 4 px along the cavity's border",
         "residual_adjacent": "the same, counting only pixels also bright on an adjacent slice",
     }
-    for method in ("slice_drn", "d_score", "isl", "residual", "residual_patch", "residual_inset", "residual_adjacent"):
+    for method in ("slice_drn", "d_score", "isl", *RESIDUAL_ROWS):
         if method in results:
             r = results[method]
             small = r["by_size"].get("small", {}).get("auc", float("nan"))

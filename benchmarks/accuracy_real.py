@@ -53,13 +53,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from accuracy import RESIDUAL_ROWS  # noqa: E402  (the residual rows of both accuracy benchmarks)
 DEFAULT_DATA = Path(os.environ.get("ISL_RT_REAL_DATA", HERE.parents[1] / "shared" / "data" / "phe-sich-ct-ids"))
 MARK_START = "<!-- accuracy_real:start -->"
 MARK_END = "<!-- accuracy_real:end -->"
 RESIDUAL_THRESHOLD = 0.1
-#: the residual rows: (measure, inset, adjacent) of ``isl_rt.pipeline.residual_scores``
-RESIDUAL_ROWS = {"residual": ("area", 0, False), "residual_patch": ("largest", 0, False),
-                 "residual_inset": ("largest", 4, False), "residual_adjacent": ("largest", 4, True)}
 BRIGHT = (0.6, 0.95)
 LEVEL_BINS = 5
 #: share of the patients drawn (without replacement) in each resample of a CI

@@ -301,12 +301,10 @@ def _localise(
             outside += int((mask & ~region).sum())
             everything.add(heat[region], mask[region])
             lesion_only.add(heat[region], mask[region])
-            scored = np.where(region, heat.astype(np.float32), 0.0)
-            hits[i] = metrics.heat_hit(scored, mask)
-            if not hits[i]:
-                distance = metrics.heat_distance(scored, mask)
-                if distance is not None:
-                    miss_distances.append(distance)
+            distance = metrics.heat_distance(np.where(region, heat.astype(np.float32), 0.0), mask)
+            hits[i] = distance == 0.0  # as metrics.heat_hit
+            if distance:
+                miss_distances.append(distance)
     result = {
         "pixel_auroc": everything.auc(),
         "pixel_auroc_lesion_slices": lesion_only.auc(),

@@ -224,10 +224,7 @@ class PixelAuc:
 def heat_hit(heat: np.ndarray, mask: np.ndarray) -> bool:
     """Whether the heat map's maximum lies inside ``mask`` (numpy's first maximum in row-major
     order); a heat map that is 0 everywhere localises nothing and is a miss."""
-    h = np.asarray(heat, dtype=np.float32)
-    if h.size == 0 or not h.max() > 0:
-        return False
-    return bool(np.asarray(mask).ravel()[int(np.argmax(h))])
+    return heat_distance(heat, mask) == 0.0
 
 
 def heat_distance(heat: np.ndarray, mask: np.ndarray) -> float | None:
