@@ -271,6 +271,86 @@ class SliceScoreSpec:
                             int(self.inset), bool(self.adjacent))
 
 
+#: What a part of a fused scan score reads: ``slice`` (the bundle's own slice scores), ``bright`` or
+#: ``dark`` (the largest 4-connected patch of pixels brighter, or darker, than the dedisorder image
+#: by more than a threshold in one window, on an adjacent slice too). See :class:`ScanFusionSpec`.
+FUSION_PART_KINDS: tuple[str, ...] = ("slice", "bright", "dark")
+
+
+@dataclass(frozen=True)
+class FusionPart:
+    """One part of a fused scan score: what it reads (``kind``, with the ``window``, ``threshold``
+    and ``inset`` of a ``bright`` or ``dark`` part), and its healthy scale: the ``median`` and the
+    ``spread`` (90th percentile − median) of the part's scan score over healthy scans (None until
+    ``isl-rt calibrate`` fits them)."""
+
+    kind: str
+    window: str = ""
+    threshold: float = 0.0
+    inset: int = 0
+    median: float | None = None
+    spread: float | None = None
+
+    def describe(self) -> str:
+        if self.kind == "slice":
+            return "the mean slice score"
+        side = "brighter" if self.kind == "bright" else "darker"
+        where = "" if not self.inset else f", {self.inset} px in from the region's border"
+        return (f"{self.kind}: mean share of the slice in the largest patch {side} than the dedisorder image by more "
+                f"than {self.threshold:g} in window '{self.window}' on an adjacent slice too{where}")
+
+    def resolve(self, windows: Sequence[WindowSpec]) -> "ResidualArgs | None":
+        """The ``isl_rt.pipeline.residual_scores`` arguments of a ``bright`` or ``dark`` part (None
+        for ``slice``); a ``dark`` part swaps the slice and its dedisorder image."""
+        if self.kind == "slice":
+            return None
+        return ResidualArgs([w.name for w in windows].index(self.window), float(self.threshold), "largest",
+                            int(self.inset), True)
+
+
+@dataclass(frozen=True)
+class ScanFusionSpec:
+    """A scan score fused from several parts (manifest ``scan_fusion``; absent = the mean slice
+    score, the paper's). Each part's scan score is put on its healthy scale, (score − median) /
+    spread, and the scan score is the largest of them: a scan is as abnormal as its most abnormal
+    evidence. The DRN's mean slice score finds volume changes (atrophy, hydrocephalus), a bright
+    patch finds blood and calcium, a dark patch CSF-density lesions; each alone misses the others.
+    The scales come from healthy scans only (``isl-rt calibrate``); ``n_healthy_scans`` of them."""
+
+    parts: tuple[FusionPart, ...]
+    n_healthy_scans: int = 0
+
+    @property
+    def fitted(self) -> bool:
+        return all(p.median is not None and p.spread is not None for p in self.parts)
+
+    def describe(self) -> str:
+        state = (f"healthy scales from {self.n_healthy_scans} healthy scans" if self.fitted
+                 else "healthy scales not fitted yet: run isl-rt calibrate")
+        return "the largest of (" + "; ".join(p.describe() for p in self.parts) + f") on its healthy scale ({state})"
+
+
+def fusion_problem(spec: ScanFusionSpec, window_names: Sequence[str]) -> str | None:
+    """What is wrong with ``spec`` for a bundle of these windows (None: nothing)."""
+    if not spec.parts:
+        return "no parts"
+    for i, p in enumerate(spec.parts):
+        if p.kind not in FUSION_PART_KINDS:
+            return f"part {i} of kind {p.kind!r}, which is not one of {', '.join(FUSION_PART_KINDS)}"
+        if p.kind != "slice":
+            if not 0.0 < p.threshold < 1.0:
+                return f"part {i} with threshold {p.threshold:g}, which is not in (0, 1)"
+            if p.window not in window_names:
+                return f"part {i} with window {p.window!r}, which is not one of the bundle's windows ({', '.join(window_names)})"
+            if not 0 <= p.inset <= 32:
+                return f"part {i} with inset {p.inset}, which is not a pixel count in 0..32"
+        if (p.median is None) != (p.spread is None):
+            return f"part {i} with only one of median and spread"
+        if p.spread is not None and not p.spread > 0:
+            return f"part {i} with spread {p.spread:g}, which is not positive"
+    return None
+
+
 class ResidualArgs(NamedTuple):
     """The arguments of ``isl_rt.pipeline.residual_scores`` for one bundle's windows."""
 
@@ -385,6 +465,8 @@ class Manifest:
     slice_threshold: SliceThresholdSpec | None = None
     #: None: the DRN scores slices (the paper)
     slice_score: SliceScoreSpec | None = None
+    #: None: the scan score is the mean slice score (the paper)
+    scan_fusion: ScanFusionSpec | None = None
 
     @property
     def slice_score_spec(self) -> SliceScoreSpec:
@@ -474,6 +556,7 @@ class Bundle:
             "heatmap": asdict(m.heatmap),
             "cavity": None if m.cavity is None else asdict(m.cavity),
             "slice_score": {**asdict(m.slice_score_spec), "description": m.slice_score_spec.describe()},
+            "scan_fusion": None if m.scan_fusion is None else {**asdict(m.scan_fusion), "description": m.scan_fusion.describe()},
             "training": {
                 "data": m.training.data,
                 "series": m.training.series,
@@ -720,6 +803,28 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
         if problem:
             raise r.fail(f"has slice_score {problem}")
 
+    scan_fusion = None
+    f_raw = data.get("scan_fusion")  # optional: absent or null = the mean slice score
+    if f_raw is not None:
+        parts = []
+        for i, p_raw in enumerate(r.items(f_raw, "parts", "scan_fusion")):
+            where = f"scan_fusion.parts[{i}]"
+            kind = r.text(p_raw, "kind", where)
+            residual = kind != "slice"
+            parts.append(FusionPart(
+                kind=kind,
+                window=r.text(p_raw, "window", where) if residual else "",
+                threshold=r.num(p_raw, "threshold", where) if residual else 0.0,
+                inset=r.num(p_raw, "inset", where, integer=True) if residual and "inset" in p_raw else 0,
+                median=r.num(p_raw, "median", where) if p_raw.get("median") is not None else None,
+                spread=r.num(p_raw, "spread", where) if p_raw.get("spread") is not None else None,
+            ))
+        n_healthy = r.num(f_raw, "n_healthy_scans", "scan_fusion", integer=True) if "n_healthy_scans" in f_raw else 0
+        scan_fusion = ScanFusionSpec(tuple(parts), n_healthy)
+        problem = fusion_problem(scan_fusion, [w.name for w in windows])
+        if problem:
+            raise r.fail(f"has scan_fusion {problem}")
+
     cavity = None
     c_raw = data.get("cavity")  # optional: absent or null scores the whole slice
     if c_raw is not None:
@@ -794,6 +899,7 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
         input=input_spec,
         slice_threshold=slice_threshold,
         slice_score=slice_score,
+        scan_fusion=scan_fusion,
     )
 
 
@@ -858,14 +964,19 @@ def calibrate_bundle(
     *,
     healthy_slice_scores: Sequence[float] | None = None,
     slice_series: int = 0,
+    scan_fusion: ScanFusionSpec | None = None,
 ) -> Bundle:
     """Write the thresholds calibrated on ``healthy_scan_scores`` (scan threshold) and
     ``healthy_slice_scores`` (of ``slice_series`` series; slice threshold) into an existing
-    bundle's manifest; a threshold whose scores are None keeps its value."""
+    bundle's manifest; a threshold whose scores are None keeps its value. ``scan_fusion`` (fitted
+    by :func:`fit_scan_fusion` on the same healthy scans) replaces the bundle's; the scan scores
+    are then the fused ones."""
     from dataclasses import replace
 
     bundle = load_bundle(bundle_dir)
     manifest = bundle.manifest
+    if scan_fusion is not None:
+        manifest = replace(manifest, scan_fusion=scan_fusion)
     if healthy_scan_scores is not None:
         manifest = replace(manifest, threshold=calibrate_threshold(healthy_scan_scores, target_specificity))
     if healthy_slice_scores is not None:
@@ -895,6 +1006,49 @@ def set_slice_score(bundle_dir: Path, spec: SliceScoreSpec) -> Bundle:
         manifest = replace(manifest, slice_score=spec, threshold=None, slice_threshold=None)
     write_manifest(bundle.root, manifest)
     return load_bundle(bundle.root)
+
+
+def set_scan_fusion(bundle_dir: Path, parts: Sequence[FusionPart] | None) -> Bundle:
+    """Write the parts of a fused scan score (without healthy scales) into an existing bundle's
+    manifest, or remove the fusion (``parts`` None: the mean slice score). The scan threshold was
+    calibrated on the old scan scores, so it is dropped unless nothing changed; ``isl-rt
+    calibrate`` fits the scales and the threshold."""
+    from dataclasses import replace
+
+    bundle = load_bundle(bundle_dir)
+    manifest = bundle.manifest
+    spec = None if parts is None else ScanFusionSpec(tuple(replace(p, median=None, spread=None) for p in parts))
+    if spec is not None:
+        problem = fusion_problem(spec, [w.name for w in manifest.windows])
+        if problem:
+            raise BundleError(f"The scan fusion cannot be set: {problem}.")
+    before = manifest.scan_fusion
+    same = (before is None and spec is None) or (before is not None and spec is not None and
+                                                 tuple(replace(p, median=None, spread=None) for p in before.parts) == spec.parts)
+    if not same:
+        manifest = replace(manifest, scan_fusion=spec, threshold=None)
+    write_manifest(bundle.root, manifest)
+    return load_bundle(bundle.root)
+
+
+def fit_scan_fusion(spec: ScanFusionSpec, healthy_parts: Sequence[Sequence[float]]) -> ScanFusionSpec:
+    """``spec`` with each part's healthy scale fitted on the raw part scores of healthy scans
+    (one row per scan, one column per part): the median and the spread (90th percentile − median;
+    a part that does not vary over them gets a spread of 1e-9 of its median's size or 1e-12)."""
+    from dataclasses import replace
+
+    values = np.asarray(healthy_parts, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != len(spec.parts) or len(values) < 2:
+        raise BundleError(f"Fitting the scan fusion takes the {len(spec.parts)} part scores of at least 2 healthy scans, "
+                          f"got an array of shape {values.shape}.")
+    if not np.isfinite(values).all():
+        raise BundleError("Fitting the scan fusion: a healthy scan's part score is not finite.")
+    parts = []
+    for part, column in zip(spec.parts, values.T):
+        median = float(np.median(column))
+        spread = float(np.percentile(column, 90)) - median
+        parts.append(replace(part, median=median, spread=spread if spread > 0 else max(abs(median) * 1e-9, 1e-12)))
+    return ScanFusionSpec(tuple(parts), int(len(values)))
 
 
 def default_bundle_path(name: str = DEFAULT_BUNDLE) -> Path:

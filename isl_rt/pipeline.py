@@ -45,7 +45,7 @@ from isl_rt.outputs import (
 )
 
 if TYPE_CHECKING:
-    from isl_rt.bundle import Bundle, CavityArgs, ResidualArgs
+    from isl_rt.bundle import Bundle, CavityArgs, ResidualArgs, ScanFusionSpec
     from isl_rt.io.series import LoadedSeries, SeriesItem, SetAside
 
 
@@ -75,10 +75,55 @@ class ScanParams:
     #: the :func:`residual_scores` arguments when the signed residual scores slices; None = the
     #: DRN (the paper)
     residual: ResidualArgs | None = None
+    #: the parts of a fused scan score (:func:`fusion_part_scores`); None = the mean slice score
+    fusion: tuple[FusionArgs, ...] | None = None
 
     @property
     def channels(self) -> int:
         return int(self.windows.shape[0])
+
+
+@dataclass(frozen=True)
+class FusionArgs:
+    """One part of a fused scan score in runtime types (:class:`isl_rt.bundle.FusionPart`):
+    ``kind`` slice, bright or dark; ``residual`` the :func:`residual_scores` arguments of a bright
+    or dark part; the healthy ``median`` and ``spread`` (None: not fitted)."""
+
+    kind: str
+    residual: ResidualArgs | None
+    median: float | None
+    spread: float | None
+
+
+def fusion_part_scores(x: np.ndarray, x_dd: np.ndarray, region: np.ndarray | None, slice_scores: np.ndarray,
+                       fusion: Sequence[FusionArgs]) -> np.ndarray:
+    """float64 [P]: the raw scan score of each part of a fused scan score for one series: the mean
+    slice score (``slice``), or the mean over slices of the largest patch brighter (``bright``) or
+    darker (``dark``: the slice and its dedisorder image swapped) than the dedisorder image."""
+    out = np.empty(len(fusion), dtype=np.float64)
+    for i, part in enumerate(fusion):
+        if part.kind == "slice":
+            out[i] = float(np.mean(slice_scores, dtype=np.float64))
+        else:
+            a, b = (x, x_dd) if part.kind == "bright" else (x_dd, x)
+            out[i] = float(np.mean(residual_scores(a, b, region, part.residual)[0], dtype=np.float64))
+    return out
+
+
+def scan_parts_detail(part_scores: np.ndarray, fusion: Sequence[FusionArgs] | None) -> list[dict[str, Any]]:
+    """The per-series JSON's account of a fused scan score: each part's kind, raw score and, once
+    fitted, its score on the healthy scale."""
+    return [{"kind": p.kind, "score": float(s),
+             "healthy_scale": None if p.median is None or p.spread is None else float((s - p.median) / p.spread)}
+            for s, p in zip(part_scores, fusion or ())]
+
+
+def fused_scan_score(part_scores: np.ndarray, fusion: Sequence[FusionArgs]) -> float | None:
+    """The largest part score on its healthy scale, max((score − median) / spread); None while
+    the scales are not fitted."""
+    if any(p.median is None or p.spread is None for p in fusion):
+        return None
+    return float(max((s - p.median) / p.spread for s, p in zip(part_scores, fusion)))  # type: ignore[operator]
 
 
 @dataclass
@@ -95,9 +140,15 @@ class VolumeScores:
     region: np.ndarray | None = None
     #: float32 [N,C,S,S], the dedisorder image x_dd (None where a caller built scores without it)
     inpainted: np.ndarray | None = None
+    #: float64 [P], the raw scan scores of a fused scan score's parts (None: no fusion)
+    part_scores: np.ndarray | None = None
+    #: the fused scan score (None: the mean slice score is the scan score)
+    fused: float | None = None
 
     @property
     def scan_score(self) -> float:
+        if self.fused is not None:
+            return self.fused
         return float(np.mean(self.slice_scores)) if self.slice_scores.size else float("nan")
 
     @property
@@ -166,14 +217,18 @@ class Scorer:
             with timer("kernels"):
                 slice_scores, positive = residual_scores(x, x_dd, region, p.residual)
                 heat, apds = kernels.heatmap(positive, x, p.heat_threshold, p.heat_box, p.heat_gamma)
-            return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, difference=x_dif,
-                                seconds=timer.seconds, region=region, inpainted=x_dd)
-        with timer("drn"):
-            slice_scores = self.drn_scores(x_dif)
-        with timer("kernels"):
-            heat, apds = kernels.heatmap(x_dif, x, p.heat_threshold, p.heat_box, p.heat_gamma)
+        else:
+            with timer("drn"):
+                slice_scores = self.drn_scores(x_dif)
+            with timer("kernels"):
+                heat, apds = kernels.heatmap(x_dif, x, p.heat_threshold, p.heat_box, p.heat_gamma)
+        part_scores = fused = None
+        if p.fusion is not None:
+            with timer("kernels"):
+                part_scores = fusion_part_scores(x, x_dd, region, slice_scores, p.fusion)
+                fused = fused_scan_score(part_scores, p.fusion)
         return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, difference=x_dif, seconds=timer.seconds,
-                            region=region, inpainted=x_dd)
+                            region=region, inpainted=x_dd, part_scores=part_scores, fused=fused)
 
 
     def drn_scores(self, x_dif: np.ndarray) -> np.ndarray:
@@ -358,7 +413,15 @@ def params_from_bundle(bundle: "Bundle") -> ScanParams:
         cavity=None if m.cavity is None else m.cavity.resolve(m.windows),
         input_kind=m.input_spec.kind,
         residual=_residual_args(m),
+        fusion=fusion_args(m.scan_fusion, m.windows),
     )
+
+
+def fusion_args(spec: "ScanFusionSpec | None", windows: Any) -> tuple[FusionArgs, ...] | None:
+    """The runtime form of a bundle's scan fusion (None: none)."""
+    if spec is None:
+        return None
+    return tuple(FusionArgs(p.kind, p.resolve(windows), p.median, p.spread) for p in spec.parts)
 
 
 def _residual_args(manifest: Any) -> "ResidualArgs | None":
@@ -798,6 +861,7 @@ def score_item(
         "threshold": None if threshold is None else threshold.scan_score,
         "slice_threshold": None if slice_threshold is None else slice_threshold.slice_score,
         "slice_scores": scores.slice_scores,
+        "scan_parts": None if scores.part_scores is None else scan_parts_detail(scores.part_scores, scorer.params.fusion),
         "slice_apds": scores.apds,
         "slice_sources": list(series.sources),
         "slice_positions_mm": series.positions_mm,

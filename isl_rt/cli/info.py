@@ -67,6 +67,8 @@ def echo_bundle(summary: dict[str, Any]) -> None:
     typer.echo(f"  scored region: {region}; heat map t {heat['threshold']:g}, box {heat['box']}, gamma {heat['gamma']:g}")
     if "slice_score" in summary:
         typer.echo(f"  slice score: {summary['slice_score']['description']}")
+    if summary.get("scan_fusion"):
+        typer.echo(f"  scan score: {summary['scan_fusion']['description']}")
     for key, text in summary["files"].items():
         typer.echo(f"  {key}: {text}")
     t = summary["threshold"]

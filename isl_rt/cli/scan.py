@@ -274,12 +274,13 @@ def calibrate(
     label_column: Annotated[str, typer.Option("--label-column", help="The 0/1 column of a per-slice labels CSV (e.g. lesion).")] = "label",
     out: Annotated[Path, typer.Option("--out", help="Scores CSV of the calibration data (its slices CSV beside it).")] = Path("calibration-scores.csv"),
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
+    scan_fusion: Annotated[str, typer.Option("--scan-fusion", help="Fuse the scan score from parts, comma-separated: slice (the mean slice score), bright:WINDOW:T[:INSET] or dark:WINDOW:T[:INSET] (the mean largest patch brighter or darker than the dedisorder image by more than T in WINDOW, on an adjacent slice too); each is put on its healthy scale, fitted here on the healthy scans, and the largest is the scan score. 'none' goes back to the mean slice score. Without it, a bundle's fusion is refitted.")] = "",
 ) -> None:
     """Scan held-out healthy data and set the bundle's thresholds: scan scores of healthy scans, slice scores of healthy slices."""
     import time
 
     from isl_rt.backends import open_backends
-    from isl_rt.bundle import calibrate_bundle, load_bundle
+    from isl_rt.bundle import calibrate_bundle, load_bundle, set_scan_fusion
     from isl_rt.evaluate import read_labels, read_score_rows
     from isl_rt.evaluate_slices import is_slice_labels, join_slices, read_slice_labels, read_slice_rows
     from isl_rt.outputs import slices_csv_path
@@ -290,6 +291,8 @@ def calibrate(
     healthy = None if labels is None or per_slice is not None else {
         uid for uid, row in read_labels(labels).items() if row["label"] == "0"}
     loaded = load_bundle(bundle)
+    if scan_fusion:
+        loaded = set_scan_fusion(loaded.root, parse_scan_fusion(scan_fusion, loaded.manifest.windows[0].name))
     pair = open_backends(loaded, "auto", threads=threads)
     with pair:
         summary = scan_directory(directory, out, loaded, Scorer(params_from_bundle(loaded), pair.dedn, pair.drn),
@@ -310,8 +313,26 @@ def calibrate(
             counts[r["series"]] = counts.get(r["series"], 0) + 1
         clean = {key for key in ok if sum(s.series == key and s.label == 0 for s in joined) == counts.get(key, -1)}
         scan_scores = [ok[key] for key in sorted(clean)] or None  # no lesion-free series: keep the scan threshold
+    fitted, fusion_text = None, ""
+    if loaded.manifest.scan_fusion is not None:
+        if scan_scores is None:
+            fusion_text = "; the scan fusion's healthy scales are not fitted (no series with only lesion-free slices)"
+        else:
+            import numpy as np
+
+            from isl_rt.bundle import fit_scan_fusion
+            from isl_rt.pipeline import fused_scan_score, fusion_args
+
+            keys = sorted(clean) if per_slice is not None else sorted(ok)
+            parts = [healthy_part_scores(out, key) for key in keys]
+            fitted = fit_scan_fusion(loaded.manifest.scan_fusion, parts)
+            runtime = fusion_args(fitted, loaded.manifest.windows)
+            assert runtime is not None
+            scan_scores = [float(fused_scan_score(np.asarray(p), runtime)) for p in parts]  # type: ignore[arg-type]
+            fusion_text = (f"; scan fusion fitted on {len(parts)} healthy scans (the scan scores in {out} were made "
+                           "before it: scan again to see fused ones)")
     calibrated = calibrate_bundle(loaded.root, scan_scores, target_specificity,
-                                  healthy_slice_scores=slice_scores, slice_series=slice_series)
+                                  healthy_slice_scores=slice_scores, slice_series=slice_series, scan_fusion=fitted)
     m = calibrated.manifest
     t, st = m.threshold, m.slice_threshold
     assert st is not None
@@ -320,5 +341,49 @@ def calibrate(
                  + (")" if scan_scores is not None else "; kept, no series with only lesion-free slices here)"))
     typer.echo(f"{summary.ok} series scanned ({summary.slices} slices, {summary.errors} error rows); specificity "
                f"{target_specificity:g}: {scan_text}; slice score > {st.slice_score:.6g} ({st.n_healthy_slices} healthy "
-               f"slices of {st.n_series} series); written to {calibrated.root}")
+               f"slices of {st.n_series} series){fusion_text}; written to {calibrated.root}")
     typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {command_line()}")
+
+
+def parse_scan_fusion(text: str, first_window: str) -> Any:
+    """``--scan-fusion``: ``none`` (None) or comma-separated parts ``slice``,
+    ``bright:WINDOW:T[:INSET]``, ``dark:WINDOW:T[:INSET]`` (an empty WINDOW: the bundle's first)
+    as a tuple of :class:`isl_rt.bundle.FusionPart`."""
+    from isl_rt.bundle import FUSION_PART_KINDS, FusionPart
+
+    if text == "none":
+        return None
+    usage = "slice, bright:WINDOW:T[:INSET] or dark:WINDOW:T[:INSET]"
+    parts = []
+    for item in text.split(","):
+        kind, *rest = item.strip().split(":")
+        if kind not in FUSION_PART_KINDS or (kind == "slice") != (not rest) or len(rest) > 3 or (rest and len(rest) < 2):
+            raise IslError(f"--scan-fusion {text!r}: the part {item!r} is not one of {usage} (or 'none').")
+        if kind == "slice":
+            parts.append(FusionPart("slice"))
+            continue
+        try:
+            threshold = float(rest[1])
+        except ValueError:
+            raise IslError(f"--scan-fusion {text!r}: the threshold {rest[1]!r} of {item!r} is not a number.") from None
+        inset = rest[2] if len(rest) > 2 and rest[2] else "0"
+        if not inset.isdigit():
+            raise IslError(f"--scan-fusion {text!r}: the inset {inset!r} of {item!r} is not a whole number of pixels.")
+        parts.append(FusionPart(kind, rest[0] or first_window, threshold, int(inset)))
+    return tuple(parts)
+
+
+def healthy_part_scores(out: Path, series: str) -> list[float]:
+    """The raw part scores of a fused scan score that ``isl-rt scan`` wrote into the per-series
+    JSON of ``series`` beside the scores CSV ``out``."""
+    import json
+
+    from isl_rt.outputs import safe_name
+    from isl_rt.pipeline import series_json_dir
+
+    path = series_json_dir(out) / f"{safe_name(series)}.json"
+    try:
+        parts = json.loads(path.read_text())["scan_parts"]
+        return [float(p["score"]) for p in parts]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise IslError(f"{path} holds no part scores of the scan fusion ({type(err).__name__}: {err}).") from None
