@@ -40,7 +40,7 @@ def test_accuracy_tables_land_between_the_markers(small_bundle, phantom_cohort, 
     assert accuracy.main(args) == 0
     assert (tmp_path / "acc" / "per_series.jsonl").read_text() == rows
     assert results.read_text().count(accuracy.MARK_START) == 1
-    # the isl scores are the runtime's scan scores
+    # the isl table is made from the per-series isl scores (for this bundle, without a fusion: its scan scores)
     isl = {r["uid"]: r["isl"] for r in map(json.loads, rows.splitlines())}
     scores = (tmp_path / "acc" / "scores_isl.csv").read_text().splitlines()[1:]
     assert {line.split(",")[0]: float(line.split(",")[1]) for line in scores} == pytest.approx(isl, rel=1e-8)
