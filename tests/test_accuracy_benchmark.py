@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")  # the small bundle is trained and exported here
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("accuracy_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_accuracy_tables_land_between_the_markers(small_bundle, phantom_cohort, tmp_path, capsys):
-    accuracy = load_script()
+def test_accuracy_tables_land_between_the_markers(load_benchmark, small_bundle, phantom_cohort, tmp_path, capsys):
+    accuracy = load_benchmark("accuracy")
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n\n## Kernels\n\nkept\n")
     args = ["--cohort", str(phantom_cohort), "--bundle", str(small_bundle.root), "--out", str(tmp_path / "acc"),

@@ -3,25 +3,15 @@ small bundle and a three-series cohort."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "phantom_fusion.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("phantom_fusion_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_benchmark_fits_the_scales_on_healthy_rows_and_fuses_as_the_runtime(small_bundle):
-    fusion = load_script()
+def test_the_benchmark_fits_the_scales_on_healthy_rows_and_fuses_as_the_runtime(load_benchmark, small_bundle):
+    fusion = load_benchmark("phantom_fusion")
     healthy = [{"label": 0, "drn": d, "bright": b, "dark": k} for d, b, k in
                [(1.0, 0.0, 0.01), (1.2, 0.001, 0.02), (1.4, 0.002, 0.03), (1.6, 0.003, 0.04), (1.8, 0.004, 0.05)]]
     sick = [{"label": 1, "drn": 9.0, "bright": 0.5, "dark": 0.5}]
@@ -35,8 +25,8 @@ def test_the_benchmark_fits_the_scales_on_healthy_rows_and_fuses_as_the_runtime(
         fusion.fitted_fusion(small_bundle, sick)
 
 
-def test_fusion_tables_land_between_the_markers(small_bundle, phantom_cohort, tmp_path):
-    fusion = load_script()
+def test_fusion_tables_land_between_the_markers(load_benchmark, small_bundle, phantom_cohort, tmp_path):
+    fusion = load_benchmark("phantom_fusion")
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n\nkept\n")
     args = ["--bundle", str(small_bundle.root), "--dev-cohort", str(phantom_cohort), "--cohort", str(phantom_cohort),
