@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 
-
 def test_the_benchmark_fits_the_scales_on_healthy_rows_and_fuses_as_the_runtime(load_benchmark, small_bundle):
     fusion = load_benchmark("phantom_fusion")
     healthy = [{"label": 0, "drn": d, "bright": b, "dark": k} for d, b, k in
