@@ -60,6 +60,11 @@ def test_scan_comparison_passes_within_one_percent_and_fails_past_it():
     missing = compare_scan_scores({"a": 1.0}, ref, labels)
     assert not missing.passed and "3 series have no candidate score" in missing.reason
     assert compare_scan_scores(ref, ref, {"a": 0}).auc_reference is None  # one class: scores only
+    # fused scan scores sit about 0 for healthy scans: a change there is judged against the cohort's spread
+    fused = {"a": 0.001, "b": -0.8, "c": 3.0, "d": 6.0}
+    near = compare_scan_scores({**fused, "a": 0.02}, fused, labels)
+    assert near.passed and near.max_score_rel == pytest.approx(0.019 / np.std(list(fused.values())))
+    assert not compare_scan_scores({**fused, "a": 0.2}, fused, labels).passed
 
 
 def test_compare_scores_cli_on_two_score_files(tmp_path):

@@ -201,7 +201,8 @@ class ScanComparison:
 def compare_scan_scores(candidate: Mapping[str, float], reference: Mapping[str, float],
                         labels: Mapping[str, int] | None = None, tolerance: ScanTolerance = ScanTolerance()) -> ScanComparison:
     """Compare scan scores by series: every reference series must have a candidate score within
-    ``score_rtol`` of its own; where ``labels`` (series -> 0 healthy, 1 disorder) cover both
+    ``score_rtol`` of its own (of the standard deviation of the reference scores where that is
+    larger: scores near zero); where ``labels`` (series -> 0 healthy, 1 disorder) cover both
     classes, the AUCs must agree within ``auc_atol``. Works on any scored cohort (the phantom
     cohort of :mod:`isl_rt.accuracy`, or two ``scores.csv`` files of real patients)."""
     from isl_rt import metrics
@@ -217,7 +218,9 @@ def compare_scan_scores(candidate: Mapping[str, float], reference: Mapping[str, 
     cand = np.array([candidate[u] for u in uids], dtype=np.float64)
     if not (np.all(np.isfinite(ref)) and np.all(np.isfinite(cand))):
         return ScanComparison(False, len(uids), float("inf"), float("inf"), "", None, None, tolerance, "non-finite scan scores")
-    rel = np.abs(cand - ref) / np.maximum(np.abs(ref), 1e-12)
+    # a score near zero (a fused scan score puts healthy scans about 0) is judged against the
+    # spread of the cohort's scores, where any other score's own size is the larger
+    rel = np.abs(cand - ref) / np.maximum(np.abs(ref), max(float(np.std(ref)), 1e-12))
     worst = int(np.argmax(rel))
     reasons = []
     if rel[worst] > tolerance.score_rtol:
