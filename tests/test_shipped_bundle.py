@@ -17,7 +17,11 @@ def test_the_default_bundle_is_installed_and_valid():
     assert m.name == "head-ct-tiny" and m.preset == "tiny" and m.size == 128
     assert [w.name for w in m.windows] == ["brain", "subdural", "bone"]
     assert m.partition.k == 4 and m.partition.groups == 16
-    assert m.threshold is not None and m.threshold.n_healthy_scans == 20
+    assert m.threshold is not None and m.threshold.n_healthy_scans == 40
+    # the scan score fused from the DRN and the bright and dark residual, scales fitted on the same 40 scans
+    assert m.scan_fusion is not None and m.scan_fusion.fitted and m.scan_fusion.n_healthy_scans == 40
+    assert [(p.kind, p.window, p.threshold, p.inset) for p in m.scan_fusion.parts] == [
+        ("slice", "", 0.0, 0), ("bright", "brain", 0.2, 4), ("dark", "brain", 0.2, 0)]
     assert bundle.torch_path("dedn") is not None
     result = CliRunner().invoke(app, ["info", "--bundle", str(bundle.root)])
     assert result.exit_code == 0 and "bundle OK" in result.output
