@@ -43,15 +43,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from accuracy import ensure_cohort, machine, update_results_between  # noqa: E402
 
 MARK_START, MARK_END = "<!-- phantom_fusion:start -->", "<!-- phantom_fusion:end -->"
-#: the parts, as ``isl-rt calibrate --scan-fusion slice,bright:brain:0.2:4,dark:brain:0.2:0`` sets them
-#: (named drn, bright and dark in the tables: the phantom bundle's slice score is the DRN's)
+#: the parts, in ``isl-rt calibrate --scan-fusion`` words (an empty window: the bundle's first);
+#: named drn, bright and dark in the tables (the phantom bundle's slice score is the DRN's)
+SCAN_FUSION = "slice,bright::0.2:4,dark::0.2:0"
 PARTS = ("drn", "bright", "dark")
 
 
 def fusion_parts(window: str) -> tuple[Any, ...]:
-    from isl_rt.bundle import FusionPart
+    from isl_rt.cli.scan import parse_scan_fusion
 
-    return (FusionPart("slice"), FusionPart("bright", window, 0.2, 4), FusionPart("dark", window, 0.2, 0))
+    return parse_scan_fusion(SCAN_FUSION, window)
 
 
 def part_scores(bundle: Any, cohort: Path, sink_path: Path) -> list[dict[str, Any]]:
@@ -171,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     scores = {p: np.array([r[p] for r in test]) for p in PARTS}
     scores["fused"] = fused(test, bundle, spec)
     shipped = bundle.manifest.scan_fusion
-    same_parts = shipped is not None and shipped.fitted and [replace(p, median=None, spread=None) for p in shipped.parts] == list(
-        fusion_parts(bundle.manifest.windows[0].name))
+    same_parts = shipped is not None and shipped.fitted and shipped.unfitted() == spec.unfitted()
     if same_parts:
         scores["fused, the bundle's own scales"] = fused(test, bundle, shipped)
     lines = table(test, scores, args.resamples)
@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         *lines,
         "",
         MARK_END,
+        "",
     ])
     print(section)
     if args.results:

@@ -324,6 +324,12 @@ class ScanFusionSpec:
     def fitted(self) -> bool:
         return all(p.median is not None and p.spread is not None for p in self.parts)
 
+    def unfitted(self) -> "ScanFusionSpec":
+        """The same parts without their healthy scales (what ``--scan-fusion`` sets)."""
+        from dataclasses import replace
+
+        return ScanFusionSpec(tuple(replace(p, median=None, spread=None) for p in self.parts))
+
     def describe(self) -> str:
         state = (f"healthy scales from {self.n_healthy_scans} healthy scans" if self.fitted
                  else "healthy scales not fitted yet: run isl-rt calibrate")
@@ -1017,15 +1023,13 @@ def set_scan_fusion(bundle_dir: Path, parts: Sequence[FusionPart] | None) -> Bun
 
     bundle = load_bundle(bundle_dir)
     manifest = bundle.manifest
-    spec = None if parts is None else ScanFusionSpec(tuple(replace(p, median=None, spread=None) for p in parts))
+    spec = None if parts is None else ScanFusionSpec(tuple(parts)).unfitted()
     if spec is not None:
         problem = fusion_problem(spec, [w.name for w in manifest.windows])
         if problem:
             raise BundleError(f"The scan fusion cannot be set: {problem}.")
-    before = manifest.scan_fusion
-    same = (before is None and spec is None) or (before is not None and spec is not None and
-                                                 tuple(replace(p, median=None, spread=None) for p in before.parts) == spec.parts)
-    if not same:
+    before = None if manifest.scan_fusion is None else manifest.scan_fusion.unfitted()
+    if before != spec:
         manifest = replace(manifest, scan_fusion=spec, threshold=None)
     write_manifest(bundle.root, manifest)
     return load_bundle(bundle.root)

@@ -110,20 +110,24 @@ def fusion_part_scores(x: np.ndarray, x_dd: np.ndarray, region: np.ndarray | Non
     return out
 
 
+def on_healthy_scale(score: float, part: FusionArgs) -> float | None:
+    """A part's raw score on its healthy scale, (score − median) / spread; None while not fitted."""
+    if part.median is None or part.spread is None:
+        return None
+    return float((score - part.median) / part.spread)
+
+
 def scan_parts_detail(part_scores: np.ndarray, fusion: Sequence[FusionArgs] | None) -> list[dict[str, Any]]:
     """The per-series JSON's account of a fused scan score: each part's kind, raw score and, once
     fitted, its score on the healthy scale."""
-    return [{"kind": p.kind, "score": float(s),
-             "healthy_scale": None if p.median is None or p.spread is None else float((s - p.median) / p.spread)}
+    return [{"kind": p.kind, "score": float(s), "healthy_scale": on_healthy_scale(s, p)}
             for s, p in zip(part_scores, fusion or ())]
 
 
 def fused_scan_score(part_scores: np.ndarray, fusion: Sequence[FusionArgs]) -> float | None:
-    """The largest part score on its healthy scale, max((score − median) / spread); None while
-    the scales are not fitted."""
-    if any(p.median is None or p.spread is None for p in fusion):
-        return None
-    return float(max((s - p.median) / p.spread for s, p in zip(part_scores, fusion)))  # type: ignore[operator]
+    """The largest part score on its healthy scale; None while the scales are not fitted."""
+    scaled = [on_healthy_scale(s, p) for s, p in zip(part_scores, fusion)]
+    return None if any(z is None for z in scaled) else max(scaled)  # type: ignore[type-var]
 
 
 @dataclass

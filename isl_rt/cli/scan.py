@@ -301,7 +301,8 @@ def calibrate(
           if r["status"] == "ok" and (healthy is None or r["series"] in healthy)}
     if per_slice is None:  # every slice of a healthy scan is a healthy slice
         slice_scores = [float(r["slice_score"]) for r in read_slice_rows(slices_csv_path(out)) if r["series"] in ok]
-        scan_scores: list[float] | None = list(ok.values())
+        healthy_series = sorted(ok)
+        scan_scores: list[float] | None = [ok[key] for key in healthy_series]
         slice_series = len(ok)
     else:
         joined, _ = join_slices(slices_csv_path(out), per_slice)
@@ -311,8 +312,8 @@ def calibrate(
         counts: dict[str, int] = {}
         for r in read_slice_rows(slices_csv_path(out)):
             counts[r["series"]] = counts.get(r["series"], 0) + 1
-        clean = {key for key in ok if sum(s.series == key and s.label == 0 for s in joined) == counts.get(key, -1)}
-        scan_scores = [ok[key] for key in sorted(clean)] or None  # no lesion-free series: keep the scan threshold
+        healthy_series = sorted(key for key in ok if sum(s.series == key and s.label == 0 for s in joined) == counts.get(key, -1))
+        scan_scores = [ok[key] for key in healthy_series] or None  # no lesion-free series: keep the scan threshold
     fitted, fusion_text = None, ""
     if loaded.manifest.scan_fusion is not None:
         if scan_scores is None:
@@ -323,8 +324,7 @@ def calibrate(
             from isl_rt.bundle import fit_scan_fusion
             from isl_rt.pipeline import fused_scan_score, fusion_args
 
-            keys = sorted(clean) if per_slice is not None else sorted(ok)
-            parts = [healthy_part_scores(out, key) for key in keys]
+            parts = [healthy_part_scores(out, key) for key in healthy_series]
             fitted = fit_scan_fusion(loaded.manifest.scan_fusion, parts)
             runtime = fusion_args(fitted, loaded.manifest.windows)
             assert runtime is not None
