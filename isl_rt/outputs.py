@@ -124,6 +124,17 @@ def row_key(row: Mapping[str, Any]) -> str:
     return f"{key}|series:{series}" if series else key
 
 
+def rewrite_score_rows(path: Path, rows: Iterable[Mapping[str, Any]], columns: Iterable[str] = SCORE_COLUMNS) -> None:
+    """Write a whole scores CSV atomically: its header and ``rows`` (cells as :class:`ScoreTable` writes them)."""
+    columns = tuple(columns)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([csv_cell(row.get(c, "")) for c in columns])
+    write_atomic(Path(path), buffer.getvalue().encode())
+
+
 class ScoreTable:
     """The scores CSV, appended to row by row; with ``resume`` the rows already there are kept
     and their series reported by :meth:`done`."""

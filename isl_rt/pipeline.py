@@ -529,6 +529,56 @@ def healthy_percentile(score: float, healthy_scores: Sequence[float]) -> float:
     return float(100.0 * np.searchsorted(ordered, score, side="right") / ordered.size)
 
 
+def restate_fused_scores(out_csv: Path, bundle: "Bundle") -> int:
+    """Rewrite the scan scores of the scores CSV ``out_csv`` (and its per-series JSON) as ``bundle``
+    fuses them now, from the raw part scores the scan wrote into each series' JSON: the scan score,
+    its healthy percentile and flag, and each part on its healthy scale. ``isl-rt calibrate`` scans
+    before it fits a fusion's scales; this makes its CSV say what a scan with the calibrated bundle
+    says. Returns the number of rows restated (the ``ok`` rows); does nothing without a fitted fusion."""
+    import csv
+
+    from isl_rt.outputs import SCORE_COLUMNS, rewrite_score_rows
+
+    m = bundle.manifest
+    fusion = fusion_args(m.scan_fusion, m.windows)
+    if fusion is None or any(p.median is None for p in fusion):
+        return 0
+    threshold = m.threshold
+    with open(out_csv, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    restated = 0
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        path = series_json_dir(out_csv) / f"{safe_name(row['series'])}.json"
+        detail, parts = series_part_scores(path)
+        if parts.size != len(fusion):
+            raise InputError(f"{path} holds {parts.size} part scores; the bundle's scan fusion has {len(fusion)} parts.")
+        score = fused_scan_score(parts, fusion)
+        flagged = None if threshold is None else score > threshold.scan_score
+        percentile = None if threshold is None else healthy_percentile(score, threshold.healthy_scores)
+        row.update(scan_score=score, flagged=flagged, healthy_percentile=percentile)
+        detail.update(scan_score=score, flagged=flagged, healthy_percentile=percentile,
+                      threshold=None if threshold is None else threshold.scan_score,
+                      scan_parts=scan_parts_detail(parts, fusion))
+        write_json_atomic(path, detail)
+        restated += 1
+    rewrite_score_rows(out_csv, rows, SCORE_COLUMNS)
+    return restated
+
+
+def series_part_scores(path: Path) -> tuple[dict[str, Any], np.ndarray]:
+    """(the per-series JSON document at ``path``, the raw part scores float64 [P] of its fused scan
+    score) as ``isl-rt scan`` wrote them."""
+    import json
+
+    try:
+        detail = json.loads(Path(path).read_text())
+        return detail, np.array([float(p["score"]) for p in detail["scan_parts"]], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{path} holds no part scores of the scan fusion ({type(err).__name__}: {err}).") from None
+
+
 def series_json_dir(out_csv: Path) -> Path:
     """Where the per-series JSON files of ``out_csv`` go: ``<stem>.series/`` beside it."""
     return out_csv.parent / f"{out_csv.stem}.series"

@@ -149,3 +149,15 @@ def test_calibrate_fits_the_fusion_and_scan_reports_it(small_bundle, phantom_coh
     # the healthy scans' fused scores are the ones the threshold was calibrated on
     fused = sorted(float(r["scan_score"]) for r in rows if r["SeriesInstanceUID"] in healthy)
     assert threshold.healthy_scores == pytest.approx(fused, rel=1e-5)
+    # calibrate's own CSV and JSON were restated after the fit: the same fused scores, flags and parts as the scan's
+    with calibration.open(newline="") as handle:
+        restated = {r["series"]: r for r in csv.DictReader(handle) if r["status"] == "ok"}
+    assert set(restated) == {r["series"] for r in rows}
+    for row in rows:
+        again = restated[row["series"]]
+        assert float(again["scan_score"]) == pytest.approx(float(row["scan_score"]), rel=1e-5, abs=1e-9)
+        assert again["flagged"] == row["flagged"]
+        assert float(again["healthy_percentile"]) == pytest.approx(float(row["healthy_percentile"]))
+        detail = json.loads((series_json_dir(calibration) / f"{safe_name(row['series'])}.json").read_text())
+        assert detail["scan_score"] == pytest.approx(float(row["scan_score"]), rel=1e-5, abs=1e-9)
+        assert all(p["healthy_scale"] is not None for p in detail["scan_parts"])

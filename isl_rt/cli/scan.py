@@ -322,17 +322,21 @@ def calibrate(
             import numpy as np
 
             from isl_rt.bundle import fit_scan_fusion
-            from isl_rt.pipeline import fused_scan_score, fusion_args
+            from isl_rt.outputs import safe_name
+            from isl_rt.pipeline import fused_scan_score, fusion_args, series_json_dir, series_part_scores
 
-            parts = [healthy_part_scores(out, key) for key in healthy_series]
+            parts = [series_part_scores(series_json_dir(out) / f"{safe_name(key)}.json")[1].tolist() for key in healthy_series]
             fitted = fit_scan_fusion(loaded.manifest.scan_fusion, parts)
             runtime = fusion_args(fitted, loaded.manifest.windows)
             assert runtime is not None
             scan_scores = [float(fused_scan_score(np.asarray(p), runtime)) for p in parts]  # type: ignore[arg-type]
-            fusion_text = (f"; scan fusion fitted on {len(parts)} healthy scans (the scan scores in {out} were made "
-                           "before it: scan again to see fused ones)")
+            fusion_text = f"; scan fusion fitted on {len(parts)} healthy scans"
     calibrated = calibrate_bundle(loaded.root, scan_scores, target_specificity,
                                   healthy_slice_scores=slice_scores, slice_series=slice_series, scan_fusion=fitted)
+    if fitted is not None:  # the scan ran before the scales existed: its CSV and JSON say the fused scores now
+        from isl_rt.pipeline import restate_fused_scores
+
+        restate_fused_scores(out, calibrated)
     m = calibrated.manifest
     t, st = m.threshold, m.slice_threshold
     assert st is not None
@@ -371,19 +375,3 @@ def parse_scan_fusion(text: str, first_window: str) -> Any:
             raise IslError(f"--scan-fusion {text!r}: the inset {inset!r} of {item!r} is not a whole number of pixels.")
         parts.append(FusionPart(kind, rest[0] or first_window, threshold, int(inset)))
     return tuple(parts)
-
-
-def healthy_part_scores(out: Path, series: str) -> list[float]:
-    """The raw part scores of a fused scan score that ``isl-rt scan`` wrote into the per-series
-    JSON of ``series`` beside the scores CSV ``out``."""
-    import json
-
-    from isl_rt.outputs import safe_name
-    from isl_rt.pipeline import series_json_dir
-
-    path = series_json_dir(out) / f"{safe_name(series)}.json"
-    try:
-        parts = json.loads(path.read_text())["scan_parts"]
-        return [float(p["score"]) for p in parts]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise IslError(f"{path} holds no part scores of the scan fusion ({type(err).__name__}: {err}).") from None
