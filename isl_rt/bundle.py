@@ -375,6 +375,11 @@ class CavityArgs(NamedTuple):
     margin: int
     sides: int = 4
     largest: bool = False
+    air_margin: int = 0
+
+
+#: Air, in the cavity window's [0, 1] units: below this (every window shows air at its bottom).
+AIR_LEVEL = 0.02
 
 
 @dataclass(frozen=True)
@@ -389,6 +394,13 @@ class CavitySpec:
     heat map, in training and at runtime alike, so the reconstruction error of skull, scalp and
     head holder does not drown what lies inside. A manifest without ``sides`` and ``largest``
     means 4 and false: bone on all four sides, every component (the rule before they existed).
+
+    ``air_margin`` (pixels; 0, the default: none) leaves out of the cavity every pixel within that
+    many pixels of the air around the head (pixels below :data:`AIR_LEVEL` in the window that
+    connect to the slice's edge). At the skull base the component the rule keeps can be the space
+    between the head and a head holder, air and scalp, whose edge the DeDN paints worst; no pixel
+    of the cranial cavity lies that close to the air outside the skull. It applies at scan time;
+    the DRN's training used the cavity without it.
     """
 
     window: str
@@ -396,6 +408,7 @@ class CavitySpec:
     margin: int
     sides: int = 4
     largest: bool = False
+    air_margin: int = 0
 
     def resolve(self, windows: Sequence[WindowSpec]) -> CavityArgs:
         """The ``isl_rt.kernels.cavity`` arguments for these windows (the bone level in that
@@ -403,7 +416,7 @@ class CavitySpec:
         for index, w in enumerate(windows):
             if w.name == self.window:
                 return CavityArgs(index, (self.bone_hu - (w.level - w.width / 2)) / w.width, self.margin, self.sides,
-                                  self.largest)
+                                  self.largest, self.air_margin)
         names = ", ".join(w.name for w in windows)
         raise BundleError(f"The cavity needs a window named '{self.window}', but the windows are: {names}.")
 
@@ -414,7 +427,8 @@ class CavitySpec:
         keep = "; only the component with the most fully enclosed pixels" if self.largest else ""
         bone = (f"bone >= {self.bone_hu:g} HU in window '{self.window}'" if image_scale is None else
                 f"bone >= {self.bone_hu / image_scale:g} of full scale in channel '{self.window}'")
-        return f"{bone}, margin {self.margin} px, bone reached on {reach}{keep}"
+        air = f"; none within {self.air_margin} px of the air around the head" if self.air_margin else ""
+        return f"{bone}, margin {self.margin} px, bone reached on {reach}{keep}{air}"
 
 
 #: bone from 300 HU in the bone window, 2 pixels (about 4 mm at S = 128) kept clear of it
@@ -841,9 +855,12 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
             # absent in manifests written before they existed: the rule of that time
             sides=r.num(c_raw, "sides", "cavity", integer=True) if "sides" in c_raw else 4,
             largest=r.flag(c_raw, "largest", "cavity") if "largest" in c_raw else False,
+            air_margin=r.num(c_raw, "air_margin", "cavity", integer=True) if "air_margin" in c_raw else 0,
         )
         if cavity.margin < 0:
             raise r.fail(f"has cavity.margin = {cavity.margin}, which is negative")
+        if cavity.air_margin < 0:
+            raise r.fail(f"has cavity.air_margin = {cavity.air_margin}, which is negative")
         if not 1 <= cavity.sides <= 4:
             raise r.fail(f"has cavity.sides = {cavity.sides}, which is not 1, 2, 3 or 4")
         if cavity.window not in {w.name for w in windows}:
@@ -1010,6 +1027,25 @@ def set_slice_score(bundle_dir: Path, spec: SliceScoreSpec) -> Bundle:
         raise BundleError(f"The slice score cannot be set: {problem}.")
     if spec != manifest.slice_score_spec:
         manifest = replace(manifest, slice_score=spec, threshold=None, slice_threshold=None)
+    write_manifest(bundle.root, manifest)
+    return load_bundle(bundle.root)
+
+
+def set_cavity_air_margin(bundle_dir: Path, air_margin: int) -> Bundle:
+    """Write the cavity's ``air_margin`` (:class:`CavitySpec`) into an existing bundle's manifest.
+    Both thresholds were calibrated on scores of the old cavity, so they are dropped unless the
+    margin is unchanged: calibrate again (``isl-rt calibrate``)."""
+    from dataclasses import replace
+
+    bundle = load_bundle(bundle_dir)
+    manifest = bundle.manifest
+    if manifest.cavity is None:
+        raise BundleError(f"{bundle.root} scores whole slices (no cavity): an air margin needs a cavity.")
+    if air_margin < 0:
+        raise BundleError(f"The cavity's air margin must be 0 or more pixels, got {air_margin}.")
+    if air_margin != manifest.cavity.air_margin:
+        manifest = replace(manifest, cavity=replace(manifest.cavity, air_margin=int(air_margin)), threshold=None,
+                           slice_threshold=None)
     write_manifest(bundle.root, manifest)
     return load_bundle(bundle.root)
 

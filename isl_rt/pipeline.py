@@ -357,8 +357,33 @@ def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
 def mask_cavity(x: np.ndarray, x_dif: np.ndarray, cavity: CavityArgs) -> np.ndarray:
     """Zero ``x_dif`` [N,C,S,S] in place outside the cranial cavity of ``x``; returns the mask [N,S,S]."""
     mask = kernels.cavity(x, cavity.channel, cavity.bone, cavity.margin, sides=cavity.sides, largest=cavity.largest)
+    if cavity.air_margin:
+        mask *= ~near_outside_air(x[:, cavity.channel], cavity.air_margin)
     x_dif *= mask[:, None]
     return mask
+
+
+def near_outside_air(image: np.ndarray, reach: int, level: float | None = None) -> np.ndarray:
+    """bool [N,H,W]: the pixels within ``reach`` 8-neighbour steps of the air around the head in
+    ``image`` [N,H,W] (one window, [0, 1]): the 4-connected patches below ``level`` (default
+    :data:`isl_rt.bundle.AIR_LEVEL`) that touch the slice's edge, then grown ``reach`` times by a
+    3×3 square. Dark pixels inside the skull (CSF, air in the cavity) do not touch the edge."""
+    from scipy import ndimage
+
+    from isl_rt.bundle import AIR_LEVEL
+
+    dark = np.asarray(image) < (AIR_LEVEL if level is None else level)
+    four = ndimage.generate_binary_structure(2, 1)
+    air = np.zeros(dark.shape, dtype=bool)
+    for i, d in enumerate(dark):
+        labels, count = ndimage.label(d, structure=four)
+        if count:
+            edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+            air[i] = np.isin(labels, edge[edge > 0])
+    if reach <= 0 or not air.any():
+        return air
+    square = np.ones((1, 3, 3), dtype=bool)
+    return ndimage.binary_dilation(air, structure=square, iterations=int(reach))
 
 
 class _Timer:

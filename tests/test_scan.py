@@ -279,3 +279,73 @@ def test_mask_cavity_takes_sides_and_largest():
     assert mask_cavity(x, np.ones_like(x), CavityArgs(1, 0.5, 0)).sum() == 8 * 8 - 3 * 8
     assert mask_cavity(x, np.ones_like(x), CavityArgs(1, 0.5, 0, 3)).sum() == 64 + 3 + 3 * 10
     assert mask_cavity(x, np.ones_like(x), CavityArgs(1, 0.5, 0, 3, True)).sum() == 64 + 3
+
+
+def _head_and_holder(size: int = 64) -> np.ndarray:
+    """One slice [1, S, S] in [0, 1]: a white skull ring round grey brain with a dark pocket (CSF)
+    inside, air around it and a white head-holder arc on the right, as pre-windowed real CT shows."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = np.hypot(yy - 32, xx - 28)
+    x = np.zeros((1, size, size), np.float32)
+    x[0][r < 22] = 1.0  # skull
+    x[0][r < 19] = 0.45  # brain
+    x[0][(np.abs(yy - 32) < 3) & (np.abs(xx - 28) < 3)] = 0.0  # CSF as dark as air, inside the skull
+    holder = (np.abs(np.hypot(yy - 32, xx - 20) - 40) < 1.0) & (xx > 40)
+    x[0][holder] = 1.0
+    return x
+
+
+def test_near_outside_air_finds_the_air_round_the_head_and_not_inside_it():
+    from isl_rt.pipeline import near_outside_air
+
+    x = _head_and_holder()
+    air = near_outside_air(x, 0)[0]
+    assert air[0, 0] and air[32, 55]  # the corner, and the gap between the head and the holder
+    assert not air[32, 28] and not air[32, 20]  # the dark pocket inside the skull, the brain
+    grown = near_outside_air(x, 3)[0]
+    yy, xx = np.mgrid[0:64, 0:64]
+    r = np.hypot(yy - 32, xx - 28)
+    # 3 steps of a 3×3 square: the outer skull, not the brain 5 px or more inside the skull's outer edge
+    assert grown[(r >= 21) & (r < 25)].all() and not grown[r < 17].any()
+    assert near_outside_air(x, 4)[0][(r >= 18.5) & (r < 19)].all()  # 4 steps reach the brain's rim
+    assert not near_outside_air(np.ones_like(x), 4).any()  # no air, nothing near it
+
+
+def test_mask_cavity_air_margin_leaves_out_what_lies_near_the_air_round_the_head():
+    from isl_rt.bundle import CavityArgs
+    from isl_rt.pipeline import mask_cavity, near_outside_air
+
+    x = _head_and_holder()[:, None]  # [1, 1, S, S]
+    plain = mask_cavity(x, np.ones_like(x), CavityArgs(0, 0.9, 0, 3))
+    assert plain[0, 32, 55] == 1  # the gap between head and holder sees bone on three sides: cavity
+    dif = np.ones_like(x)
+    cut = mask_cavity(x, dif, CavityArgs(0, 0.9, 0, 3, False, 5))
+    np.testing.assert_array_equal(cut, plain * ~near_outside_air(x[:, 0], 5))
+    np.testing.assert_array_equal(dif[:, 0], cut)
+    assert cut[0, 32, 55] == 0 and cut[0, 32, 20] == 1  # the gap goes, the brain stays
+
+
+def test_a_bundle_takes_an_air_margin_and_must_be_calibrated_again(small_bundle, tmp_path):
+    from isl_rt.bundle import BundleError, load_bundle, set_cavity_air_margin
+
+    root = tmp_path / "bundle"
+    shutil.copytree(small_bundle.root, root)
+    assert small_bundle.manifest.cavity is not None and small_bundle.manifest.cavity.air_margin == 0
+    assert small_bundle.manifest.threshold is not None
+    bundle = set_cavity_air_margin(root, 4)
+    assert bundle.manifest.cavity.air_margin == 4 and bundle.manifest.threshold is None  # scores changed: calibrate
+    assert "none within 4 px of the air around the head" in bundle.manifest.cavity.describe()
+    assert params_from_bundle(bundle).cavity.air_margin == 4
+    assert json.loads((root / "manifest.json").read_text())["cavity"]["air_margin"] == 4
+    with pytest.raises(BundleError, match="0 or more pixels"):
+        set_cavity_air_margin(root, -1)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["cavity"]["air_margin"] = -2
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="cavity.air_margin = -2, which is negative"):
+        load_bundle(root)
+    del manifest["cavity"]["air_margin"]  # a manifest from before the margin: none
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    assert load_bundle(root).manifest.cavity.air_margin == 0
+    result = CliRunner().invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "b"), "--cavity-air-margin", "-1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "--cavity-air-margin" in result.output

@@ -377,6 +377,7 @@ def export_command(
     heatmap_box: Annotated[int, typer.Option(help="Heat map: box size s (odd).")] = DEFAULT_HEATMAP.box,
     heatmap_gamma: Annotated[float, typer.Option(help="Heat map: exponential enhancement.")] = DEFAULT_HEATMAP.gamma,
     slice_score: Annotated[str, typer.Option("--slice-score", help="What scores a slice: drn (the paper), or residual[:T[:WINDOW[:MEASURE[:INSET[:adjacent]]]]]: of the pixels inside the scored region less INSET pixels along its border (default 0) brighter than the dedisorder image by more than T (default 0.1) in WINDOW (default the first), and with 'adjacent' at the same place on the slice before or after too, the share of the slice in their largest 4-connected patch (MEASURE largest, the default) or in all of them (area); no DRN at scan time. Calibrate afterwards.")] = "drn",
+    cavity_air_margin: Annotated[int, typer.Option("--cavity-air-margin", help="Leave out of the cranial cavity every pixel within this many pixels of the air around the head (at the skull base the cavity can otherwise be the space between the head and a head holder); 0 = none. Applies at scan time. Calibrate afterwards.")] = 0,
     notes_file: Annotated[Path | None, typer.Option("--notes-file", help="A text file whose content goes into the manifest (training.notes) and `isl-rt info --bundle`: the data's source, licence and conditions, the split.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the bundle summary as JSON.")] = False,
 ) -> None:
@@ -391,6 +392,11 @@ def export_command(
 
     start = time.perf_counter()
     spec = _parse_slice_score(slice_score)
+    if cavity_air_margin < 0:
+        raise IslError(f"--cavity-air-margin must be 0 or more pixels, got {cavity_air_margin}.")
+    if cavity_air_margin and calibration_scores is not None:
+        raise IslError("--calibration-scores were made without the cavity's air margin; export with --cavity-air-margin "
+                       "alone and run isl-rt calibrate on the bundle.")
     if spec.kind != "drn" and calibration_scores is not None:
         raise IslError("--calibration-scores were made with the DRN's slice scores; export with --slice-score "
                        f"{slice_score} alone and run isl-rt calibrate on the bundle.")
@@ -409,6 +415,10 @@ def export_command(
         from isl_rt.bundle import set_slice_score
 
         bundle = set_slice_score(bundle.root, replace(spec, window=spec.window or bundle.manifest.windows[0].name))
+    if cavity_air_margin:
+        from isl_rt.bundle import set_cavity_air_margin
+
+        bundle = set_cavity_air_margin(bundle.root, cavity_air_margin)
     if as_json:
         print_json(bundle.summary())
     else:
