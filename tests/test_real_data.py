@@ -82,6 +82,8 @@ def test_accuracy_real_runs_the_protocol_on_validation_patients(image_bundle, tm
     shutil.copytree(image_bundle.root, bundle)
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["cavity"] = None
+    manifest["slice_threshold"] = {"slice_score": 0.5, "target_specificity": 0.95, "healthy_quantiles": {"0.5": 0.1, "0.9": 0.3, "0.95": 0.5, "0.99": 0.7},
+                                   "n_healthy_slices": 1, "n_series": 1}  # any threshold: the flags are counted
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     out = tmp_path / "acc"
     assert module.main(["--bundle", str(bundle), "--data", str(DATA), "--part", "val", "--patients", "2",
@@ -101,3 +103,16 @@ def test_accuracy_real_runs_the_protocol_on_validation_patients(image_bundle, tm
     # filling only adds pixels, and one hull of the whole slice's mask holds each part's hull
     assert pieces["n_positive_pixels"] >= hull["n_positive_pixels"] >= drawn["n_positive_pixels"] > 0
     assert "| isl |" in text and "level-matched AUC" in text
+    # where the maxima lie: every lesion slice with a mask once per localiser and mask; the grown
+    # mask holds the hull, so a hit on the hull is a hit on it
+    with_mask = sum(r["lesion"] == "1" and bool(r["mask"]) for r in rows)
+    for by_mask in metrics["maxima"].values():
+        assert by_mask["slice-hull"]["n"] == by_mask["grown"]["n"] == with_mask
+        assert by_mask["slice-hull"]["hits"] <= by_mask["grown"]["hits"]
+    assert "Where the maximum lies" in text
+    # the false positives' table counts every lesion-free slice once by level and once by distance
+    fp = metrics["false_positives"]
+    lesion_free = sum(r["lesion"] == "0" for r in rows)
+    levels = [g for g in fp["groups"] if "third" in g]
+    assert sum(fp["groups"][g]["n"] for g in levels) == lesion_free == sum(c["n"] for g, c in fp["groups"].items() if g not in levels)
+    assert fp["flagged"] == sum(fp["groups"][g]["flagged"] for g in levels)
