@@ -417,24 +417,38 @@ def markdown(result: dict[str, Any], argv: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def protocol_arguments(description: str, out: str) -> argparse.ArgumentParser:
+    """The command line both real-data benchmarks share: the bundle, the data, the split and the
+    part scored, the output folder and the CI's resampling."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--part", choices=("test", "val"), default="test",
                         help="test: the figures; val: the validation patients, for choices (never the test patients)")
-    parser.add_argument("--out", default="build/accuracy_real")
-    parser.add_argument("--slice-drn", default="", help="drn_best.pt of isl-rt train drn --input slice on the same patients")
+    parser.add_argument("--out", default=out)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--patients", type=int, default=0, help="use only the first N patients of the part (a smoke run)")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def data_missing(data: str) -> bool:
+    """True, after saying so, when ``data`` is not the PHE-SICH-CT-IDS folder."""
+    if (Path(data) / "labels.csv").is_file():
+        return False
+    print(f"{data} holds no labels.csv: pass --data (the PHE-SICH-CT-IDS folder).", file=sys.stderr)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = protocol_arguments(__doc__.splitlines()[0], "build/accuracy_real")
+    parser.add_argument("--slice-drn", default="", help="drn_best.pt of isl-rt train drn --input slice on the same patients")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args(argv)
-    if not (Path(args.data) / "labels.csv").is_file():
-        print(f"{args.data} holds no labels.csv: pass --data (the PHE-SICH-CT-IDS folder).", file=sys.stderr)
+    if data_missing(args.data):
         return 1
     result = run(args)
     Path(args.out, "metrics.json").write_text(json.dumps(result, indent=1, default=float))

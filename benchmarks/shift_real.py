@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-DEFAULT_DATA = Path(os.environ.get("ISL_RT_REAL_DATA", HERE.parents[1] / "shared" / "data" / "phe-sich-ct-ids"))
 MARK_START = "<!-- shift_real:start -->"
 MARK_END = "<!-- shift_real:end -->"
 FRACTION = 0.3
@@ -190,22 +188,14 @@ def markdown(result: dict[str, Any], argv: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from accuracy_real import data_missing, protocol_arguments
+
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", required=True)
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--part", choices=("test", "val"), default="test")
-    parser.add_argument("--out", default="build/shift_real")
+    parser = protocol_arguments(__doc__.splitlines()[0], "build/shift_real")
     parser.add_argument("--shifts", nargs="+", choices=list(SHIFTS), default=list(SHIFTS))
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--patients", type=int, default=0, help="only the first N patients of the part (a smoke run)")
-    parser.add_argument("--resamples", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", action="store_true", help="write the table into benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
-    if not (Path(args.data) / "labels.csv").is_file():
-        print(f"{args.data} holds no labels.csv: pass --data (the PHE-SICH-CT-IDS folder).", file=sys.stderr)
+    if data_missing(args.data):
         return 1
     result = run(args)
     Path(args.out).mkdir(parents=True, exist_ok=True)
