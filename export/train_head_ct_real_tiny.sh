@@ -20,9 +20,11 @@ isl-rt train dedn "$data/images" --ckpt "$ckpt" --labels "$split/train.csv" --va
 isl-rt train drn "$data/images" --ckpt "$ckpt" --labels "$split/train.csv" --label-column lesion \
   --preset tiny --k 4 --cavity-sides 3 --cavity-largest --threads 2 --seed 0
 
-# 4. export, then calibrate both thresholds on the validation patients' lesion-free slices
+# 4. export (the cavity kept 4 px clear of the air around the head: at the skull base it can be
+#    the space between the head and the head holder), then calibrate both thresholds on the
+#    validation patients' lesion-free slices
 isl-rt export "$ckpt" --out export/head-ct-real-tiny --slice-score residual:0.1:gray:largest:4:adjacent \
-  --notes-file export/head-ct-real-tiny.notes.md
+  --cavity-air-margin 4 --notes-file export/head-ct-real-tiny.notes.md
 mkdir -p build/real-val
 python - "$split/split.json" "$data/images" build/real-val <<'PY'
 import json, os, sys
