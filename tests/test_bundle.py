@@ -118,17 +118,17 @@ def test_tampered_network_is_refused_naming_the_file(tmp_path):
 def test_cavity_round_trips_and_resolves_to_the_bone_channel(tmp_path):
     bundle = load_bundle(make_bundle(tmp_path / "b"))
     assert bundle.manifest.cavity == DEFAULT_CAVITY
-    channel, level, margin, sides, largest = bundle.manifest.cavity.resolve(bundle.manifest.windows)
+    channel, level, margin, sides, largest, air_margin = bundle.manifest.cavity.resolve(bundle.manifest.windows)
     assert channel == 2 and level == pytest.approx((300.0 - (600.0 - 1400.0)) / 2800.0) and margin == 2
-    assert (sides, largest) == (4, False)
+    assert (sides, largest, air_margin) == (4, False, 0)
     assert load_bundle(make_bundle(tmp_path / "none", cavity=None)).manifest.cavity is None
     from isl_rt.pipeline import params_from_bundle
 
-    assert params_from_bundle(bundle).cavity == (2, pytest.approx(level), 2, 4, False)
+    assert params_from_bundle(bundle).cavity == (2, pytest.approx(level), 2, 4, False, 0)
     three = CavitySpec("bone", 300.0, 1, sides=3, largest=True)
     loaded = load_bundle(make_bundle(tmp_path / "three", cavity=three))
     assert loaded.manifest.cavity == three
-    assert params_from_bundle(loaded).cavity == (2, pytest.approx(level), 1, 3, True)
+    assert params_from_bundle(loaded).cavity == (2, pytest.approx(level), 1, 3, True, 0)
     assert "at least 3 of the four sides" in three.describe() and "most fully enclosed" in three.describe()
     assert "all four sides" in DEFAULT_CAVITY.describe() and "enclosed pixels" not in DEFAULT_CAVITY.describe()
 

@@ -289,7 +289,7 @@ def test_cli_train_and_export_on_the_phantom(tmp_path):
 
     assert summary["canny"] == {"sigma": DEFAULT_CANNY.sigma, "low": DEFAULT_CANNY.low, "high": DEFAULT_CANNY.high}
     assert summary["windows"] == ["brain 40/80", "subdural 75/215", "bone 600/2800"]
-    assert summary["cavity"] == {"window": "bone", "bone_hu": 300.0, "margin": 2, "sides": 3, "largest": True}
+    assert summary["cavity"] == {"window": "bone", "bone_hu": 300.0, "margin": 2, "sides": 3, "largest": True, "air_margin": 0}
     text = runner.invoke(app, ["info", "--bundle", str(out)]).output
     assert "bone reached on at least 3 of the four sides; only the component with the most fully enclosed" in text
     # resuming a finished run does nothing more and says so through the same verdict line
