@@ -137,6 +137,24 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class ImageLevelSpec:
+    """The brain level of an image bundle's own data (manifest ``image_level``): the median, over
+    the healthy series ``isl-rt calibrate --match-level`` read, of each series' median gray inside
+    its cranial cavity (pixels strictly between black and white). At scan time each image series
+    is shifted so that its own median matches it (:func:`isl_rt.pipeline.match_level`): another
+    site's brain window with another level shows the same tissue a few grey steps lighter or
+    darker, which the DeDN, trained on one site's grey, paints back at its own and so reads as
+    bright residual everywhere."""
+
+    median: float
+    n_series: int
+
+    def describe(self) -> str:
+        return (f"each series shifted so the median gray of its cranial cavity is {self.median:.4g} "
+                f"(the median of {self.n_series} healthy series)")
+
+
+@dataclass(frozen=True)
 class PartitionSpec:
     """The mask partition: a K×K grid and the group of every cell (``Partition.to_dict`` form)."""
 
@@ -487,6 +505,8 @@ class Manifest:
     slice_score: SliceScoreSpec | None = None
     #: None: the scan score is the mean slice score (the paper)
     scan_fusion: ScanFusionSpec | None = None
+    #: None: image series are scored at the grey they have (an image bundle only)
+    image_level: ImageLevelSpec | None = None
 
     @property
     def slice_score_spec(self) -> SliceScoreSpec:
@@ -577,6 +597,7 @@ class Bundle:
             "cavity": None if m.cavity is None else asdict(m.cavity),
             "slice_score": {**asdict(m.slice_score_spec), "description": m.slice_score_spec.describe()},
             "scan_fusion": None if m.scan_fusion is None else {**asdict(m.scan_fusion), "description": m.scan_fusion.describe()},
+            "image_level": None if m.image_level is None else {**asdict(m.image_level), "description": m.image_level.describe()},
             "training": {
                 "data": m.training.data,
                 "series": m.training.series,
@@ -823,6 +844,14 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
         if problem:
             raise r.fail(f"has slice_score {problem}")
 
+    image_level = None
+    l_raw = data.get("image_level")  # optional: absent or null = no shift
+    if l_raw is not None:
+        image_level = ImageLevelSpec(median=r.num(l_raw, "median", "image_level"),
+                                     n_series=r.num(l_raw, "n_series", "image_level", integer=True))
+        if not 0.0 < image_level.median < 1.0:
+            raise r.fail(f"has image_level.median = {image_level.median}, which is not between 0 and 1")
+
     scan_fusion = None
     f_raw = data.get("scan_fusion")  # optional: absent or null = the mean slice score
     if f_raw is not None:
@@ -904,6 +933,8 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
     )
     versions = {str(key): str(v) for key, v in r.obj(data, "versions", "").items()}
 
+    if image_level is not None and input_spec.kind != "image":
+        raise r.fail("has an image_level but its networks read HU (a level is for pre-windowed images)")
     return Manifest(
         format_version=int(version),
         name=r.text(data, "name", ""),
@@ -923,6 +954,7 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
         slice_threshold=slice_threshold,
         slice_score=slice_score,
         scan_fusion=scan_fusion,
+        image_level=image_level,
     )
 
 
@@ -1046,6 +1078,25 @@ def set_cavity_air_margin(bundle_dir: Path, air_margin: int) -> Bundle:
     if air_margin != manifest.cavity.air_margin:
         manifest = replace(manifest, cavity=replace(manifest.cavity, air_margin=int(air_margin)), threshold=None,
                            slice_threshold=None)
+    write_manifest(bundle.root, manifest)
+    return load_bundle(bundle.root)
+
+
+def set_image_level(bundle_dir: Path, level: ImageLevelSpec | None) -> Bundle:
+    """Write the brain level image series are shifted to (None: no shift) into an existing image
+    bundle's manifest. Both thresholds were calibrated on scores made at the old level, so they
+    are dropped unless nothing changed: calibrate again (``isl-rt calibrate --match-level`` does
+    both)."""
+    from dataclasses import replace
+
+    bundle = load_bundle(bundle_dir)
+    manifest = bundle.manifest
+    if level is not None and manifest.input_spec.kind != "image":
+        raise BundleError(f"{bundle.root} reads HU of DICOM CT: a brain level is for bundles of pre-windowed images.")
+    if level is not None and manifest.cavity is None:
+        raise BundleError(f"{bundle.root} scores whole slices: the brain level is measured inside the cranial cavity.")
+    if level != manifest.image_level:
+        manifest = replace(manifest, image_level=level, threshold=None, slice_threshold=None)
     write_manifest(bundle.root, manifest)
     return load_bundle(bundle.root)
 

@@ -45,7 +45,7 @@ from isl_rt.outputs import (
 )
 
 if TYPE_CHECKING:
-    from isl_rt.bundle import Bundle, CavityArgs, ResidualArgs, ScanFusionSpec
+    from isl_rt.bundle import Bundle, CavityArgs, ImageLevelSpec, ResidualArgs, ScanFusionSpec
     from isl_rt.io.series import LoadedSeries, SeriesItem, SetAside
 
 
@@ -77,6 +77,8 @@ class ScanParams:
     residual: ResidualArgs | None = None
     #: the parts of a fused scan score (:func:`fusion_part_scores`); None = the mean slice score
     fusion: tuple[FusionArgs, ...] | None = None
+    #: the median cavity gray image series are shifted to (:func:`match_level`); None = no shift
+    image_level: float | None = None
 
     @property
     def channels(self) -> int:
@@ -327,7 +329,8 @@ def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
     never matters (both 8 and 16 bits are read into [0, 1]); an RGB series whose three channels
     are equal everywhere is the gray series it shows, so a gray bundle reads its first channel.
     Refused with one sentence: HU for an image bundle, images for an HU bundle, gray for an RGB
-    bundle and colour for a gray one (neither has one right answer).
+    bundle and colour for a gray one (neither has one right answer). An image bundle with a brain
+    level (``params.image_level``) gets the series shifted to it (:func:`match_level`).
     """
     from isl_rt.bundle import InputSpec
 
@@ -351,7 +354,60 @@ def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
             f"These images have {have} channel(s), but the bundle's networks read {want.describe()}: "
             f"scan them with a bundle trained on {have}-channel images."
         )
-    return kernels.window_images(images, params.windows, params.size)
+    x = kernels.window_images(images, params.windows, params.size)
+    if params.image_level is not None and params.cavity is not None:
+        x, _ = match_level(x, params.cavity, params.image_level)
+    return x
+
+
+def cavity_median(x: np.ndarray, cavity: CavityArgs) -> float | None:
+    """The median gray of a series' cranial cavity: of the pixels of x [N,C,S,S] (cavity channel)
+    inside :func:`mask_cavity`'s cavity and strictly between black and white, over all its slices;
+    None when no slice shows a cavity."""
+    mask = mask_cavity(x, np.zeros((x.shape[0], 1) + x.shape[2:], dtype=np.float32), cavity) > 0
+    values = x[:, cavity.channel][mask]
+    values = values[(values > 0.0) & (values < 1.0)]
+    return float(np.median(values)) if values.size else None
+
+
+def match_level(x: np.ndarray, cavity: CavityArgs, level: float) -> tuple[np.ndarray, float]:
+    """(x shifted, the shift): every pixel of x [N,C,S,S] strictly between black and white moved by
+    ``level`` − :func:`cavity_median` (kept within [0, 1]), so the series' cavity median is
+    ``level``; black (air) and white (bone, saturated in any brain window) stay. A series without a
+    cavity is returned as it is (shift 0)."""
+    median = cavity_median(x, cavity)
+    if median is None:
+        return x, 0.0
+    shift = float(level) - median
+    inside = (x > 0.0) & (x < 1.0)
+    return np.where(inside, np.clip(x + np.float32(shift), 0.0, 1.0), x).astype(np.float32, copy=False), shift
+
+
+def fit_image_level(directory: Path, bundle: "Bundle") -> "ImageLevelSpec":
+    """The brain level of the image series under ``directory`` (held-out healthy data of the
+    bundle's own site): the median over the series of each series' :func:`cavity_median`, read as
+    the bundle reads them without a level. Series that cannot be read or show no cavity are left
+    out; :class:`InputError` when none is left."""
+    from dataclasses import replace
+
+    from isl_rt.bundle import ImageLevelSpec
+    from isl_rt.io.series import discover_series, load_series
+
+    params = replace(params_from_bundle(bundle), image_level=None)
+    if params.input_kind != "image" or params.cavity is None:
+        raise InputError(f"{bundle.root} is not a bundle of pre-windowed images scored inside the cranial cavity: "
+                         "it has no brain level to match.")
+    medians = []
+    for item in discover_series(Path(directory)).of_kind("image"):
+        try:
+            median = cavity_median(model_input(load_series(item), params), params.cavity)
+        except IslError:
+            continue
+        if median is not None:
+            medians.append(median)
+    if not medians:
+        raise InputError(f"{directory} holds no readable image series with a cranial cavity to measure the brain level on.")
+    return ImageLevelSpec(float(np.median(medians)), len(medians))
 
 
 def mask_cavity(x: np.ndarray, x_dif: np.ndarray, cavity: CavityArgs) -> np.ndarray:
@@ -443,6 +499,7 @@ def params_from_bundle(bundle: "Bundle") -> ScanParams:
         input_kind=m.input_spec.kind,
         residual=_residual_args(m),
         fusion=fusion_args(m.scan_fusion, m.windows),
+        image_level=None if m.image_level is None else m.image_level.median,
     )
 
 

@@ -69,6 +69,8 @@ def echo_bundle(summary: dict[str, Any]) -> None:
         typer.echo(f"  slice score: {summary['slice_score']['description']}")
     if summary.get("scan_fusion"):
         typer.echo(f"  scan score: {summary['scan_fusion']['description']}")
+    if summary.get("image_level"):
+        typer.echo(f"  brain level: {summary['image_level']['description']}")
     for key, text in summary["files"].items():
         typer.echo(f"  {key}: {text}")
     t = summary["threshold"]

@@ -274,6 +274,7 @@ def calibrate(
     label_column: Annotated[str, typer.Option("--label-column", help="The 0/1 column of a per-slice labels CSV (e.g. lesion).")] = "label",
     out: Annotated[Path, typer.Option("--out", help="Scores CSV of the calibration data (its slices CSV beside it).")] = Path("calibration-scores.csv"),
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
+    match_level: Annotated[bool, typer.Option("--match-level", help="Image bundles: measure the brain level of these series first (the median gray inside the cranial cavity) and shift every image series scanned with the bundle to it, so another site's window level does not read as disorder; then calibrate.")] = False,
     scan_fusion: Annotated[str, typer.Option("--scan-fusion", help="Fuse the scan score from parts, comma-separated: slice (the mean slice score), bright:WINDOW:T[:INSET] or dark:WINDOW:T[:INSET] (the mean largest patch brighter or darker than the dedisorder image by more than T in WINDOW, on an adjacent slice too); each is put on its healthy scale, fitted here on the healthy scans, and the largest is the scan score. 'none' goes back to the mean slice score. Without it, a bundle's fusion is refitted.")] = "",
 ) -> None:
     """Scan held-out healthy data and set the bundle's thresholds: scan scores of healthy scans, slice scores of healthy slices."""
@@ -291,6 +292,16 @@ def calibrate(
     healthy = None if labels is None or per_slice is not None else {
         uid for uid, row in read_labels(labels).items() if row["label"] == "0"}
     loaded = load_bundle(bundle)
+    level_text = ""
+    if match_level:
+        from isl_rt.bundle import set_image_level
+        from isl_rt.pipeline import fit_image_level
+
+        if loaded.manifest.input_spec.kind != "image":
+            raise IslError(f"--match-level is for bundles of pre-windowed images; {loaded.root} reads HU of DICOM CT.")
+        level = fit_image_level(directory, loaded)
+        loaded = set_image_level(loaded.root, level)
+        level_text = f"; brain level {level.median:.4g} (median of {level.n_series} series)"
     if scan_fusion:
         loaded = set_scan_fusion(loaded.root, parse_scan_fusion(scan_fusion, loaded.manifest.windows[0].name))
     pair = open_backends(loaded, "auto", threads=threads)
@@ -345,7 +356,7 @@ def calibrate(
                  + (")" if scan_scores is not None else "; kept, no series with only lesion-free slices here)"))
     typer.echo(f"{summary.ok} series scanned ({summary.slices} slices, {summary.errors} error rows); specificity "
                f"{target_specificity:g}: {scan_text}; slice score > {st.slice_score:.6g} ({st.n_healthy_slices} healthy "
-               f"slices of {st.n_series} series){fusion_text}; written to {calibrated.root}")
+               f"slices of {st.n_series} series){fusion_text}{level_text}; written to {calibrated.root}")
     typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {command_line()}")
 
 

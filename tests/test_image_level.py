@@ -1,0 +1,93 @@
+"""The brain level of an image bundle: a series is shifted so that the median gray of its cranial
+cavity is the bundle's (another site's window level shows the same tissue lighter or darker)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from isl_rt.bundle import BundleError, CavityArgs, ImageLevelSpec, load_bundle, set_image_level
+from isl_rt.cli import app
+from isl_rt.pipeline import cavity_median, match_level, params_from_bundle
+
+CAVITY = CavityArgs(0, 0.975, 0)
+
+
+def _head(brain: float = 0.45, size: int = 32) -> np.ndarray:
+    """x [2, 1, S, S]: a white skull ring round brain of gray ``brain`` with a darker pocket, air outside."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = np.hypot(yy - 15.5, xx - 15.5)
+    x = np.zeros((size, size), np.float32)
+    x[r < 14] = 1.0
+    x[r < 12] = brain
+    x[(np.abs(yy - 15.5) < 2) & (np.abs(xx - 15.5) < 2)] = brain - 0.3
+    return np.stack([x, x])[:, None]
+
+
+def test_match_level_moves_the_cavity_median_and_keeps_black_and_white():
+    x = _head(0.5)
+    assert cavity_median(x, CAVITY) == pytest.approx(0.5)
+    shifted, shift = match_level(x, CAVITY, 0.45)
+    assert shift == pytest.approx(-0.05) and cavity_median(shifted, CAVITY) == pytest.approx(0.45)
+    np.testing.assert_array_equal(shifted, np.where((x > 0) & (x < 1), x - 0.05, x).astype(np.float32))
+    assert shifted.dtype == np.float32
+    # a brighter site's series comes back to the same image as the bundle's own
+    np.testing.assert_allclose(match_level(_head(0.45), CAVITY, 0.45)[0], match_level(_head(0.52), CAVITY, 0.45)[0], atol=1e-6)
+    # no cavity (no white ring): nothing to measure, nothing moved
+    flat = np.full((1, 1, 8, 8), 0.4, np.float32)
+    assert cavity_median(flat, CAVITY) is None
+    assert match_level(flat, CAVITY, 0.45)[1] == 0.0
+
+
+def test_an_image_bundle_takes_a_level_and_a_hu_bundle_refuses_it(image_bundle, small_bundle, tmp_path):
+    root = tmp_path / "images"
+    shutil.copytree(image_bundle.root, root)
+    assert image_bundle.manifest.threshold is not None
+    bundle = set_image_level(root, ImageLevelSpec(0.42, 3))
+    assert bundle.manifest.image_level == ImageLevelSpec(0.42, 3) and bundle.manifest.threshold is None
+    assert params_from_bundle(bundle).image_level == pytest.approx(0.42)
+    assert "shifted so the median gray of its cranial cavity is 0.42" in bundle.summary()["image_level"]["description"]
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["image_level"]["median"] = 1.5
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="image_level.median = 1.5"):
+        load_bundle(root)
+    hu = tmp_path / "hu"
+    shutil.copytree(small_bundle.root, hu)
+    with pytest.raises(BundleError, match="reads HU"):
+        set_image_level(hu, ImageLevelSpec(0.42, 3))
+    manifest = json.loads((hu / "manifest.json").read_text())
+    manifest["image_level"] = {"median": 0.4, "n_series": 2}
+    (hu / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="its networks read HU"):
+        load_bundle(hu)
+
+
+def test_calibrate_match_level_fits_the_level_then_the_thresholds(image_bundle, image_writer, tmp_path):
+    root = tmp_path / "bundle"
+    shutil.copytree(image_bundle.root, root)
+    healthy = tmp_path / "healthy"
+    for k in range(2):
+        image_writer.series(healthy / f"s{k}", 6, seed=80 + k)
+    out = tmp_path / "calibration.csv"
+    result = CliRunner().invoke(app, ["calibrate", str(healthy), "--bundle", str(root), "--match-level", "--out", str(out),
+                                      "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle(root)
+    level = bundle.manifest.image_level
+    assert level is not None and level.n_series == 2 and 0 < level.median < 1
+    assert "brain level" in result.output and bundle.manifest.threshold is not None  # calibrated after the level
+    info = CliRunner().invoke(app, ["info", "--bundle", str(root)])
+    assert "brain level: each series shifted" in info.output
+
+
+def test_calibrate_match_level_refuses_a_hu_bundle_before_scanning(small_bundle, tmp_path):
+    root = tmp_path / "hu"
+    shutil.copytree(small_bundle.root, root)
+    out = tmp_path / "calibration.csv"
+    result = CliRunner().invoke(app, ["calibrate", str(tmp_path), "--bundle", str(root), "--match-level", "--out", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--match-level is for bundles of pre-windowed images" in result.output and not out.exists()
+    assert load_bundle(root).manifest == small_bundle.manifest
