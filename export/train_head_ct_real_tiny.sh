@@ -34,5 +34,7 @@ for patient in json.load(open(split))["parts"]["val"]["groups"]:
     if not os.path.lexists(link):
         os.symlink(os.path.abspath(os.path.join(images, patient)), link)
 PY
+# --match-level: the brain level of these patients (median gray inside the cavity) is measured
+# first, and every series scanned later is shifted to it (another site's window level)
 isl-rt calibrate build/real-val --bundle export/head-ct-real-tiny --labels "$split/val.csv" --label-column lesion \
-  --out build/real-calibration.csv
+  --match-level --out build/real-calibration.csv
