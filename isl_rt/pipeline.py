@@ -150,6 +150,9 @@ class VolumeScores:
     part_scores: np.ndarray | None = None
     #: the fused scan score (None: the mean slice score is the scan score)
     fused: float | None = None
+    #: how far an image series was shifted to the bundle's brain level (:func:`match_level`);
+    #: None: not shifted (no level, or HU)
+    level_shift: float | None = None
 
     @property
     def scan_score(self) -> float:
@@ -193,9 +196,15 @@ class Scorer:
     def score_series(self, series: "LoadedSeries") -> VolumeScores:
         """Scores of a loaded series of either kind (:func:`model_input` says which it accepts)."""
         timer = _Timer()
+        p = self.params
+        shift = None
         with timer("kernels"):
-            x = model_input(series, self.params)
-        return self._score_input(x, timer)
+            x = model_input(series, p)
+            if series.kind == "image" and p.image_level is not None and p.cavity is not None:
+                x, shift = match_level(x, p.cavity, p.image_level)
+        scores = self._score_input(x, timer)
+        scores.level_shift = shift
+        return scores
 
     def _score_input(self, x: np.ndarray, timer: "_Timer") -> VolumeScores:
         p = self.params
@@ -329,8 +338,8 @@ def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
     never matters (both 8 and 16 bits are read into [0, 1]); an RGB series whose three channels
     are equal everywhere is the gray series it shows, so a gray bundle reads its first channel.
     Refused with one sentence: HU for an image bundle, images for an HU bundle, gray for an RGB
-    bundle and colour for a gray one (neither has one right answer). An image bundle with a brain
-    level (``params.image_level``) gets the series shifted to it (:func:`match_level`).
+    bundle and colour for a gray one (neither has one right answer). The brain level of an image
+    bundle is matched after this (:meth:`Scorer.score_series`, :func:`match_level`).
     """
     from isl_rt.bundle import InputSpec
 
@@ -354,10 +363,7 @@ def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
             f"These images have {have} channel(s), but the bundle's networks read {want.describe()}: "
             f"scan them with a bundle trained on {have}-channel images."
         )
-    x = kernels.window_images(images, params.windows, params.size)
-    if params.image_level is not None and params.cavity is not None:
-        x, _ = match_level(x, params.cavity, params.image_level)
-    return x
+    return kernels.window_images(images, params.windows, params.size)
 
 
 def cavity_median(x: np.ndarray, cavity: CavityArgs) -> float | None:
@@ -388,12 +394,10 @@ def fit_image_level(directory: Path, bundle: "Bundle") -> "ImageLevelSpec":
     bundle's own site): the median over the series of each series' :func:`cavity_median`, read as
     the bundle reads them without a level. Series that cannot be read or show no cavity are left
     out; :class:`InputError` when none is left."""
-    from dataclasses import replace
-
     from isl_rt.bundle import ImageLevelSpec
     from isl_rt.io.series import discover_series, load_series
 
-    params = replace(params_from_bundle(bundle), image_level=None)
+    params = params_from_bundle(bundle)
     if params.input_kind != "image" or params.cavity is None:
         raise InputError(f"{bundle.root} is not a bundle of pre-windowed images scored inside the cranial cavity: "
                          "it has no brain level to match.")
@@ -998,6 +1002,7 @@ def score_item(
         "slice_threshold": None if slice_threshold is None else slice_threshold.slice_score,
         "slice_scores": scores.slice_scores,
         "scan_parts": None if scores.part_scores is None else scan_parts_detail(scores.part_scores, scorer.params.fusion),
+        "level_shift": scores.level_shift,
         "slice_apds": scores.apds,
         "slice_sources": list(series.sources),
         "slice_positions_mm": series.positions_mm,

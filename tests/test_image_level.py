@@ -82,6 +82,40 @@ def test_calibrate_match_level_fits_the_level_then_the_thresholds(image_bundle, 
     info = CliRunner().invoke(app, ["info", "--bundle", str(root)])
     assert "brain level: each series shifted" in info.output
 
+    # the same series from a site whose window level is lower: 13 grey steps lighter, black and
+    # white as they were; scanned with the bundle it is shifted back and scores as the original
+    from PIL import Image
+
+    lighter = tmp_path / "lighter" / "s0"
+    lighter.mkdir(parents=True)
+    for png in sorted((healthy / "s0").iterdir()):
+        with Image.open(png) as img:
+            a = np.asarray(img.convert("L")).astype(np.int16)
+        Image.fromarray(np.where((a > 0) & (a < 255), np.minimum(a + 13, 254), a).astype(np.uint8)).save(lighter / png.name)
+    details = {}
+    for name, folder, bundle_root in (("own", healthy / "s0", root), ("lighter", lighter, root),
+                                      ("no level", lighter, image_bundle.root)):
+        scores = tmp_path / f"{len(details)}.csv"
+        result = CliRunner().invoke(app, ["scan", str(folder), "--bundle", str(bundle_root), "--out", str(scores),
+                                          "--threads", "1"])
+        assert result.exit_code == 0, result.output
+        (doc,) = [p for p in (tmp_path / f"{len(details)}.series").iterdir() if not p.name.startswith("_")]
+        details[name] = json.loads(doc.read_text())
+    assert details["lighter"]["level_shift"] - details["own"]["level_shift"] == pytest.approx(-13 / 255, abs=2e-3)
+    assert details["no level"]["level_shift"] is None  # a bundle without a level shifts nothing
+    # what the networks see: the lighter series matched is the original matched, but where 8 bits clipped it
+    from isl_rt.io.series import discover_series, load_series
+    from isl_rt.pipeline import model_input
+
+    params = params_from_bundle(load_bundle(root))
+    seen = {}
+    for name, folder in (("own", healthy / "s0"), ("lighter", lighter)):
+        x = model_input(load_series(discover_series(folder).series[0]), params)
+        seen[name] = (x, match_level(x, params.cavity, params.image_level)[0])
+    before = np.abs(seen["lighter"][0] - seen["own"][0]).mean()
+    after = np.abs(seen["lighter"][1] - seen["own"][1]).mean()
+    assert before > 0.01 and after < 0.2 * before, (before, after)  # air and bone (most pixels) never move
+
 
 def test_calibrate_match_level_refuses_a_hu_bundle_before_scanning(small_bundle, tmp_path):
     root = tmp_path / "hu"
