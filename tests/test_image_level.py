@@ -41,6 +41,15 @@ def test_match_level_moves_the_cavity_median_and_keeps_black_and_white():
     assert match_level(flat, CAVITY, 0.45)[1] == 0.0
 
 
+def test_a_shift_beyond_what_was_measured_is_reported():
+    from isl_rt.pipeline import LEVEL_SHIFT_WARNING, level_warnings
+
+    assert level_warnings(None) == [] and level_warnings(0.05) == [] and level_warnings(-LEVEL_SHIFT_WARNING) == []
+    (lighter,) = level_warnings(-0.15)
+    assert "0.15 of full scale lighter" in lighter and "not measured" in lighter
+    assert "darker" in level_warnings(0.12)[0]
+
+
 def test_an_image_bundle_takes_a_level_and_a_hu_bundle_refuses_it(image_bundle, small_bundle, tmp_path):
     root = tmp_path / "images"
     shutil.copytree(image_bundle.root, root)
@@ -86,15 +95,16 @@ def test_calibrate_match_level_fits_the_level_then_the_thresholds(image_bundle, 
     # white as they were; scanned with the bundle it is shifted back and scores as the original
     from PIL import Image
 
-    lighter = tmp_path / "lighter" / "s0"
-    lighter.mkdir(parents=True)
-    for png in sorted((healthy / "s0").iterdir()):
-        with Image.open(png) as img:
-            a = np.asarray(img.convert("L")).astype(np.int16)
-        Image.fromarray(np.where((a > 0) & (a < 255), np.minimum(a + 13, 254), a).astype(np.uint8)).save(lighter / png.name)
+    lighter, far = tmp_path / "lighter" / "s0", tmp_path / "far" / "s0"
+    for folder, steps in ((lighter, 13), (far, 40)):
+        folder.mkdir(parents=True)
+        for png in sorted((healthy / "s0").iterdir()):
+            with Image.open(png) as img:
+                a = np.asarray(img.convert("L")).astype(np.int16)
+            Image.fromarray(np.where((a > 0) & (a < 255), np.minimum(a + steps, 254), a).astype(np.uint8)).save(folder / png.name)
     details = {}
     for name, folder, bundle_root in (("own", healthy / "s0", root), ("lighter", lighter, root),
-                                      ("no level", lighter, image_bundle.root)):
+                                      ("no level", lighter, image_bundle.root), ("far", far, root)):
         scores = tmp_path / f"{len(details)}.csv"
         result = CliRunner().invoke(app, ["scan", str(folder), "--bundle", str(bundle_root), "--out", str(scores),
                                           "--threads", "1"])
@@ -103,6 +113,9 @@ def test_calibrate_match_level_fits_the_level_then_the_thresholds(image_bundle, 
         details[name] = json.loads(doc.read_text())
     assert details["lighter"]["level_shift"] - details["own"]["level_shift"] == pytest.approx(-13 / 255, abs=2e-3)
     assert details["no level"]["level_shift"] is None  # a bundle without a level shifts nothing
+    far_warnings = details.pop("far")["warnings"]
+    assert not any("of full scale" in w for d in details.values() for w in d["warnings"])  # within what was measured
+    assert any("of full scale lighter than in the bundle's calibration series" in w for w in far_warnings)
     # what the networks see: the lighter series matched is the original matched, but where 8 bits clipped it
     from isl_rt.io.series import discover_series, load_series
     from isl_rt.pipeline import model_input
