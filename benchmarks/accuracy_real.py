@@ -151,12 +151,13 @@ class Maxima:
 
         from isl_rt.evaluate_slices import fill_mask, read_mask
         from isl_rt.metrics import heat_distance
-        from isl_rt.pipeline import inset_region
+        from isl_rt.pipeline import inset_region, region_on_source_grid
 
         s = result.scores
         region = np.ones(s.x[:, 0].shape, dtype=bool) if s.region is None else s.region > 0
         inner = inset_region(region, 4)
         eight = np.ones((3, 3), dtype=bool)
+        on_source = {}  # (scored region, inset region) on each source grid met
         for i, path in enumerate(result.files):
             mask_path = self.masks.get(str(Path(path).resolve()))
             if mask_path is None:
@@ -167,20 +168,20 @@ class Maxima:
             hull = fill_mask(drawn, "slice-hull")
             with Image.open(path) as img:
                 gray = ndimage.uniform_filter(np.asarray(img.convert("L"), dtype=np.float32) / 255.0, 3)
-            h, w = gray.shape
-            iy = np.minimum((np.arange(h) + 0.5) * region.shape[1] / h, region.shape[1] - 1).astype(np.intp)
-            ix = np.minimum((np.arange(w) + 0.5) * region.shape[2] / w, region.shape[2] - 1).astype(np.intp)
+            if gray.shape not in on_source:
+                on_source[gray.shape] = (region_on_source_grid(region, gray.shape), region_on_source_grid(inner, gray.shape))
+            scored, scored_inner = on_source[gray.shape]
             blood = (gray >= BRIGHT[0]) & (gray < BRIGHT[1])
             patches, _ = ndimage.label(blood, structure=eight)
             touching = np.unique(patches[ndimage.binary_dilation(hull, iterations=GROW_REACH) & blood])
             grown = hull | np.isin(patches, touching[touching > 0])
-            cavity_blood = blood & inner[i][iy][:, ix]
+            cavity_blood = blood & scored_inner[i]
             own, count = ndimage.label(cavity_blood, structure=eight)
             innermost = np.zeros_like(gray)
             if count:
                 largest = np.bincount(own.ravel())[1:].argmax() + 1
                 innermost = ndimage.distance_transform_edt(own == largest).astype(np.float32)
-            maps = {"heat": np.where(region[i][iy][:, ix], result.heat[i], 0.0),
+            maps = {"heat": np.where(scored[i], result.heat[i], 0.0),
                     "brightest": np.where(cavity_blood, gray, 0.0), "blood_patch": innermost}
             for name, values in maps.items():
                 for mask_name, mask in (("slice-hull", hull), ("grown", grown)):
@@ -189,6 +190,12 @@ class Maxima:
 
     def table(self) -> dict[str, dict[str, dict[str, int]]]:
         return {k: {m: {"hits": int(sum(v)), "n": len(v)} for m, v in by_mask.items()} for k, by_mask in self.hits.items()}
+
+
+#: The groups of the false-positives table: the third of the series, then the distance in slices
+#: from the nearest lesion slice (1, 2, 3 or more, none in the series).
+THIRDS = ("lower third (skull base)", "middle third", "upper third (vertex)")
+DISTANCES = ("next to a lesion slice", "2 slices from one", "3 or more slices from one", "no lesion slice in the series")
 
 
 def false_positives(slices_csv: Path, labels_csv: Path) -> dict[str, Any]:
@@ -215,19 +222,16 @@ def false_positives(slices_csv: Path, labels_csv: Path) -> dict[str, Any]:
         for i, y, flagged in rows:
             if y:
                 continue
-            third = ("lower third (skull base)", "middle third", "upper third (vertex)")[min(2, 3 * i // n)]
+            third = THIRDS[min(2, 3 * i // n)]
             gap = min((abs(i - j) for j in lesions), default=None)
-            near = ("no lesion slice in the series" if gap is None else "next to a lesion slice" if gap == 1
-                    else "2 slices from one" if gap == 2 else "3 or more slices from one")
+            near = DISTANCES[3] if gap is None else DISTANCES[min(gap, 3) - 1]
             for group in (third, near):
                 groups.setdefault(group, []).append(flagged)
             per_patient[name] = per_patient.get(name, 0) + flagged
     counts = sorted(per_patient.values(), reverse=True)
     total = sum(counts)
     half = next((k + 1 for k in range(len(counts)) if sum(counts[: k + 1]) * 2 >= total), 0)
-    order = ("lower third (skull base)", "middle third", "upper third (vertex)", "next to a lesion slice",
-             "2 slices from one", "3 or more slices from one", "no lesion slice in the series")
-    return {"groups": {g: {"n": len(groups[g]), "flagged": int(sum(groups[g]))} for g in order if g in groups},
+    return {"groups": {g: {"n": len(groups[g]), "flagged": int(sum(groups[g]))} for g in THIRDS + DISTANCES if g in groups},
             "flagged": total, "patients": len(counts), "patients_with_any": sum(c > 0 for c in counts),
             "patients_holding_half": half}
 

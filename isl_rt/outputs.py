@@ -198,8 +198,7 @@ class ScoreTable:
         dropped = len(self.rows) - len(kept)
         if dropped:
             self._handle.close()
-            text = self._format(dict(zip(self.columns, self.columns))) + "".join(self._format(r) for r in kept)
-            write_atomic(self.path, text.encode())
+            rewrite_score_rows(self.path, kept, self.columns)
             self.rows = kept
             self._done = {row_key(r) for r in kept}
             self._handle = open(self.path, "ab")

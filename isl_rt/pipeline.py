@@ -200,7 +200,7 @@ class Scorer:
         shift = None
         with timer("kernels"):
             x = model_input(series, p)
-            if series.kind == "image" and p.image_level is not None and p.cavity is not None:
+            if p.image_level is not None and p.cavity is not None:  # an image bundle (the manifest says so)
                 x, shift = match_level(x, p.cavity, p.image_level)
         scores = self._score_input(x, timer)
         scores.level_shift = shift
@@ -385,9 +385,9 @@ def level_warnings(shift: float | None) -> list[str]:
 
 def cavity_median(x: np.ndarray, cavity: CavityArgs) -> float | None:
     """The median gray of a series' cranial cavity: of the pixels of x [N,C,S,S] (cavity channel)
-    inside :func:`mask_cavity`'s cavity and strictly between black and white, over all its slices;
-    None when no slice shows a cavity."""
-    mask = mask_cavity(x, np.zeros((x.shape[0], 1) + x.shape[2:], dtype=np.float32), cavity) > 0
+    inside :func:`cavity_mask` and strictly between black and white, over all its slices; None
+    when no slice shows a cavity."""
+    mask = cavity_mask(x, cavity) > 0
     values = x[:, cavity.channel][mask]
     values = values[(values > 0.0) & (values < 1.0)]
     return float(np.median(values)) if values.size else None
@@ -431,25 +431,32 @@ def fit_image_level(directory: Path, bundle: "Bundle") -> "ImageLevelSpec":
     return ImageLevelSpec(float(np.median(medians)), len(medians))
 
 
-def mask_cavity(x: np.ndarray, x_dif: np.ndarray, cavity: CavityArgs) -> np.ndarray:
-    """Zero ``x_dif`` [N,C,S,S] in place outside the cranial cavity of ``x``; returns the mask [N,S,S]."""
+def cavity_mask(x: np.ndarray, cavity: CavityArgs) -> np.ndarray:
+    """float32 [N,S,S]: 1 inside the cranial cavity of ``x`` [N,C,S,S] (the cavity kernel, less
+    the pixels near the air around the head when ``cavity.air_margin`` says so)."""
     mask = kernels.cavity(x, cavity.channel, cavity.bone, cavity.margin, sides=cavity.sides, largest=cavity.largest)
     if cavity.air_margin:
         mask *= ~near_outside_air(x[:, cavity.channel], cavity.air_margin)
+    return mask
+
+
+def mask_cavity(x: np.ndarray, x_dif: np.ndarray, cavity: CavityArgs) -> np.ndarray:
+    """Zero ``x_dif`` [N,C,S,S] in place outside the cranial cavity of ``x``; returns the mask [N,S,S]."""
+    mask = cavity_mask(x, cavity)
     x_dif *= mask[:, None]
     return mask
 
 
-def near_outside_air(image: np.ndarray, reach: int, level: float | None = None) -> np.ndarray:
+def near_outside_air(image: np.ndarray, reach: int) -> np.ndarray:
     """bool [N,H,W]: the pixels within ``reach`` 8-neighbour steps of the air around the head in
-    ``image`` [N,H,W] (one window, [0, 1]): the 4-connected patches below ``level`` (default
-    :data:`isl_rt.bundle.AIR_LEVEL`) that touch the slice's edge, then grown ``reach`` times by a
+    ``image`` [N,H,W] (one window, [0, 1]): the 4-connected patches below
+    :data:`isl_rt.bundle.AIR_LEVEL` that touch the slice's edge, then grown ``reach`` times by a
     3×3 square. Dark pixels inside the skull (CSF, air in the cavity) do not touch the edge."""
     from scipy import ndimage
 
     from isl_rt.bundle import AIR_LEVEL
 
-    dark = np.asarray(image) < (AIR_LEVEL if level is None else level)
+    dark = np.asarray(image) < AIR_LEVEL
     four = ndimage.generate_binary_structure(2, 1)
     air = np.zeros(dark.shape, dtype=bool)
     for i, d in enumerate(dark):
@@ -640,12 +647,13 @@ def restate_fused_scores(out_csv: Path, bundle: "Bundle") -> int:
     says. Returns the number of rows restated (the ``ok`` rows); does nothing without a fitted fusion."""
     import csv
 
-    from isl_rt.outputs import SCORE_COLUMNS, rewrite_score_rows
+    from isl_rt.outputs import rewrite_score_rows
 
     m = bundle.manifest
-    fusion = fusion_args(m.scan_fusion, m.windows)
-    if fusion is None or any(p.median is None for p in fusion):
+    if m.scan_fusion is None or not m.scan_fusion.fitted:
         return 0
+    fusion = fusion_args(m.scan_fusion, m.windows)
+    assert fusion is not None
     threshold = m.threshold
     with open(out_csv, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -666,7 +674,7 @@ def restate_fused_scores(out_csv: Path, bundle: "Bundle") -> int:
                       scan_parts=scan_parts_detail(parts, fusion))
         write_json_atomic(path, detail)
         restated += 1
-    rewrite_score_rows(out_csv, rows, SCORE_COLUMNS)
+    rewrite_score_rows(out_csv, rows)
     return restated
 
 
@@ -1030,6 +1038,17 @@ def score_item(
     return SeriesOutcome(row, slice_rows, name, detail, int(scores.slice_scores.size), dict(scores.seconds))
 
 
+def region_on_source_grid(region: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """bool [N, rows, columns]: the scored region [N,S,S] (nonzero = inside) on the source pixel
+    grid ``shape`` = (rows, columns), nearest neighbour: a source pixel takes the region of the
+    model pixel it falls in."""
+    h, w = shape[-2], shape[-1]
+    s_h, s_w = region.shape[-2], region.shape[-1]
+    iy = np.minimum((np.arange(h) + 0.5) * s_h / h, s_h - 1).astype(np.intp)
+    ix = np.minimum((np.arange(w) + 0.5) * s_w / w, s_w - 1).astype(np.intp)
+    return np.asarray(region)[:, iy][:, :, ix] > 0
+
+
 def heat_on_source_grid(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """The heat maps [N,S,S] resampled onto the source pixel grid ``shape`` = (rows, columns):
     float32 [N, rows, columns]."""
@@ -1055,14 +1074,10 @@ def write_heatmaps(folder: Path, display: np.ndarray, scores: VolumeScores, heat
 
     folder.mkdir(parents=True, exist_ok=True)
     n, h, w = display.shape
-    s = scores.heat.shape[-1]
     full = heat.astype(np.float16)
     arrays: dict[str, np.ndarray] = {"heat": full, "slice_scores": scores.slice_scores, "apds": scores.apds}
     if scores.region is not None:
-        # nearest neighbour: source pixel (i, j) takes the region of the model pixel it falls in
-        iy = np.minimum((np.arange(h) + 0.5) * s / h, s - 1).astype(np.intp)
-        ix = np.minimum((np.arange(w) + 0.5) * s / w, s - 1).astype(np.intp)
-        arrays["region"] = (scores.region[:, iy][:, :, ix] > 0).astype(np.uint8)
+        arrays["region"] = region_on_source_grid(scores.region, (h, w)).astype(np.uint8)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     write_atomic(folder / "heatmaps.npz", buffer.getvalue())
