@@ -21,10 +21,11 @@ isl-rt train drn "$data/images" --ckpt "$ckpt" --labels "$split/train.csv" --lab
   --preset tiny --k 4 --cavity-sides 3 --cavity-largest --threads 2 --seed 0
 
 # 4. export (the cavity kept 4 px clear of the air around the head: at the skull base it can be
-#    the space between the head and the head holder), then calibrate both thresholds on the
-#    validation patients' lesion-free slices
+#    the space between the head and the head holder; DICOM CT read through the data's brain window:
+#    its slices use 121 grey steps, integer HU through a window 120 HU wide, level 40 assumed),
+#    then calibrate both thresholds on the validation patients' lesion-free slices
 isl-rt export "$ckpt" --out export/head-ct-real-tiny --slice-score residual:0.1:gray:largest:4:adjacent \
-  --cavity-air-margin 4 --notes-file export/head-ct-real-tiny.notes.md
+  --cavity-air-margin 4 --hu-window 40,120 --notes-file export/head-ct-real-tiny.notes.md
 mkdir -p build/real-val
 python - "$split/split.json" "$data/images" build/real-val <<'PY'
 import json, os, sys

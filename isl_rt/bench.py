@@ -47,7 +47,7 @@ from isl_rt.errors import IslError
 
 if TYPE_CHECKING:
     from isl_rt.backends import BackendPair
-    from isl_rt.bundle import Bundle
+    from isl_rt.bundle import Bundle, InputSpec
     from isl_rt.io.series import SeriesItem
 
 #: the stages of :attr:`ConfigResult.stage_seconds`, in data-flow order
@@ -399,18 +399,18 @@ def phantom_input(folder: Path) -> BenchInput:
     return BenchInput(items, f"built-in phantom: 1 DICOM CT series of {study.n_slices} slices, 512×512 (seed {PHANTOM_SEED})")
 
 
-def folder_input(root: Path, kind: str, bundle_name: str) -> BenchInput:
-    """The series under ``root`` of the kind the bundle reads (``hu`` or ``image``)."""
-    from isl_rt.io.series import KIND_WORDS, discover_series
+def folder_input(root: Path, reads: "InputSpec", bundle_name: str) -> BenchInput:
+    """The series under ``root`` of the kinds the bundle reads (``reads``: its input)."""
+    from isl_rt.io.series import discover_series
 
     if not Path(root).is_dir():
         raise BenchError(f"{root} is not a folder: pass the folder that holds the DICOM files or image folders.")
-    items = discover_series(Path(root)).of_kind(kind)
+    items = [item for item in discover_series(Path(root)).series if reads.reads(item.kind)]
     if not items:
-        raise BenchError(f"{root} holds no {KIND_WORDS[kind]}, which bundle '{bundle_name}' reads: "
+        raise BenchError(f"{root} holds no series that bundle '{bundle_name}' reads ({reads.describe()}): "
                          "`isl-rt inspect` shows what is there.")
     slices = sum(item.n_slices for item in items)
-    return BenchInput(items, f"{root}: {len(items)} {KIND_WORDS[kind]}, {slices} slices")
+    return BenchInput(items, f"{root}: {len(items)} series ({reads.describe()}), {slices} slices")
 
 
 # ---- results --------------------------------------------------------------------------------------------------------
@@ -584,7 +584,7 @@ def run_bench(bundle: "Bundle", configs: Sequence[BenchConfig], directory: Path 
         if directory is None:
             source = phantom_input(work / "input")
         else:
-            source = folder_input(directory, bundle.manifest.input_spec.kind, bundle.manifest.name)
+            source = folder_input(directory, bundle.manifest.input_spec, bundle.manifest.name)
         pairs: dict[tuple[str, str, int], BackendPair] = {}
         for config in configs:
             if config.runtime not in pairs:

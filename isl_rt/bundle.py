@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
@@ -49,6 +49,7 @@ __all__ = [
     "DRNSpec",
     "FileSpec",
     "HeatmapSpec",
+    "HuWindowSpec",
     "InputSpec",
     "Manifest",
     "PartitionSpec",
@@ -114,12 +115,39 @@ INPUT_KINDS: tuple[str, ...] = ("hu", "image")
 
 
 @dataclass(frozen=True)
+class HuWindowSpec:
+    """The brain window that made a gray image bundle's training images (manifest
+    ``input.hu_window``): a DICOM CT series is shown through it, HU in [level - width/2,
+    level + width/2] to gray in [0, 1] at 8 bits, and then read as such an image
+    (:func:`isl_rt.pipeline.hu_to_gray`)."""
+
+    level: float
+    width: float
+
+    def describe(self) -> str:
+        return f"window level {self.level:g} HU, width {self.width:g} HU"
+
+
+@dataclass(frozen=True)
 class InputSpec:
     """What the networks were trained on: ``kind`` ``hu`` or ``image``, and the number of input
-    channels (the windows of HU, or the image channels: 1 gray, 3 RGB)."""
+    channels (the windows of HU, or the image channels: 1 gray, 3 RGB). A gray image bundle with
+    an ``hu_window`` reads DICOM CT too, through that window."""
 
     kind: str
     channels: int
+    hu_window: HuWindowSpec | None = None
+
+    def reads(self, kind: str) -> bool:
+        """Whether a series of ``kind`` (``hu`` or ``image``) can be scored."""
+        return kind == self.kind or (kind == "hu" and self.hu_window is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's ``input`` (``hu_window`` only when there is one)."""
+        data = asdict(self)
+        if self.hu_window is None:
+            del data["hu_window"]
+        return data
 
     @classmethod
     def for_windows(cls, windows: Sequence[WindowSpec]) -> InputSpec:
@@ -133,7 +161,10 @@ class InputSpec:
         if self.kind == "hu":
             return f"HU of DICOM CT through {self.channels} window(s)"
         colour = "gray" if self.channels == 1 else "RGB" if self.channels == 3 else f"{self.channels}-channel"
-        return f"pre-windowed {colour} images (PNG/JPEG/TIFF)"
+        images = f"pre-windowed {colour} images (PNG/JPEG/TIFF)"
+        if self.hu_window is None:
+            return images
+        return f"{images}, or HU of DICOM CT through one brain window ({self.hu_window.describe()})"
 
 
 @dataclass(frozen=True)
@@ -578,7 +609,7 @@ class Bundle:
             "format_version": m.format_version,
             "preset": m.preset,
             "size": m.size,
-            "input": {**asdict(m.input_spec), "description": m.input_spec.describe()},
+            "input": {**m.input_spec.to_dict(), "description": m.input_spec.describe()},
             "windows": [f"{w.name} {w.level:g}/{w.width:g}" for w in m.windows],
             "partition": {"k": m.partition.k, "groups": m.partition.groups},
             "canny": asdict(m.canny),
@@ -627,7 +658,7 @@ def write_manifest(root: Path, manifest: Manifest) -> Path:
     from isl_rt.outputs import write_json_atomic
 
     path = Path(root) / MANIFEST_NAME
-    write_json_atomic(path, {**manifest.to_dict(), "format_version": FORMAT_VERSION, "input": asdict(manifest.input_spec)})
+    write_json_atomic(path, {**manifest.to_dict(), "format_version": FORMAT_VERSION, "input": manifest.input_spec.to_dict()})
     return path
 
 
@@ -905,6 +936,13 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
             raise r.fail(f"has input.channels = {input_spec.channels} but {len(windows)} windows (one per channel)")
         if input_spec.kind == "image" and tuple(windows) != image_windows(len(windows)):
             raise r.fail("has input.kind 'image' but windows other than the identity windows of images")
+        h_raw = i_raw.get("hu_window")  # optional: absent or null = image series only
+        if h_raw is not None:
+            hu_window = HuWindowSpec(level=r.num(h_raw, "level", "input.hu_window"), width=r.num(h_raw, "width", "input.hu_window"))
+            problem = hu_window_problem(hu_window, input_spec)
+            if problem:
+                raise r.fail(f"has input.hu_window, but {problem}")
+            input_spec = replace(input_spec, hu_window=hu_window)
 
     slice_threshold = None
     s_raw = data.get("slice_threshold")  # optional: absent or null when not calibrated
@@ -956,6 +994,15 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
         scan_fusion=scan_fusion,
         image_level=image_level,
     )
+
+
+def hu_window_problem(window: HuWindowSpec, input_spec: InputSpec) -> str | None:
+    """Why ``window`` cannot be the brain window of a bundle reading ``input_spec`` (None: it can)."""
+    if input_spec.kind != "image" or input_spec.channels != 1:
+        return "its networks do not read gray images (a brain window makes one gray image of a CT slice)"
+    if not (math.isfinite(window.level) and math.isfinite(window.width)) or window.width <= 0:
+        return f"its level is {window.level:g} HU and its width {window.width:g} HU: both must be numbers, the width above 0"
+    return None
 
 
 def slice_score_problem(spec: SliceScoreSpec, window_names: Sequence[str]) -> str | None:
@@ -1097,6 +1144,21 @@ def set_image_level(bundle_dir: Path, level: ImageLevelSpec | None) -> Bundle:
         raise BundleError(f"{bundle.root} scores whole slices: the brain level is measured inside the cranial cavity.")
     if level != manifest.image_level:
         manifest = replace(manifest, image_level=level, threshold=None, slice_threshold=None)
+    write_manifest(bundle.root, manifest)
+    return load_bundle(bundle.root)
+
+
+def set_hu_window(bundle_dir: Path, window: HuWindowSpec | None) -> Bundle:
+    """Write the brain window a gray image bundle shows DICOM CT through (None: image series only)
+    into an existing bundle's manifest. Image series score as before, so the thresholds stay; they
+    were calibrated on images made through that window, which is what it should be."""
+    bundle = load_bundle(bundle_dir)
+    manifest = bundle.manifest
+    if window is not None:
+        problem = hu_window_problem(window, manifest.input_spec)
+        if problem:
+            raise BundleError(f"{bundle.root} cannot take a brain window for DICOM CT: {problem}.")
+    manifest = replace(manifest, input=replace(manifest.input_spec, hu_window=window))
     write_manifest(bundle.root, manifest)
     return load_bundle(bundle.root)
 

@@ -5,7 +5,8 @@ profile names, so any PACS and viewer can store and show what isl-rt found.
   One measurement group for the series (scan score, healthy percentile, the bundle's threshold,
   a qualitative evaluation "abnormal" / "no abnormality" at that threshold, the top slice's score
   and APDS referencing that slice) and one group per slice (slice score and APDS referencing the
-  slice). Observation context: the device observer is isl-rt with this bundle.
+  slice; with a bundle's slice threshold, that threshold and the slice's qualitative evaluation
+  at it too). Observation context: the device observer is isl-rt with this bundle.
 - :func:`heat_map`: a Parametric Map of the heat map on the source pixel grid (32-bit float,
   one frame per source slice at its position) with a real-world value mapping; each frame
   references its source slice.
@@ -66,6 +67,7 @@ SLICE_SCORE = hd.sr.CodedConcept("slice-score", SCHEME, "ISL slice score")
 TOP_SLICE_SCORE = hd.sr.CodedConcept("top-slice-score", SCHEME, "ISL slice score of the top slice")
 APDS = hd.sr.CodedConcept("apds", SCHEME, "Average pixel disorder score")
 THRESHOLD = hd.sr.CodedConcept("threshold", SCHEME, "ISL scan score threshold")
+SLICE_THRESHOLD = hd.sr.CodedConcept("slice-threshold", SCHEME, "ISL slice score threshold")
 HEAT = hd.sr.CodedConcept("heat", SCHEME, "ISL heat map")
 ALGORITHM_FAMILY = hd.sr.CodedConcept("isl", SCHEME, "Inverse supervised learning")
 
@@ -194,12 +196,19 @@ def measurement_report(sources: Sequence[Dataset], result: "SeriesResult", algor
         )
     ]
     for i, ds in enumerate(sources):
+        measurements = [_number(SLICE_SCORE, scores.slice_scores[i], codes.UCUM.NoUnits),
+                        _number(APDS, scores.apds[i], codes.UCUM.NoUnits)]
+        slice_flag = None
+        if result.slice_threshold is not None:
+            measurements.append(_number(SLICE_THRESHOLD, result.slice_threshold, codes.UCUM.NoUnits))
+            abnormal = scores.slice_scores[i] > result.slice_threshold
+            slice_flag = [hd.sr.QualitativeEvaluation(codes.SCT.Finding, codes.SCT.Abnormal if abnormal else codes.DCM.NoAbnormality)]
         groups.append(
             hd.sr.MeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"slice {i}"),
                 algorithm_id=algorithm.identification(),
-                measurements=[_number(SLICE_SCORE, scores.slice_scores[i], codes.UCUM.NoUnits),
-                              _number(APDS, scores.apds[i], codes.UCUM.NoUnits)],
+                measurements=measurements,
+                qualitative_evaluations=slice_flag,
                 source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds)],
             )
         )

@@ -79,6 +79,13 @@ class ScanParams:
     fusion: tuple[FusionArgs, ...] | None = None
     #: the median cavity gray image series are shifted to (:func:`match_level`); None = no shift
     image_level: float | None = None
+    #: (level, width) in HU of the brain window a gray image bundle shows DICOM CT through
+    #: (:func:`hu_to_gray`); None = an image bundle reads image series only
+    hu_window: tuple[float, float] | None = None
+
+    def reads(self, kind: str) -> bool:
+        """Whether a series of ``kind`` (``hu`` or ``image``) can be scored with these parameters."""
+        return kind == self.input_kind or (kind == "hu" and self.hu_window is not None)
 
     @property
     def channels(self) -> int:
@@ -337,19 +344,21 @@ def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
     (``kernels.window_images``, the function training uses). Conversions: an image's bit depth
     never matters (both 8 and 16 bits are read into [0, 1]); an RGB series whose three channels
     are equal everywhere is the gray series it shows, so a gray bundle reads its first channel.
-    Refused with one sentence: HU for an image bundle, images for an HU bundle, gray for an RGB
-    bundle and colour for a gray one (neither has one right answer). The brain level of an image
-    bundle is matched after this (:meth:`Scorer.score_series`, :func:`match_level`).
+    A gray image bundle with a brain window (``params.hu_window``) reads HU too, through that window
+    (:func:`hu_to_gray`), then as the image it makes. Refused with one sentence: HU for an image
+    bundle without one, images for an HU bundle, gray for an RGB bundle and colour for a gray one
+    (neither has one right answer). The brain level of an image bundle is matched after this
+    (:meth:`Scorer.score_series`, :func:`match_level`).
     """
     from isl_rt.bundle import InputSpec
 
     want = InputSpec(params.input_kind, params.channels)
-    if series.kind != params.input_kind:
+    if not params.reads(series.kind):
         what = "a DICOM CT series (HU)" if series.kind == "hu" else "an image series"
         raise InputError(f"This is {what}, but the bundle's networks read {want.describe()}: scan it with a bundle trained on such data.")
-    if series.kind == "hu":
+    if series.kind == "hu" and params.input_kind == "hu":
         return kernels.window(series.pixels, params.windows, params.size)
-    images = series.pixels
+    images = series.pixels if series.kind == "image" else hu_to_gray(series.pixels, *params.hu_window)
     have = int(images.shape[1])
     if have == 3 and want.channels == 1:
         if not (np.array_equal(images[:, 0], images[:, 1]) and np.array_equal(images[:, 0], images[:, 2])):
@@ -364,6 +373,15 @@ def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
             f"scan them with a bundle trained on {have}-channel images."
         )
     return kernels.window_images(images, params.windows, params.size)
+
+
+def hu_to_gray(hu: np.ndarray, level: float, width: float) -> np.ndarray:
+    """float32 [N,1,H,W]: HU slices int16 [N,H,W] shown through one brain window, as a site saves
+    a pre-windowed 8-bit image: clip((HU − (level − width/2)) / width, 0, 1), rounded to 1/255
+    steps, so the values are the ones an 8-bit image reader gives (k / 255)."""
+    scaled = (np.asarray(hu, dtype=np.float32) - np.float32(level - width / 2.0)) / np.float32(width)
+    steps = np.rint(np.clip(scaled, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+    return (steps.astype(np.float32) / 255.0)[:, None]
 
 
 #: A brain-level shift larger than this (gray units) is reported with the series: the 40
@@ -528,6 +546,7 @@ def params_from_bundle(bundle: "Bundle") -> ScanParams:
         residual=_residual_args(m),
         fusion=fusion_args(m.scan_fusion, m.windows),
         image_level=None if m.image_level is None else m.image_level.median,
+        hu_window=None if m.input_spec.hu_window is None else (m.input_spec.hu_window.level, m.input_spec.hu_window.width),
     )
 
 
@@ -622,6 +641,8 @@ class SeriesResult:
     healthy_percentile: float | None
     #: "hu" (DICOM CT) or "image" (an image folder: no DICOM source)
     kind: str = "hu"
+    #: The bundle's slice-score threshold (a slice above it is flagged); None when it has none.
+    slice_threshold: float | None = None
 
 
 class ResultWriter(Protocol):
@@ -806,8 +827,8 @@ def scan_series(
     out_csv = Path(out_csv)
     found = discover_series(Path(root))
     kind = params.input_kind
-    mine = found.of_kind(kind)
-    others = [s for s in found.series if s.kind != kind]
+    mine = [s for s in found.series if params.reads(s.kind)]
+    others = [s for s in found.series if not params.reads(s.kind)]
     if others and not mine:
         raise InputError(
             f"{root} holds {len(others)} {KIND_WORDS[others[0].kind]} and no {KIND_WORDS[kind]}, but bundle "
@@ -998,12 +1019,15 @@ def score_item(
          "flagged": None if slice_threshold is None else bool(scores.slice_scores[i] > slice_threshold.slice_score)}
         for i in range(series.n_slices)
     ]
+    if series.kind != "hu":  # DICOM results refer to DICOM source slices; an image series has none
+        results = None
     wanted = heatmaps is not None or results is not None
     heat = heat_on_source_grid(scores.heat, series.pixels.shape[-2:]) if wanted else None
     if results is not None:
         try:
             results.write(SeriesResult(item.series_uid or item.key, tuple(item.ref.files), scores, heat,
-                                       None if threshold is None else threshold.scan_score, percentile, series.kind))
+                                       None if threshold is None else threshold.scan_score, percentile, series.kind,
+                                       None if slice_threshold is None else slice_threshold.slice_score))
         except IslError as err:
             return failed(f"scored, but its results could not be written: {err}")
     heat_folder = None if heatmaps is None else Path(heatmaps) / name
@@ -1019,6 +1043,9 @@ def score_item(
         "metadata": series.metadata,
         "bundle": bundle.manifest.name,
         "windows": [{"name": w.name, "level": w.level, "width": w.width} for w in bundle.manifest.windows],
+        # the brain window an image bundle showed this DICOM series through (None: not one)
+        "hu_window": None if series.kind != "hu" or scorer.params.input_kind == "hu" else
+                     {"level": scorer.params.hu_window[0], "width": scorer.params.hu_window[1]},
         # absolute here; relative to the JSON's folder when written, so the outputs can move together
         "heatmaps": None if heat_folder is None else heat_folder.resolve(),
         "backend": backend_name,

@@ -97,3 +97,36 @@ def test_shifted_tree_replaces_what_an_earlier_run_wrote(tmp_path, load_benchmar
     with Image.open(stale) as img:
         assert np.asarray(img)[32, 32] == round(0.85 * 255)
     assert sorted(p.name for p in (tmp_path / "tree").iterdir()) == ["0007"]
+
+
+def test_the_dicom_row_writes_hu_that_the_bundles_window_shows_as_the_slices(tmp_path, load_benchmark):
+    """``dicom``: 8-bit slices of integer HU through a 120 HU window go back to those HU (black as
+    air, white as bone), one DICOM series per patient with each slice's label under its SOP UID;
+    read through the same window they are the slices again."""
+    import pydicom
+
+    from isl_rt.pipeline import hu_to_gray
+
+    module = load_benchmark("shift_real")
+    hu = np.arange(-20, 101, dtype=np.int16)  # every step of the window, once
+    gray8 = np.rint(hu_to_gray(np.resize(hu, (2, 64, 64)), 40.0, 120.0)[:, 0] * 255).astype(np.uint8)
+    assert module.window_width(gray8) == 120
+    back = module.gray_to_hu(gray8, 120)
+    inside = (gray8 > 0) & (gray8 < 255)
+    np.testing.assert_array_equal(back[inside], np.resize(hu, (2, 64, 64))[inside])
+    assert set(back[gray8 == 0].tolist()) == {-1000} and set(back[gray8 == 255].tolist()) == {1000}
+    np.testing.assert_array_equal(np.rint(hu_to_gray(back, 40.0, 120.0)[:, 0] * 255), gray8)
+
+    rows = []
+    for i in range(12):  # a head CT has at least 10 slices
+        path = tmp_path / "png" / f"{i:02d}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(np.round(_head() * 255).astype(np.uint8)).save(path)
+        rows.append({"patient": "0007", "slice": str(i), "image": str(path), "lesion": str(int(i in (5, 6)))})
+    truth = module.shifted_tree(rows, "dicom", tmp_path / "tree")
+    files = sorted((tmp_path / "tree" / "0007").iterdir())
+    assert len(files) == 12 and len(truth) == 12 and sorted(v[0] for v in truth.values()) == [0] * 10 + [1, 1]
+    for path in files:
+        ds = pydicom.dcmread(path)
+        assert ds.Modality == "CT" and str(ds.SOPInstanceUID) in truth
+        assert {-1000, 1000} <= set(np.unique(ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)).tolist())

@@ -378,6 +378,7 @@ def export_command(
     heatmap_gamma: Annotated[float, typer.Option(help="Heat map: exponential enhancement.")] = DEFAULT_HEATMAP.gamma,
     slice_score: Annotated[str, typer.Option("--slice-score", help="What scores a slice: drn (the paper), or residual[:T[:WINDOW[:MEASURE[:INSET[:adjacent]]]]]: of the pixels inside the scored region less INSET pixels along its border (default 0) brighter than the dedisorder image by more than T (default 0.1) in WINDOW (default the first), and with 'adjacent' at the same place on the slice before or after too, the share of the slice in their largest 4-connected patch (MEASURE largest, the default) or in all of them (area); no DRN at scan time. Calibrate afterwards.")] = "drn",
     cavity_air_margin: Annotated[int, typer.Option("--cavity-air-margin", help="Leave out of the cranial cavity every pixel within this many pixels of the air around the head (at the skull base the cavity can otherwise be the space between the head and a head holder); 0 = none. Applies at scan time. Calibrate afterwards.")] = 0,
+    hu_window: Annotated[str, typer.Option("--hu-window", metavar="LEVEL,WIDTH", help="For networks trained on pre-windowed gray images: the brain window (HU) those images were made with, so the bundle reads DICOM CT too, shown through it as an 8-bit image, e.g. 40,120. Empty = image series only.")] = "",
     notes_file: Annotated[Path | None, typer.Option("--notes-file", help="A text file whose content goes into the manifest (training.notes) and `isl-rt info --bundle`: the data's source, licence and conditions, the split.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the bundle summary as JSON.")] = False,
 ) -> None:
@@ -387,11 +388,14 @@ def export_command(
 
     from dataclasses import replace
 
-    from isl_rt.bundle import HeatmapSpec
+    from isl_rt.bundle import HeatmapSpec, HuWindowSpec
     from isl_rt.export import export_bundle
 
     start = time.perf_counter()
     spec = _parse_slice_score(slice_score)
+    window = HuWindowSpec(*_parse_floats(hu_window, 2, "--hu-window")) if hu_window else None
+    if window is not None and not window.width > 0:
+        raise IslError(f"--hu-window {hu_window!r}: the width (HU) must be above 0.")
     if cavity_air_margin < 0:
         raise IslError(f"--cavity-air-margin must be 0 or more pixels, got {cavity_air_margin}.")
     if cavity_air_margin and calibration_scores is not None:
@@ -419,6 +423,10 @@ def export_command(
         from isl_rt.bundle import set_cavity_air_margin
 
         bundle = set_cavity_air_margin(bundle.root, cavity_air_margin)
+    if window is not None:
+        from isl_rt.bundle import set_hu_window
+
+        bundle = set_hu_window(bundle.root, window)
     if as_json:
         print_json(bundle.summary())
     else:
