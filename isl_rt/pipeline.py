@@ -401,6 +401,23 @@ def level_warnings(shift: float | None) -> list[str]:
             f"were not measured"]
 
 
+#: Slices closer than this (mm) get a warning when the slice score counts only what is bright on
+#: an adjacent slice too: the real bundle's data hold 24-69 slices per head (some 2-6 mm apart,
+#: for a head 12-15 cm tall), and on thinner slices neighbours share the DeDN's errors, so healthy
+#: slices score higher than the threshold was calibrated for (not measured: no thin-slice data).
+THIN_SLICE_MM = 2.0
+
+
+def thin_slice_warnings(spacing_mm: float | None, residual: "ResidualArgs | None") -> list[str]:
+    """The per-series warning of slices thinner than :data:`THIN_SLICE_MM` under the ``adjacent``
+    rule (none for a series of unknown spacing, such as an image folder, or another score)."""
+    if spacing_mm is None or residual is None or not residual.adjacent or spacing_mm >= THIN_SLICE_MM:
+        return []
+    return [f"slices {spacing_mm:.3g} mm apart: the slice score counts only what is bright on an adjacent slice too, "
+            f"calibrated on thicker slices; on slices this thin healthy slices score higher than its threshold "
+            f"expects (not measured)"]
+
+
 def cavity_median(x: np.ndarray, cavity: CavityArgs) -> float | None:
     """The median gray of a series' cranial cavity: of the pixels of x [N,C,S,S] (cavity channel)
     inside :func:`cavity_mask` and strictly between black and white, over all its slices; None
@@ -1059,7 +1076,8 @@ def score_item(
         "slice_sources": list(series.sources),
         "slice_positions_mm": series.positions_mm,
         "bit_depth": series.bit_depth or None,
-        "warnings": list(series.warnings) + level_warnings(scores.level_shift),
+        "warnings": list(series.warnings) + level_warnings(scores.level_shift)
+        + thin_slice_warnings(item.ref.slice_spacing if series.kind == "hu" else None, scorer.params.residual),
         "stage_seconds": scores.seconds,
     }
     return SeriesOutcome(row, slice_rows, name, detail, int(scores.slice_scores.size), dict(scores.seconds))

@@ -158,3 +158,26 @@ def test_export_refuses_a_brain_window_it_cannot_read(tmp_path):
         result = CliRunner().invoke(app, ["export", str(tmp_path / "none"), "--out", str(tmp_path / "b"), "--hu-window", text])
         assert result.exit_code != 0 and words in result.output, result.output
         assert not (tmp_path / "b").exists()
+
+
+def test_the_real_bundle_scores_a_dicom_series_and_warns_of_thin_slices(dicom_factory, tmp_path):
+    from isl_rt.pipeline import THIN_SLICE_MM, thin_slice_warnings
+
+    residual = params_from_bundle(load_bundle(default_bundle_path("head-ct-real-tiny"))).residual
+    assert residual.adjacent and thin_slice_warnings(THIN_SLICE_MM, residual) == []
+    assert thin_slice_warnings(None, residual) == [] and thin_slice_warnings(1.0, residual._replace(adjacent=False)) == []
+    for spacing in (5.0, 1.0):
+        dicom_factory.head_series(tmp_path / f"ct{spacing:g}", n=12, size=128, pixel_mm=1.6, spacing=spacing)
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, ["scan", str(tmp_path), "--bundle", str(default_bundle_path("head-ct-real-tiny")),
+                                      "--out", str(out), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    details = {}
+    for doc in (tmp_path / "scores.series").iterdir():
+        if not doc.name.startswith("_"):
+            d = json.loads(doc.read_text())
+            details[d["path"].rsplit("/", 1)[-1]] = d
+    assert set(details) == {"ct5", "ct1"} and all(d["status"] == "ok" for d in details.values())
+    assert all(d["hu_window"] == {"level": 40.0, "width": 120.0} and d["level_shift"] is not None for d in details.values())
+    thin = [w for w in details["ct1"]["warnings"] if "mm apart" in w]
+    assert thin and thin[0].startswith("slices 1 mm apart") and not any("mm apart" in w for w in details["ct5"]["warnings"])
