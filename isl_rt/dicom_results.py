@@ -281,8 +281,8 @@ class DicomResultWriter:
         self.algorithm = algorithm
 
     def write(self, result: "SeriesResult") -> list[Path]:
-        if result.kind != "hu":
-            raise InputError(f"Series {result.series_uid} is an image series: DICOM results need DICOM source slices to refer to.")
+        if result.kind != "hu":  # an image series (a bundle that reads both kinds) has no DICOM slices to refer to
+            return []
         sources = read_sources(result.files)
         try:
             report = measurement_report(sources, result, self.algorithm)

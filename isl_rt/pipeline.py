@@ -1036,8 +1036,6 @@ def score_item(
          "flagged": None if slice_threshold is None else bool(scores.slice_scores[i] > slice_threshold.slice_score)}
         for i in range(series.n_slices)
     ]
-    if series.kind != "hu":  # DICOM results refer to DICOM source slices; an image series has none
-        results = None
     wanted = heatmaps is not None or results is not None
     heat = heat_on_source_grid(scores.heat, series.pixels.shape[-2:]) if wanted else None
     if results is not None:
