@@ -381,3 +381,29 @@ def test_listen_loses_nothing_to_kill_9_and_scores_each_series_once(small_bundle
     pm = next(ds for ds in got if ds.SOPClassUID == PARAMETRIC_MAP)
     _check_frames(pm, study)
     assert not list((store / "outbox").glob("*.dcm"))
+
+
+def test_listen_with_the_real_bundle_scores_dicom_through_its_brain_window(phantom_cohort, pacs, listeners, tmp_path):
+    """The real-data bundle (pre-windowed images, with a brain window) as the node's bundle: a CT study
+    sent over the network is scored, and its SR, forwarded to the PACS, flags each slice at the
+    bundle's slice threshold."""
+    from pydicom.sr.codedict import codes
+
+    from isl_rt.bundle import default_bundle_path, load_bundle
+
+    bundle = load_bundle(default_bundle_path("head-ct-real-tiny"))
+    store, out, log = tmp_path / "store", tmp_path / "scores.csv", tmp_path / "listen.log"
+    node = listeners(bundle, store, out, log, forward=f"127.0.0.1:{pacs.port}:PACS", timeout=4.0)
+    study = [pydicom.dcmread(p) for p in sorted((phantom_cohort / "series_0001").glob("*.dcm"))]
+    assert send(node.port, study) == [0] * len(study)
+    got = pacs.wait_for(2, timeout=180)
+    (row,) = _wait_rows(out, lambda r: len(r) == 1, timeout=30)
+    assert row["status"] == "ok", row
+    detail = json.loads((series_json_dir(out) / f"{safe_name(row['SeriesInstanceUID'])}.json").read_text())
+    assert detail["hu_window"] == {"level": 40.0, "width": 120.0} and detail["bundle"] == "head-ct-real-tiny"
+    report = hd.sr.Comprehensive3DSR.from_dataset(next(ds for ds in got if ds.SOPClassUID == COMPREHENSIVE_3D_SR))
+    per_slice = report.content.get_image_measurement_groups()[1:]
+    threshold = bundle.manifest.slice_threshold.slice_score
+    flags = [g.get_qualitative_evaluations(name=codes.SCT.Finding)[0].value for g in per_slice]
+    assert flags == [codes.SCT.Abnormal if s > threshold else codes.DCM.NoAbnormality for s in detail["slice_scores"]]
+    assert node.terminate() == 0
