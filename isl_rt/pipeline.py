@@ -191,27 +191,33 @@ class Scorer:
         self._fan = np.empty((self.slices_per_call * self.groups, 2 * c + 1, s, s), dtype=np.float32)
 
     def score(self, hu: np.ndarray) -> VolumeScores:
-        """Scores of an HU volume int16 [N,H,W]."""
+        """Scores of an HU volume int16 [N,H,W] (:func:`hu_input` says which bundles read HU)."""
         p = self.params
         if hu.ndim != 3 or hu.shape[0] == 0:
             raise InputError(f"A volume must be [slices, rows, columns] with at least one slice, got shape {hu.shape}.")
         timer = _Timer()
         with timer("kernels"):
-            x = kernels.window(hu, p.windows, p.size)
-        return self._score_input(x, timer)
+            x, shift = self._level_matched(hu_input(hu, p))
+        scores = self._score_input(x, timer)
+        scores.level_shift = shift
+        return scores
 
     def score_series(self, series: "LoadedSeries") -> VolumeScores:
         """Scores of a loaded series of either kind (:func:`model_input` says which it accepts)."""
         timer = _Timer()
-        p = self.params
-        shift = None
         with timer("kernels"):
-            x = model_input(series, p)
-            if p.image_level is not None and p.cavity is not None:  # an image bundle (the manifest says so)
-                x, shift = match_level(x, p.cavity, p.image_level)
+            x, shift = self._level_matched(model_input(series, self.params))
         scores = self._score_input(x, timer)
         scores.level_shift = shift
         return scores
+
+    def _level_matched(self, x: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """x shifted to an image bundle's brain level (:func:`match_level`) and the shift; x as it is
+        and None for a bundle without one."""
+        p = self.params
+        if p.image_level is None or p.cavity is None:  # an image bundle has both (the manifest says so)
+            return x, None
+        return match_level(x, p.cavity, p.image_level)
 
     def _score_input(self, x: np.ndarray, timer: "_Timer") -> VolumeScores:
         p = self.params
@@ -356,9 +362,9 @@ def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
     if not params.reads(series.kind):
         what = "a DICOM CT series (HU)" if series.kind == "hu" else "an image series"
         raise InputError(f"This is {what}, but the bundle's networks read {want.describe()}: scan it with a bundle trained on such data.")
-    if series.kind == "hu" and params.input_kind == "hu":
-        return kernels.window(series.pixels, params.windows, params.size)
-    images = series.pixels if series.kind == "image" else hu_to_gray(series.pixels, *params.hu_window)
+    if series.kind == "hu":
+        return hu_input(series.pixels, params)
+    images = series.pixels
     have = int(images.shape[1])
     if have == 3 and want.channels == 1:
         if not (np.array_equal(images[:, 0], images[:, 1]) and np.array_equal(images[:, 0], images[:, 2])):
@@ -373,6 +379,18 @@ def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
             f"scan them with a bundle trained on {have}-channel images."
         )
     return kernels.window_images(images, params.windows, params.size)
+
+
+def hu_input(hu: np.ndarray, params: ScanParams) -> np.ndarray:
+    """x float32 [N,C,S,S] of HU slices int16 [N,H,W]: through the windows of an HU bundle, or
+    through the brain window of a gray image bundle (:func:`hu_to_gray`) and then read as the
+    image it makes; an image bundle without one refuses them in one sentence."""
+    if params.input_kind == "hu":
+        return kernels.window(hu, params.windows, params.size)
+    if params.hu_window is None:
+        raise InputError("These are HU of DICOM CT, but the bundle's networks read pre-windowed images and it has no brain "
+                         "window to show CT through (manifest input.hu_window): scan it with a bundle trained on such data.")
+    return kernels.window_images(hu_to_gray(hu, *params.hu_window), params.windows, params.size)
 
 
 def hu_to_gray(hu: np.ndarray, level: float, width: float) -> np.ndarray:

@@ -181,3 +181,28 @@ def test_the_real_bundle_scores_a_dicom_series_and_warns_of_thin_slices(dicom_fa
     assert all(d["hu_window"] == {"level": 40.0, "width": 120.0} and d["level_shift"] is not None for d in details.values())
     thin = [w for w in details["ct1"]["warnings"] if "mm apart" in w]
     assert thin and thin[0].startswith("slices 1 mm apart") and not any("mm apart" in w for w in details["ct5"]["warnings"])
+
+
+def test_the_library_scores_an_hu_volume_with_an_image_bundle_through_its_window(image_bundle, tmp_path):
+    from PIL import Image
+
+    from isl_rt.backends import open_backends
+    from isl_rt.errors import InputError
+    from isl_rt.io.phantom import simple_head_slice
+    from isl_rt.io.series import discover_series, load_series
+    from isl_rt.pipeline import Scorer
+
+    hu = np.stack([simple_head_slice(64, seed=500 + i) for i in range(4)]).astype(np.int16)
+    folder = tmp_path / "png" / "s"
+    folder.mkdir(parents=True)
+    for i, g in enumerate(hu_to_gray(hu, 40.0, 80.0)[:, 0]):
+        Image.fromarray(np.rint(g * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    series = load_series(discover_series(tmp_path / "png").series[0])
+    with open_backends(image_bundle, "onnxruntime", threads=1) as pair:
+        with pytest.raises(InputError, match="no brain window to show CT through"):
+            Scorer(params_from_bundle(image_bundle), pair.dedn, pair.drn).score(hu)
+        params = replace(params_from_bundle(image_bundle), hu_window=(40.0, 80.0), image_level=0.4)
+        scorer = Scorer(params, pair.dedn, pair.drn)
+        from_hu, from_png = scorer.score(hu), scorer.score_series(series)
+    np.testing.assert_array_equal(from_hu.slice_scores, from_png.slice_scores)
+    assert from_hu.level_shift == from_png.level_shift is not None
