@@ -15,7 +15,11 @@ bundle scores DICOM CT it has never seen the like of (synthetic heads of another
 - ``top slice``: the series' highest slice score;
 - ``any slice flagged``: the share of each type's series with at least one slice above the
   bundle's slice threshold (calibrated on the real validation patients), and of the healthy
-  series.
+  series;
+- with ``--calibration-cohort`` (a phantom cohort of another seed, as a site would calibrate on
+  its own healthy scans): the share of each type's series whose top slice score is above the
+  threshold that keeps 95% of that cohort's healthy series below it (``calibrate_threshold``'s
+  rule, the one ``isl-rt calibrate`` uses). No disorder label of either cohort is read to fit it.
 
 The cohort is the 300-series phantom cohort of benchmarks/accuracy.py (seed 2026). The scan goes
 to ``--out/scores.csv`` as ``isl-rt scan`` writes it, and an interrupted run continues.
@@ -75,13 +79,12 @@ def series_rows(cohort: Path, out: Path, slice_threshold: float) -> tuple[list[d
     return scored, other
 
 
-def flag_line(rows: list[dict[str, Any]]) -> list[str]:
-    """Each type's share of series with a flagged slice, in :func:`table`'s column order."""
+def flag_line(rows: list[dict[str, Any]], flagged: np.ndarray, what: str) -> list[str]:
+    """Each type's share of series ``flagged`` (bool, one per row), in :func:`table`'s column order."""
     kinds = np.array([r["type"] for r in rows])
-    flagged = np.array([r["flagged"] for r in rows])
     types = sorted(set(kinds) - {"healthy"})
     healthy = float(flagged[kinds == "healthy"].mean())
-    return [f"| any slice flagged: share of series (healthy series: {healthy:.2f}) | - | - | - | "
+    return [f"| {what}: share of series (healthy series: {healthy:.2f}) | - | - | - | "
             + " | ".join(f"{flagged[kinds == t].mean():.2f}" for t in types) + " |"]
 
 
@@ -100,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="build/real-bundle-phantom")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--calibration-cohort", default="", help="a phantom cohort of another seed whose healthy "
+                        "series give a site's own threshold of the top slice score (e.g. build/dev-cohort-s26)")
+    parser.add_argument("--calibration-scans", type=int, default=120)
+    parser.add_argument("--calibration-seed", type=int, default=11)
     parser.add_argument("--results", default="", help="RESULTS.md to write the tables into")
     args = parser.parse_args(argv)
 
@@ -122,17 +129,32 @@ def main(argv: list[str] | None = None) -> int:
               "top slice score": np.array([r["top"] for r in rows])}
     shifts = np.array([r["level_shift"] for r in rows], dtype=np.float64)
     reasons = sorted({o["error"] for o in other})
+    flags = flag_line(rows, np.array([r["flagged"] for r in rows]), "any slice above the bundle's slice threshold")
+    site = ""
+    if args.calibration_cohort:
+        from isl_rt.bundle import calibrate_threshold
+
+        calibration, out_cal = Path(args.calibration_cohort), out / "calibration"
+        out_cal.mkdir(exist_ok=True)
+        ensure_cohort(calibration, args.calibration_scans, args.calibration_seed)
+        scan_cohort(bundle, calibration, out_cal, args.threads)
+        healthy_top = [r["top"] for r in series_rows(calibration, out_cal, threshold)[0] if r["label"] == 0]
+        cut = calibrate_threshold(healthy_top, 0.95).scan_score
+        flags += flag_line(rows, np.array([r["top"] > cut for r in rows]), "top slice above the site's threshold")
+        site = (f" The site's threshold: top slice score {cut:.6g}, from the {len(healthy_top)} healthy series of "
+                f"{args.calibration_cohort} (seed {args.calibration_seed}).")
     section = "\n".join([
         MARK_START,
         "",
-        f"Command: `python benchmarks/real_bundle_phantom.py --bundle {shown(args.bundle)} --cohort {args.cohort} --out {args.out}` "
+        f"Command: `python benchmarks/real_bundle_phantom.py --bundle {shown(args.bundle)} --cohort {args.cohort} --out {args.out}"
+        + (f" --calibration-cohort {args.calibration_cohort}" if args.calibration_cohort else "") + "` "
         f"— {len(rows)} of {len(rows) + len(other)} series scored ({summary.ok} scanned in this run, in "
         f"{seconds:.0f} s), {sum(r['label'] for r in rows)} with a disorder; slice threshold {threshold:.6g}; "
-        f"brain-level shift of the series {np.min(shifts):+.3f} to {np.max(shifts):+.3f}.",
+        f"brain-level shift of the series {np.min(shifts):+.3f} to {np.max(shifts):+.3f}.{site}",
         *([""] + [f"Not scored: {len(other)} ({'; '.join(reasons)})."] if other else []),
         "",
         *table(rows, scores, args.resamples),
-        *flag_line(rows),
+        *flags,
         "",
         MARK_END,
         "",
