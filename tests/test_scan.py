@@ -208,6 +208,29 @@ def test_calibrate_checks_the_labels_before_scanning(small_bundle, phantom_cohor
         assert not out.exists()  # refused before minutes of scanning, not after
 
 
+def test_calibrate_says_why_there_is_nothing_to_calibrate_on(small_bundle, phantom_cohort, tmp_path):
+    empty, junk = tmp_path / "empty", tmp_path / "junk"
+    empty.mkdir()
+    junk.mkdir()
+    (junk / "notes.txt").write_text("not an image")
+    (junk / "scan.dcm").write_bytes(b"DICM" * 10)
+    all_disorder = tmp_path / "labels.csv"
+    with (phantom_cohort / "labels.csv").open() as handle:
+        uids = [r["SeriesInstanceUID"] for r in csv.DictReader(handle)]
+    all_disorder.write_text("SeriesInstanceUID,label\n" + "".join(f"{uid},1\n" for uid in uids))
+    cases = ((empty, [], f"{empty} holds no DICOM series or image folder to scan"),
+             (junk, [], f"no series in {junk} could be scored (2 rows in "),
+             (phantom_cohort, ["--labels", str(all_disorder)], f"none of the 3 series scored in {phantom_cohort} is labelled 0"))
+    for folder, extra, message in cases:
+        bundle_dir = tmp_path / f"bundle-{folder.name}"
+        shutil.copytree(small_bundle.root, bundle_dir)
+        before = (bundle_dir / "manifest.json").read_text()
+        result = CliRunner().invoke(app, ["calibrate", str(folder), "--bundle", str(bundle_dir), "--threads", "1",
+                                          "--out", str(tmp_path / f"{folder.name}.csv"), *extra])
+        assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
+        assert "Traceback" not in result.output and (bundle_dir / "manifest.json").read_text() == before
+
+
 def test_onnxruntime_and_torch_backends_agree(small_bundle, phantom_cohort, tmp_path):
     assert small_bundle.torch_path("dedn") is not None and small_bundle.torch_path("drn") is not None
     params = params_from_bundle(small_bundle)

@@ -308,8 +308,11 @@ def calibrate(
     with pair:
         summary = scan_directory(directory, out, loaded, Scorer(params_from_bundle(loaded), pair.dedn, pair.drn),
                                  backend_name=pair.name, resume=False)
-    ok = {r["series"]: float(r["scan_score"]) for r in read_score_rows(out)
+    rows = read_score_rows(out)
+    ok = {r["series"]: float(r["scan_score"]) for r in rows
           if r["status"] == "ok" and (healthy is None or r["series"] in healthy)}
+    if not ok:
+        raise IslError(no_healthy_series(directory, labels if healthy is not None else None, rows, out))
     if per_slice is None:  # every slice of a healthy scan is a healthy slice
         slice_scores = [float(r["slice_score"]) for r in read_slice_rows(slices_csv_path(out)) if r["series"] in ok]
         healthy_series = sorted(ok)
@@ -358,6 +361,22 @@ def calibrate(
                f"{target_specificity:g}: {scan_text}; slice score > {st.slice_score:.6g} ({st.n_healthy_slices} healthy "
                f"slices of {st.n_series} series){fusion_text}{level_text}; written to {calibrated.root}")
     typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {command_line()}")
+
+
+def no_healthy_series(directory: Path, labels: Path | None, rows: list[dict[str, str]], out: Path) -> str:
+    """Why ``calibrate`` has no healthy series to calibrate on, in one sentence naming the folder."""
+    scored = sum(r["status"] == "ok" for r in rows)
+    if scored and labels is not None:
+        return f"calibrate: none of the {scored} series scored in {directory} is labelled 0 in {labels}; nothing to calibrate on."
+    if not rows:
+        return f"calibrate: {directory} holds no DICOM series or image folder to scan; nothing to calibrate on."
+    reasons: dict[str, int] = {}
+    for r in rows:
+        reason = r.get("error") or r["status"]
+        reasons[reason] = reasons.get(reason, 0) + 1
+    listed = "; ".join(f"{n} × {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+    return (f"calibrate: no series in {directory} could be scored ({len(rows)} rows in {out}: {listed}"
+            f"{'; ...' if len(reasons) > 3 else ''}); nothing to calibrate on.")
 
 
 def parse_scan_fusion(text: str, first_window: str) -> Any:
