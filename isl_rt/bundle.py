@@ -375,8 +375,6 @@ class ScanFusionSpec:
 
     def unfitted(self) -> "ScanFusionSpec":
         """The same parts without their healthy scales (what ``--scan-fusion`` sets)."""
-        from dataclasses import replace
-
         return ScanFusionSpec(tuple(replace(p, median=None, spread=None) for p in self.parts))
 
     def describe(self) -> str:
@@ -1073,8 +1071,6 @@ def calibrate_bundle(
     bundle's manifest; a threshold whose scores are None keeps its value. ``scan_fusion`` (fitted
     by :func:`fit_scan_fusion` on the same healthy scans) replaces the bundle's; the scan scores
     are then the fused ones."""
-    from dataclasses import replace
-
     bundle = load_bundle(bundle_dir)
     manifest = bundle.manifest
     if scan_fusion is not None:
@@ -1097,8 +1093,6 @@ def set_slice_score(bundle_dir: Path, spec: SliceScoreSpec) -> Bundle:
     """Write ``spec`` (what scores a slice) into an existing bundle's manifest. Both thresholds
     were calibrated on the old slice scores, so they are dropped unless the spec is unchanged:
     calibrate again (``isl-rt calibrate``)."""
-    from dataclasses import replace
-
     bundle = load_bundle(bundle_dir)
     manifest = bundle.manifest
     problem = slice_score_problem(spec, [w.name for w in manifest.windows])
@@ -1114,8 +1108,6 @@ def set_cavity_air_margin(bundle_dir: Path, air_margin: int) -> Bundle:
     """Write the cavity's ``air_margin`` (:class:`CavitySpec`) into an existing bundle's manifest.
     Both thresholds were calibrated on scores of the old cavity, so they are dropped unless the
     margin is unchanged: calibrate again (``isl-rt calibrate``)."""
-    from dataclasses import replace
-
     bundle = load_bundle(bundle_dir)
     manifest = bundle.manifest
     if manifest.cavity is None:
@@ -1134,8 +1126,6 @@ def set_image_level(bundle_dir: Path, level: ImageLevelSpec | None) -> Bundle:
     bundle's manifest. Both thresholds were calibrated on scores made at the old level, so they
     are dropped unless nothing changed: calibrate again (``isl-rt calibrate --match-level`` does
     both)."""
-    from dataclasses import replace
-
     bundle = load_bundle(bundle_dir)
     manifest = bundle.manifest
     if level is not None and manifest.input_spec.kind != "image":
@@ -1168,8 +1158,6 @@ def set_scan_fusion(bundle_dir: Path, parts: Sequence[FusionPart] | None) -> Bun
     manifest, or remove the fusion (``parts`` None: the mean slice score). The scan threshold was
     calibrated on the old scan scores, so it is dropped unless nothing changed; ``isl-rt
     calibrate`` fits the scales and the threshold."""
-    from dataclasses import replace
-
     bundle = load_bundle(bundle_dir)
     manifest = bundle.manifest
     spec = None if parts is None else ScanFusionSpec(tuple(parts)).unfitted()
@@ -1188,8 +1176,6 @@ def fit_scan_fusion(spec: ScanFusionSpec, healthy_parts: Sequence[Sequence[float
     """``spec`` with each part's healthy scale fitted on the raw part scores of healthy scans
     (one row per scan, one column per part): the median and the spread (90th percentile − median;
     a part that does not vary over them gets a spread of 1e-9 of its median's size or 1e-12)."""
-    from dataclasses import replace
-
     values = np.asarray(healthy_parts, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != len(spec.parts) or len(values) < 2:
         raise BundleError(f"Fitting the scan fusion takes the {len(spec.parts)} part scores of at least 2 healthy scans, "

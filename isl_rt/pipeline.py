@@ -197,19 +197,15 @@ class Scorer:
             raise InputError(f"A volume must be [slices, rows, columns] with at least one slice, got shape {hu.shape}.")
         timer = _Timer()
         with timer("kernels"):
-            x, shift = self._level_matched(hu_input(hu, p))
-        scores = self._score_input(x, timer)
-        scores.level_shift = shift
-        return scores
+            x = hu_input(hu, p)
+        return self._score_input(x, timer)
 
     def score_series(self, series: "LoadedSeries") -> VolumeScores:
         """Scores of a loaded series of either kind (:func:`model_input` says which it accepts)."""
         timer = _Timer()
         with timer("kernels"):
-            x, shift = self._level_matched(model_input(series, self.params))
-        scores = self._score_input(x, timer)
-        scores.level_shift = shift
-        return scores
+            x = model_input(series, self.params)
+        return self._score_input(x, timer)
 
     def _level_matched(self, x: np.ndarray) -> tuple[np.ndarray, float | None]:
         """x shifted to an image bundle's brain level (:func:`match_level`) and the shift; x as it is
@@ -222,6 +218,7 @@ class Scorer:
     def _score_input(self, x: np.ndarray, timer: "_Timer") -> VolumeScores:
         p = self.params
         with timer("kernels"):
+            x, shift = self._level_matched(x)
             edges = kernels.canny(x, p.canny_low, p.canny_high, sigma=p.canny_sigma)
             x_dd = np.empty_like(x)
             x_dif = np.empty_like(x)
@@ -256,7 +253,8 @@ class Scorer:
                 part_scores = fusion_part_scores(x, x_dd, region, slice_scores, p.fusion)
                 fused = fused_scan_score(part_scores, p.fusion)
         return VolumeScores(slice_scores=slice_scores, apds=apds, heat=heat, x=x, difference=x_dif, seconds=timer.seconds,
-                            region=region, inpainted=x_dd, part_scores=part_scores, fused=fused)
+                            region=region, inpainted=x_dd, part_scores=part_scores, fused=fused,
+                            level_shift=shift)
 
 
     def drn_scores(self, x_dif: np.ndarray) -> np.ndarray:
