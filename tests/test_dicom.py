@@ -120,7 +120,7 @@ def test_tilted_gantry_is_axial_with_a_warning_and_oblique_is_not(tmp_path, dico
     dicom_factory.series(tmp_path / "oblique", n=3, orientation=(1.0, 0.0, 0.0, 0.0, float(np.cos(t)), float(-np.sin(t))))
     found = discover(tmp_path)
     assert [s.series_uid for s in found.series] == [written.series_uid]
-    assert any("tilted 15.0°" in w for w in found.series[0].warnings)
+    assert any("tilted 15.0°" in w and "scored as acquired" in w for w in found.series[0].warnings)
     assert np.isclose(found.series[0].slice_spacing, 2.5)
     assert load_volume(found.series[0]).hu[:, 3, 3].tolist() == [100 + 20 * i for i in range(5)]
     [oblique] = found.skipped

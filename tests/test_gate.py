@@ -3,6 +3,7 @@ headers before anything is decoded where it can be, else from the pixels."""
 
 from __future__ import annotations
 
+import re
 import numpy as np
 import pytest
 
@@ -51,7 +52,6 @@ def _set(**values):
 
 HEADER_CASES = {
     "tiny matrix": (dict(size=16, pixel_mm=12.0, hu=lambda i: simple_head_slice(16, seed=i)), "too small for a head CT"),
-    "few slices": (dict(n=3), "3 slices"),
     "slope NaN": (dict(mutate=_set(RescaleSlope=float("nan"))), "not a finite number"),
     "slope inf": (dict(mutate=_set(RescaleSlope=float("inf"))), "not a finite number"),
     "slope 1e308": (dict(mutate=_set(RescaleSlope=1e308)), "RescaleSlope 1e+308"),
@@ -137,7 +137,9 @@ def test_image_series_gate():
     assert gate.check_image_header(12, 256, 256).usable
     assert gate.check_image_pixels(gate.image_slice_stats(brain_window)).usable
     assert "too small" in gate.check_image_header(12, 16, 16).reason
-    assert "holds 4 images" in gate.check_image_header(4, 256, 256).reason
+    assert gate.check_image_header(4, 256, 256).usable  # a few key images are judged by what they show
+    assert gate.check_image_header(1, 256, 256).usable
+    assert "no images" in gate.check_image_header(0, 256, 256).reason
     uniform = np.full((12, 1, 256, 256), 0.5, dtype=np.float32)
     assert "uniform" in gate.check_image_pixels(gate.image_slice_stats(uniform)).reason
     noise = np.random.default_rng(0).random((12, 1, 256, 256), dtype=np.float32) * 0.9
@@ -163,3 +165,65 @@ def test_the_size_limit_holds_a_thin_sliced_head_and_refuses_what_would_take_ove
     assert series_bytes(2048, 2048, 130) > MAX_SERIES_BYTES
     assert gate.check_image_size(1024, 512, 512, 1).usable
     assert "GiB decoded" in gate.check_image_size(400, 1024, 1024, 3).reason
+
+
+# ------------------------------------------------------------------------- key images: 1..9 slices
+
+
+def test_the_head_share_rule_asks_every_slice_of_one_or_two(tmp_path):
+    assert [gate._needed(n) for n in (1, 2, 3, 9, 10, 20, 21, 69)] == [1, 2, 3, 3, 3, 3, 4, 11]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_a_short_dicom_head_series_passes_with_its_spacing_unasked(tmp_path, dicom_factory, n):
+    # 1 slice: its slice_spacing is SliceThickness; 20 mm would fail the spacing check of a series
+    dicom_factory.head_series(tmp_path, n=n, spacing=5.0 if n > 1 else 20.0)
+    ref = _ref(tmp_path)
+    assert gate.check_ct_header(ref).usable
+    verdict = _verdict(tmp_path)
+    assert verdict.usable, verdict.reason
+    assert verdict.facts["head_slices"] == n
+
+
+def test_a_short_series_keeps_every_other_header_check(tmp_path, dicom_factory):
+    cases = {
+        "chest": (dict(n=1, mutate=_set(BodyPartExamined="CHEST")), "BodyPartExamined is CHEST"),
+        "tiny": (dict(n=1, size=16, pixel_mm=12.0, hu=lambda i: simple_head_slice(16, seed=i)), "too small"),
+        "fov": (dict(n=1, pixel_mm=0.1), "field of view"),
+        "thick": (dict(n=1, mutate=_set(SliceThickness=20.0)), "20 mm thick"),
+        "mr": (dict(n=2, mutate=_set(EchoTime=12.0, RepetitionTime=500.0)), "MR acquisition attributes"),
+        "apart": (dict(n=2, spacing=20.0), "20 mm apart"),
+    }
+    for name, (kwargs, words) in cases.items():
+        dicom_factory.head_series(tmp_path / name, **kwargs)
+        verdict = gate.check_ct_header(_ref(tmp_path / name))
+        assert not verdict.usable and words in verdict.reason, (name, verdict)
+
+
+@pytest.mark.parametrize("case", ["uniform air", "no skull", "MR values"])
+def test_a_single_slice_that_is_not_a_head_is_refused(tmp_path, dicom_factory, case):
+    hu, words = PIXEL_CASES[case]
+    dicom_factory.head_series(tmp_path, n=1, hu=hu, mutate=_set(RescaleIntercept=0) if case == "MR values" else None)
+    verdict = _verdict(tmp_path)
+    assert not verdict.usable and words in verdict.reason, verdict
+    assert not re.search(r"\.\s+[A-Z]", verdict.reason)  # one sentence
+
+
+def test_two_slices_need_a_head_on_both(tmp_path, dicom_factory):
+    no_skull = PIXEL_CASES["no skull"][0]
+    dicom_factory.head_series(tmp_path, n=2, hu=lambda i: simple_head_slice(256, seed=i) if i == 0 else no_skull(i))
+    verdict = _verdict(tmp_path)
+    assert not verdict.usable and "a head shows on 1 of its 2 slices, at least 2 needed" in verdict.reason
+
+
+def test_single_images_are_judged_by_what_they_show():
+    head = np.clip(simple_head_slice(256, seed=3).astype(np.float32) / 80.0, 0.0, 1.0)[None, None]
+    assert gate.check_image_pixels(gate.image_slice_stats(head)).usable
+    assert gate.check_image_pixels(gate.image_slice_stats(np.concatenate([head, head]))).usable
+    blank = np.full((1, 1, 256, 256), 0.2, dtype=np.float32)
+    assert "uniform" in gate.check_image_pixels(gate.image_slice_stats(blank)).reason
+    noise = np.random.default_rng(1).random((1, 1, 256, 256), dtype=np.float32) * 0.9
+    reason = gate.check_image_pixels(gate.image_slice_stats(noise)).reason
+    assert "no cranial cavity" in reason and "0 of its 1 images, at least 1 needed" in reason
+    half = np.concatenate([head, noise])
+    assert "1 of its 2 images, at least 2 needed" in gate.check_image_pixels(gate.image_slice_stats(half)).reason

@@ -24,7 +24,9 @@ Decisions, in one place:
   Head CT is routinely acquired with a gantry tilt of 10-30° to follow the orbitomeatal line;
   rejecting those would skip a large share of real head CT, while coronal and sagittal
   reformats and localizers sit near 90° and are still rejected. A tilt above 2° is reported as
-  a series warning.
+  a series warning. Tilted slices are scored as acquired, never resampled to axial: the networks
+  score each slice on its own, and correcting the tilt (dcm2niix's shear) only moves each slice
+  within its plane (benchmarks/tilt_real.py measures what that changes).
 - Multi-frame objects (NumberOfFrames > 1, and every Enhanced / Legacy Converted Enhanced CT
   object) are skipped with a reason saying so: isl-rt reads classic single-frame CT slices,
   which is what scanners and PACS export by default.
@@ -722,7 +724,8 @@ def _build_series(uid: str, slices: list[_Slice], left_out: list[_FileNote]) -> 
     assert normal is not None  # checked per file in _classify
     tilt = _tilt_deg(normal)
     if tilt > TILT_WARN_DEG:
-        warns.append(f"slices are tilted {tilt:.1f}° from axial (gantry tilt); ordered along the slice normal")
+        warns.append(f"slices are tilted {tilt:.1f}° from axial (gantry tilt); ordered along the slice normal and "
+                     "scored as acquired, each slice as the scanner reconstructed it (not resampled to axial)")
 
     positions = np.array([s.position for s in slices], dtype=np.float64)
     depth = positions @ normal

@@ -37,8 +37,10 @@ from isl_rt.io.limits import MAX_MATRIX, MAX_SERIES_BYTES, series_bytes
 
 # ---- headers --------------------------------------------------------------------------------
 
-#: Fewest slices of a series: a head CT covers the brain (about 120 mm) at 10 mm or finer
-#: slices, so at least 12; 10 leaves a margin for a partial series.
+#: Fewest slices of a whole head-CT series: a head CT covers the brain (about 120 mm) at 10 mm or
+#: finer slices, so at least 12; 10 leaves a margin for a partial series. Fewer slices (a single
+#: key image, a few slices sent from a PACS) are not refused: they are judged by what they show
+#: (the pixel checks below) and scored with a warning (:func:`few_slices_warning`).
 MIN_SLICES = 10
 #: Smallest Rows or Columns: clinical CT reconstructs 256-1024; 64 still holds a head at 4 mm
 #: pixels, below that there is nothing left to score (16×16 test patterns, icons).
@@ -101,7 +103,8 @@ MIN_CAVITY_FRACTION = 0.005
 #: this share of its slices, and on 3 or more: the skull base and the vertex may not, and a
 #: series may reach down into the neck and chest. Measured lowest on real head CT: 0.232 (patient
 #: 0163 of PHE-SICH-CT-IDS, 16 of 69 slices, its series running from the upper chest to the
-#: vertex); 0.5 for every other real series; 0.87 on the phantom.
+#: vertex); 0.5 for every other real series; 0.87 on the phantom. A series of fewer than 3 slices
+#: (key images) must show a head on every one: min(MIN_HEAD_SLICES, n) and the share.
 MIN_HEAD_SLICE_SHARE = 0.15
 MIN_HEAD_SLICES = 3
 #: Largest width (left-right) and length (front-back) of the region bone encloses (mm): the
@@ -155,8 +158,8 @@ def check_ct_header(ref: SeriesRef) -> Verdict:
     problem = _matrix_problem(ref.rows, ref.columns)
     if problem:
         return _reject(problem)
-    if ref.n_slices < MIN_SLICES:
-        return _reject(f"it has {ref.n_slices} slice{'s' if ref.n_slices != 1 else ''}; a head CT has at least {MIN_SLICES}")
+    if ref.n_slices < 1:
+        return _reject("it has no slices")
     problem = _size_problem(ref.rows, ref.columns, ref.n_slices)
     if problem:
         return _reject(problem)
@@ -191,8 +194,8 @@ def check_ct_header(ref: SeriesRef) -> Verdict:
     if fov < MIN_FIELD_OF_VIEW_MM:
         return _reject(f"its field of view is {fov:.0f} mm ({ref.columns} × {ref.pixel_spacing[1]:g} mm), too small "
                        f"to hold a head (at least {MIN_FIELD_OF_VIEW_MM:.0f} mm)")
-    spacing = ref.slice_spacing
-    if not MIN_SLICE_SPACING_MM <= spacing <= MAX_SLICE_MM:
+    spacing = ref.slice_spacing  # of one slice: its SliceThickness (or 1 mm), not a distance between slices
+    if ref.n_slices >= 2 and not MIN_SLICE_SPACING_MM <= spacing <= MAX_SLICE_MM:
         return _reject(f"its slices are {spacing:g} mm apart; a head CT has {MIN_SLICE_SPACING_MM:g} to "
                        f"{MAX_SLICE_MM:g} mm")
     if math.isfinite(ref.slice_thickness) and ref.slice_thickness > MAX_SLICE_MM:
@@ -205,13 +208,25 @@ def check_ct_header(ref: SeriesRef) -> Verdict:
 
 
 def check_image_header(n_images: int, rows: int, columns: int, channels: int = 1) -> Verdict:
-    """Judge an image series (a folder of pre-windowed slices) from its size alone."""
+    """Judge an image series (a folder of pre-windowed slices) from its size alone; any number of
+    images from 1 up (key images), a few with a warning."""
     problem = _matrix_problem(rows, columns)
     if problem:
         return _reject(problem.replace("slices declare", "images are").replace("slices are", "images are"))
-    if n_images < MIN_SLICES:
-        return _reject(f"it holds {n_images} image{'s' if n_images != 1 else ''}; a head CT has at least {MIN_SLICES} slices")
+    if n_images < 1:
+        return _reject("it holds no images")
     return check_image_size(n_images, rows, columns, channels)
+
+
+def few_slices_warning(n: int, noun: str = "slice") -> list[str]:
+    """The series warning of a series shorter than a whole head CT (key images), scored as it is
+    (:func:`isl_rt.io.series.load_series` adds it)."""
+    if n >= MIN_SLICES:
+        return []
+    s = "s" if n != 1 else ""
+    return [f"{n} {noun}{s}, fewer than a whole head CT ({MIN_SLICES} or more): scored as key images, the scan score "
+            f"covers {'this' if n == 1 else 'these'} {noun}{s} only; rules that look at the neighbouring slice see "
+            f"{'none' if n == 1 else 'only these'}"]
 
 
 def check_image_size(n_images: int, rows: int, columns: int, channels: int = 1) -> Verdict:
@@ -325,7 +340,9 @@ def _uniform_problem(stats: SliceStats, level: float, unit: str) -> str | None:
 
 
 def _needed(n_slices: int) -> int:
-    return max(MIN_HEAD_SLICES, math.ceil(MIN_HEAD_SLICE_SHARE * n_slices))
+    """Slices that must show a head: min(MIN_HEAD_SLICES, n) and the share MIN_HEAD_SLICE_SHARE,
+    so one or two key images must each show one."""
+    return max(min(MIN_HEAD_SLICES, max(n_slices, 1)), math.ceil(MIN_HEAD_SLICE_SHARE * n_slices))
 
 
 def _uniform_warning(stats: SliceStats, level: float) -> list[str]:
