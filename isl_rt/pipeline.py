@@ -807,6 +807,7 @@ def scan_directory(
     results: ResultWriter | None = None,
     top_slices: int = 3,
     on_series: Callable[[SeriesDone], None] | None = None,
+    one_series_per_image: bool = False,
 ) -> ScanSummary:
     """Score every series under ``root`` of the kind the bundle reads (DICOM CT or image folders);
     one CSV row per series, and one per item discovery set aside (``skipped``: not DICOM, not axial
@@ -832,7 +833,7 @@ def scan_directory(
                                  results=results, top_slices=top_slices)
 
     return scan_series(root, out_csv, bundle, scorer.params, score_all, backend_name=backend_name, resume=resume,
-                       on_series=on_series)
+                       on_series=on_series, one_series_per_image=one_series_per_image)
 
 
 #: An engine: scores the series to do and yields one outcome per series, in any order, each
@@ -850,6 +851,7 @@ def scan_series(
     backend_name: str,
     resume: bool = True,
     on_series: Callable[[SeriesDone], None] | None = None,
+    one_series_per_image: bool = False,
 ) -> ScanSummary:
     """What :func:`scan_directory` does, with the scoring left to ``score_all``: discovery, the
     set-aside rows, the resume rules and the run key, and writing each outcome (per-series JSON,
@@ -858,7 +860,7 @@ def scan_series(
     from isl_rt.io.series import KIND_WORDS, discover_series
 
     out_csv = Path(out_csv)
-    found = discover_series(Path(root))
+    found = discover_series(Path(root), one_series_per_image=one_series_per_image)
     kind = params.input_kind
     mine = [s for s in found.series if params.reads(s.kind)]
     others = [s for s in found.series if not params.reads(s.kind)]

@@ -268,3 +268,80 @@ def test_dicom_results_are_refused_for_an_image_bundle(image_bundle, image_tree,
                                       "--dicom-out", str(tmp_path / "dcm")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "no DICOM source" in result.output and not out.exists() and not (tmp_path / "dcm").exists()
+
+
+# ---------------------------------------------------------------- key images and loose images
+
+
+def _real_bundle():
+    from isl_rt.bundle import default_bundle_path
+
+    return default_bundle_path("head-ct-real-tiny")
+
+
+def _scan_cli(root, out, bundle_root, *extra):
+    result = CliRunner().invoke(app, ["scan", str(root), "--out", str(out), "--bundle", str(bundle_root),
+                                      "--threads", "1", *extra])
+    return result, (_rows(out) if out.exists() else [])
+
+
+def test_a_single_head_png_is_scored_and_a_blank_or_noise_image_refused(tmp_path, image_writer):
+    root = tmp_path / "key"
+    image_writer.png(root / "head" / "key.png", 5, size=256)
+    (root / "blank").mkdir()
+    Image.fromarray(np.full((256, 256), 50, np.uint8)).save(root / "blank" / "0.png")
+    (root / "noise").mkdir()
+    noise = (np.random.default_rng(0).random((256, 256)) * 230).astype(np.uint8)
+    Image.fromarray(noise).save(root / "noise" / "0.png")
+    out = tmp_path / "scores.csv"
+    result, rows = _scan_cli(root, out, _real_bundle())
+    assert result.exit_code == 0, result.output
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
+    assert set(by_name) == {"head", "blank", "noise"}
+    head = by_name["head"]
+    assert head["status"] == "ok" and head["n_slices"] == "1" and head["scan_score"] != "", head
+    assert [r["slice"] for r in _rows(slices_csv_path(out)) if r["series"] == "head"] == ["0"]
+    detail = json.loads((series_json_dir(out) / "head.json").read_text())
+    assert any(w.startswith("1 image, fewer than a whole head CT") for w in detail["warnings"])
+    assert by_name["blank"]["status"] == "rejected" and "uniform" in by_name["blank"]["error"]
+    assert by_name["noise"]["status"] == "rejected" and "no cranial cavity" in by_name["noise"]["error"]
+    assert "1 of its 1 images" not in by_name["noise"]["error"] and "at least 1 needed" in by_name["noise"]["error"]
+
+
+def test_a_single_file_dicom_head_is_scored(tmp_path, dicom_factory):
+    dicom_factory.head_series(tmp_path / "one", n=1, size=128, pixel_mm=1.6)
+    dicom_factory.head_series(tmp_path / "two", n=2, size=128, pixel_mm=1.6)
+    out = tmp_path / "out" / "scores.csv"
+    result, rows = _scan_cli(tmp_path, out, _real_bundle())
+    assert result.exit_code == 0, result.output
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
+    assert {k: (r["status"], r["n_slices"]) for k, r in by_name.items()} == {"one": ("ok", "1"), "two": ("ok", "2")}
+    detail = json.loads((series_json_dir(out) / f"{safe_name(by_name['one']['series'])}.json").read_text())
+    assert any(w.startswith("1 slice, fewer than a whole head CT") for w in detail["warnings"])
+    assert any(w.startswith("single-slice series") for w in detail["warnings"])
+
+
+def test_one_series_per_image_gives_a_row_per_image_and_resumes(tmp_path, image_writer):
+    root = tmp_path / "loose"
+    image_writer.png(root / "patient-a.png", 5, size=256)
+    image_writer.png(root / "patient-b.png", 6, size=256)
+    image_writer.png(root / "sub" / "c.png", 7, size=224)
+    found = discover_series(root, one_series_per_image=True)
+    assert [(s.key, s.n_slices, s.path.name) for s in found.series] == [
+        ("patient-a.png", 1, "patient-a.png"), ("patient-b.png", 1, "patient-b.png"), ("sub/c.png", 1, "c.png")]
+    assert [s.key for s in discover_series(root).series] == ["loose", "sub"]  # the default: a folder is a series
+    out = tmp_path / "scores.csv"
+    result, rows = _scan_cli(root, out, _real_bundle(), "--one-series-per-image")
+    assert result.exit_code == 0, result.output
+    assert sorted((r["series"], r["status"], r["n_slices"]) for r in rows) == [
+        ("patient-a.png", "ok", "1"), ("patient-b.png", "ok", "1"), ("sub/c.png", "ok", "1")]
+    slices = _rows(slices_csv_path(out))
+    assert sorted((r["series"], r["slice"]) for r in slices) == [("patient-a.png", "0"), ("patient-b.png", "0"), ("sub/c.png", "0")]
+    assert {r["source"] for r in slices} == {os.path.abspath(p) for p in (root / "patient-a.png", root / "patient-b.png", root / "sub" / "c.png")}
+    # resume: nothing again; a new image: only it
+    image_writer.png(root / "patient-d.png", 8, size=256)
+    result, rows = _scan_cli(root, out, _real_bundle(), "--one-series-per-image")
+    assert result.exit_code == 0, result.output
+    assert "1 series scored" in result.output and "3 already in" in result.output
+    assert sorted(r["series"] for r in rows) == ["patient-a.png", "patient-b.png", "patient-d.png", "sub/c.png"]
+    assert "--one-series-per-image" in CliRunner().invoke(app, ["scan", "--help"]).output

@@ -143,6 +143,7 @@ def scan(
     address: Annotated[str, typer.Option("--address", help="--engine ray: local (start a Ray instance here), auto (the running cluster) or HOST:PORT.")] = "local",
     actors: Annotated[int, typer.Option("--actors", help="--engine ray: actors in the pool; 0 = as many as the cluster's CPUs (GPUs with --gpus-per-actor) hold at --threads each.")] = 0,
     gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", help="--engine ray: GPUs reserved per actor (0.5 = two actors share a GPU); 0 = CPU actors.")] = 0.0,
+    one_series_per_image: Annotated[bool, typer.Option("--one-series-per-image", help="Image folders: every image file is a series of its own (a row each, keyed by its path under DIR), for a folder of key images of many patients; rules that look at the neighbouring slice (the adjacent slice score) see no neighbour, so each image is scored alone. DICOM series are grouped as always.")] = False,
 ) -> None:
     """Score every series under DIR of the kind the bundle reads (axial CT DICOM or image folders): scan score, flag, top slice, APDS; a CSV row per series and one per slice."""
     import time
@@ -174,6 +175,8 @@ def scan(
 
         heatmaps = heatmaps if heatmaps is not None else default_heatmaps_dir(out)
         live = Report(out, report)
+    if engine is Engine.ray and one_series_per_image:
+        raise IslError("--one-series-per-image works with --engine local only: drop one of them.")
     if engine is Engine.ray:
         from isl_rt.ray_engine import ActorSpec, RayOptions, RayPool
 
@@ -190,7 +193,8 @@ def scan(
         with pair, _ScanProgress(console, report=live) as progress:
             scorer = Scorer(params, pair.dedn, pair.drn, dedn_batch=batch_size)
             summary = scan_directory(directory, out, loaded, scorer, backend_name=pair.name, resume=resume,
-                                     heatmaps=heatmaps, results=results, on_series=progress)
+                                     heatmaps=heatmaps, results=results, on_series=progress,
+                                     one_series_per_image=one_series_per_image)
         backend_name = pair.name
     rows = progress.rows
     errors = [r for r in rows if r.get("status") == "error"]

@@ -14,7 +14,13 @@ one series of each kind. Which kind a bundle can score is the pipeline's busines
 (:func:`isl_rt.pipeline.scan_directory`).
 
 Keys: a DICOM series is keyed by its SeriesInstanceUID, an image series by its folder's series id
-(the folder relative to the root, file-name safe, as training's labels name it).
+(the folder relative to the root, file-name safe, as training's labels name it). With
+``one_series_per_image`` (``isl-rt scan --one-series-per-image``: a flat folder of key images of
+many patients) every image file is a series of its own, keyed by its path relative to the root
+(stable across runs, so ``--resume`` finds it), and images of different sizes may share a folder.
+
+A series shorter than a whole head CT (fewer than :data:`isl_rt.io.gate.MIN_SLICES` slices, e.g.
+one key image) loads with a warning saying it was scored as key images.
 """
 
 from __future__ import annotations
@@ -109,15 +115,19 @@ class LoadedSeries:
         return self.pixels.mean(axis=1, dtype=np.float32)
 
 
-def discover_series(root: Path) -> Found:
+def discover_series(root: Path, *, one_series_per_image: bool = False) -> Found:
     """Every DICOM CT series and image series under ``root``, and what was set aside and why.
 
+    ``one_series_per_image``: every image file is its own series (keyed by its path relative to
+    ``root``) instead of one series per folder; DICOM series are grouped as always.
     Raises :class:`isl_rt.errors.InputError` when ``root`` is missing or not a folder.
     """
     root = Path(root)
     found = dicom.discover(root)
-    survey = images.survey(images.series_from_files(root, _image_candidates(
-        (k.path, k.series_uid, k.n_files) for k in found.skipped)))
+    refs = images.series_from_files(root, _image_candidates((k.path, k.series_uid, k.n_files) for k in found.skipped))
+    if one_series_per_image:
+        refs = _one_per_image(root, refs)
+    survey = images.survey(refs)
     image_files = {os.fspath(p) for p in survey.files}
     items: list[SeriesItem] = [
         SeriesItem("hu", ref.series_uid, ref.path, ref.n_slices, ref, study_uid=ref.study_uid, series_uid=ref.series_uid,
@@ -138,6 +148,13 @@ def discover_series(root: Path) -> Found:
     return Found(series=items, set_aside=set_aside)
 
 
+def _one_per_image(root: Path, refs: list[images.ImageSeriesRef]) -> list[images.ImageSeriesRef]:
+    """Each file of ``refs`` as a series of its own, keyed by its path relative to ``root`` (POSIX
+    separators), in the folders' order and each folder's natural name order."""
+    return [images.ImageSeriesRef(series_id=path.relative_to(root).as_posix(), path=path, files=(path,))
+            for ref in refs for path in ref.files]
+
+
 def _image_candidates(notes: Iterable[tuple[Path, str | None, int]]) -> list[Path]:
     """The single files DICOM discovery set aside (path, series, file count) that are regular
     files with an image suffix: the image side's files."""
@@ -148,6 +165,14 @@ def _image_candidates(notes: Iterable[tuple[Path, str | None, int]]) -> list[Pat
 
 def load_series(item: SeriesItem) -> LoadedSeries:
     """Decode one series; :class:`isl_rt.errors.InputError` naming the file when it cannot be read."""
+    series = _load(item)
+    from isl_rt.io.gate import few_slices_warning
+
+    series.warnings.extend(few_slices_warning(series.n_slices, "slice" if item.kind == "hu" else "image"))
+    return series
+
+
+def _load(item: SeriesItem) -> LoadedSeries:
     if item.kind == "hu":
         assert isinstance(item.ref, dicom.SeriesRef)
         volume = dicom.load_volume(item.ref)
