@@ -388,7 +388,8 @@ def check_ct_pixels(stats: SliceStats) -> Verdict:
                        f"larger than the inside of any skull ({MAX_CAVITY_WIDTH_MM:.0f} × {MAX_CAVITY_LENGTH_MM:.0f} mm "
                        f"at most): not a head ({shown})", facts)
     m = float(np.median(median[has]))
-    what = "air-filled (lungs?)" if m < low else "denser than any brain tissue"
+    what = ("air-filled (lungs inside ribs, or an empty skull such as a skull phantom)" if m < low
+            else "denser than any brain tissue")
     return _reject(f"the region bone encloses has a median of {m:.0f} HU, {what}; brain is 20-45 HU: not a head "
                    f"({shown})", facts)
 
