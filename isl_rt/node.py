@@ -57,7 +57,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from isl_rt.dicom_results import Algorithm, DicomResultWriter
 from isl_rt.errors import InputError, IslError
-from isl_rt.outputs import safe_name, write_atomic
+from isl_rt.outputs import log_text, safe_name, write_atomic
 from isl_rt.pipeline import Scorer, SeriesDone, SeriesResult, check_resume_key, scan_directory
 
 if TYPE_CHECKING:
@@ -395,7 +395,7 @@ class Node:
             ds = event.dataset
             study, series, sop = (str(ds.get(k, "") or "") for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
         except Exception as err:  # pydicom raises many types on undecodable data sets
-            log.warning("C-STORE from %s: data set cannot be decoded (%s); refused", _peer(event.assoc), err)
+            log.warning("C-STORE from %s: data set cannot be decoded (%s); refused", _peer(event.assoc), log_text(err))
             return self._count(event, CANNOT_UNDERSTAND)
         if not (study and series and sop):
             log.warning("C-STORE from %s: no Study/Series/SOP Instance UID; refused", _peer(event.assoc))
@@ -404,7 +404,7 @@ class Node:
         try:
             store_durably(folder / f"{safe_name(sop)}.dcm", event.encoded_dataset())
         except OSError as err:
-            log.error("C-STORE from %s: cannot store %s (%s); refused", _peer(event.assoc), sop, err)
+            log.error("C-STORE from %s: cannot store %s (%s); refused", _peer(event.assoc), log_text(sop), log_text(err))
             return self._count(event, OUT_OF_RESOURCES)
         self.tracker.arrived(folder)
         return self._count(event, SUCCESS, series)
@@ -486,15 +486,15 @@ def release_freed_memory() -> None:
 
 def _peer(assoc: Any) -> str:
     requestor = assoc.requestor
-    return f"{requestor.ae_title}@{requestor.address}:{requestor.port}"
+    return log_text(f"{requestor.ae_title}@{requestor.address}:{requestor.port}")  # the AE title is the sender's
 
 
 def _describe(row: dict[str, Any], cfg: NodeConfig) -> str:
     """One log line for one scores row."""
     uid = row.get("SeriesInstanceUID") or row.get("path")
     if row.get("status") != "ok":
-        return f"{uid}: {row.get('status')}: {row.get('error')}"
+        return f"{log_text(uid)}: {row.get('status')}: {log_text(row.get('error'))}"
     flag = {True: "flagged", False: "not flagged"}.get(row.get("flagged"), "no threshold")  # type: ignore[arg-type]
     where = f"forwarding to {cfg.forward}" if cfg.forward else f"in {cfg.results / safe_name(str(uid))}"
-    return (f"{uid}: scan score {row['scan_score']:.4g} ({flag}), {row['n_slices']} slices, {row['seconds']:.1f} s; "
+    return (f"{log_text(uid)}: scan score {row['scan_score']:.4g} ({flag}), {row['n_slices']} slices, {row['seconds']:.1f} s; "
             f"SR + parametric map {where}")

@@ -3,7 +3,9 @@ CSV (a row per slice of each scored series), per-series JSON, atomic writes and 
 
 A row is one ``write`` of a whole line followed by flush and fsync, so a crash loses at most the
 series in flight; a partial last line left by a crash is cut off when the file is reopened.
-File names built from DICOM tags go through :func:`safe_name` first.
+File names built from DICOM tags go through :func:`safe_name` first; every CSV cell through
+:func:`csv_cell` (no formula a spreadsheet would run, no control character), and text from the
+data on a log line through :func:`log_text` (it cannot start a line of its own).
 """
 
 from __future__ import annotations
@@ -232,8 +234,37 @@ def reconcile_slices(scores: ScoreTable, slices: ScoreTable) -> None:
     slices.retain(lambda r: r["series"] in complete)
 
 
+#: what a spreadsheet reads as the start of a formula (OWASP, "CSV Injection"): such a text cell gets a
+#: leading ``'``; TAB and CR never reach that test, :data:`_CONTROL` escapes them first
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: a number as csv_cell writes one (ints, ``{:.9g}`` floats, inf and nan): kept as it is, sign and all
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|nan)")
+#: characters that are not text: C0 controls (NUL, TAB, LF, CR, ESC...), DEL, C1 controls, and the
+#: Unicode line and paragraph separators some viewers break lines at
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_control(match: "re.Match[str]") -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def csv_cell(value: Any) -> str:
-    """A row value as the scores CSV stores it ("" for None, "1"/"0" for booleans)."""
+    """A row value as the CSVs store it ("" for None, "1"/"0" for booleans, floats to 9 digits).
+
+    The cells hold text from the data (UIDs, folder and file names, error messages that quote
+    them), so a text cell is made inert for a spreadsheet: control characters (NUL, newlines,
+    TAB, ESC...) become ``\\xNN`` text, and a cell that would start a formula (``=``, ``+``,
+    ``-``, ``@``) gets a leading ``'`` (OWASP), unless it is a number: ``-0.5`` stays a number. The
+    rule reads the text, not the column, so a numeric cell read back from our own CSV and written
+    again (resume, :meth:`ScoreTable.retain`) keeps its value, and a number in a text column is
+    harmless as it is.
+
+    Applying it twice changes nothing (``csv_cell(csv_cell(v)) == csv_cell(v)``): rows read back
+    from the CSV and fresh rows give the same :func:`row_key`. The price of that: it is not
+    one-to-one on hostile text (``=1`` and ``'=1``, NUL and the four characters ``\\x00`` give
+    the same cell); UIDs (digits and dots) and ordinary names are kept exactly.
+    """
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -241,4 +272,16 @@ def csv_cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.9g}"  # round-trips float32 scores exactly
     # a file name that is not valid UTF-8 reaches Python with surrogate escapes: written as \xNN
-    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    text = _CONTROL.sub(_escape_control, text)
+    if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
+        text = "'" + text
+    return text
+
+
+def log_text(value: Any) -> str:
+    """``value`` for a log or console line: as it is when it is printable, else quoted with its
+    newlines and other control characters escaped (``repr``), so text from the data (a Series UID,
+    a folder name, an error message quoting one) cannot start a line of its own."""
+    text = str(value)
+    return text if text.isprintable() else repr(text)

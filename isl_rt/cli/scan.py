@@ -204,8 +204,10 @@ def scan(
                      "slices_per_second": summary.slices_per_second, "stage_seconds": summary.stage_seconds,
                      "rows": rows})
     else:
+        from isl_rt.outputs import log_text  # a path or error from the data must not start a line of its own
+
         for row in errors:
-            typer.echo(f"error: {row['path']}: {row['error']}", err=True)
+            typer.echo(f"error: {log_text(row['path'])}: {log_text(row['error'])}", err=True)
         typer.echo(
             f"{summary.ok} series scored ({summary.slices} slices, {summary.slices_per_second:.1f} slices/s), "
             f"{summary.errors} error rows, {summary.rejected} rejected (not a usable head CT), {summary.skipped} skipped "
