@@ -6,7 +6,8 @@ profile names, so any PACS and viewer can store and show what isl-rt found.
   a qualitative evaluation "abnormal" / "no abnormality" at that threshold, the top slice's score
   and APDS referencing that slice) and one group per slice (slice score and APDS referencing the
   slice; with a bundle's slice threshold, that threshold and the slice's qualitative evaluation
-  at it too). Observation context: the device observer is isl-rt with this bundle.
+  at it too; a slice the method could not judge, without a cranial cavity, gets no number and the
+  finding "not assessed" instead). Observation context: the device observer is isl-rt with this bundle.
 - :func:`heat_map`: a Parametric Map of the heat map on the source pixel grid (32-bit float,
   one frame per source slice at its position) with a real-world value mapping; each frame
   references its source slice.
@@ -69,6 +70,8 @@ APDS = hd.sr.CodedConcept("apds", SCHEME, "Average pixel disorder score")
 THRESHOLD = hd.sr.CodedConcept("threshold", SCHEME, "ISL scan score threshold")
 SLICE_THRESHOLD = hd.sr.CodedConcept("slice-threshold", SCHEME, "ISL slice score threshold")
 HEAT = hd.sr.CodedConcept("heat", SCHEME, "ISL heat map")
+#: the finding of a slice the method could not judge (no cranial cavity found): no score, not "normal"
+NOT_ASSESSED = hd.sr.CodedConcept("not-assessed", SCHEME, "Not assessed: no cranial cavity found")
 ALGORITHM_FAMILY = hd.sr.CodedConcept("isl", SCHEME, "Inverse supervised learning")
 
 # Type 2 Patient and Study attributes highdicom copies from the first source slice; a source
@@ -173,6 +176,8 @@ def measurement_report(sources: Sequence[Dataset], result: "SeriesResult", algor
     """The TID 1500 measurement report of one scored series (see the module docstring)."""
     scores = result.scores
     top = scores.top_slice
+    if top is None:  # score_item rejects such a series before its results are written
+        raise InputError("No slice of this series was scored: there is no result to report.")
     series = [
         _number(SCAN_SCORE, scores.scan_score, codes.UCUM.NoUnits),
         _number(TOP_SLICE_SCORE, scores.slice_scores[top], codes.UCUM.NoUnits, [sources[top]]),
@@ -196,6 +201,16 @@ def measurement_report(sources: Sequence[Dataset], result: "SeriesResult", algor
         )
     ]
     for i, ds in enumerate(sources):
+        if scores.reason(i):  # not scored: no number, and a finding that says it was not assessed
+            groups.append(
+                hd.sr.MeasurementsAndQualitativeEvaluations(
+                    tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"slice {i}"),
+                    algorithm_id=algorithm.identification(),
+                    qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.SCT.Finding, NOT_ASSESSED)],
+                    source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds)],
+                )
+            )
+            continue
         measurements = [_number(SLICE_SCORE, scores.slice_scores[i], codes.UCUM.NoUnits),
                         _number(APDS, scores.apds[i], codes.UCUM.NoUnits)]
         slice_flag = None

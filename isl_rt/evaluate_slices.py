@@ -156,7 +156,7 @@ def read_slice_rows(slices_csv: Path) -> list[dict[str, str]]:
         raise InputError(f"{slices_csv} does not exist: scan first (isl-rt scan writes <stem>.slices.csv beside --out).")
     with slices_csv.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = [c for c in SLICE_COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in SLICE_COLUMNS if c != "reason" and c not in (reader.fieldnames or [])]
         if missing:
             raise InputError(f"{slices_csv} lacks the column(s) {missing}: it is not a slices CSV written by isl-rt scan.")
         return list(reader)
@@ -167,6 +167,7 @@ def join_slices(slices_csv: Path, labels: SliceLabels) -> tuple[list[LabelledSli
     rows = read_slice_rows(slices_csv)
     joined: list[LabelledSlice] = []
     unlabelled: list[str] = []
+    unjudged: list[tuple[int, str]] = []
     seen: set[Any] = set()
     for row in rows:
         index = int(row["slice"])
@@ -176,6 +177,9 @@ def join_slices(slices_csv: Path, labels: SliceLabels) -> tuple[list[LabelledSli
             unlabelled.append(f"{row['series']} slice {index} ({row['source']})")
             continue
         seen.add(key)
+        if not row["slice_score"]:  # not scored (no cranial cavity): left out of every figure, counted
+            unjudged.append((label.label, row.get("reason", "")))
+            continue
         flagged = {"1": True, "0": False}.get(row["flagged"])
         joined.append(LabelledSlice(row["series"], index, row["source"], float(row["slice_score"]), float(row["apds"]),
                                     flagged, label.label, label.mask))
@@ -184,6 +188,9 @@ def join_slices(slices_csv: Path, labels: SliceLabels) -> tuple[list[LabelledSli
         "scored_but_not_labelled": len(unlabelled),
         "scored_but_not_labelled_examples": unlabelled[:5],
         "labelled_but_not_scored": len(not_scored),
+        # slices the scan did not score (its reason in the slices CSV), by label
+        "not_scored": len(unjudged),
+        "not_scored_lesion": sum(label == 1 for label, _ in unjudged),
     }
     return joined, problems
 
@@ -517,6 +524,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         f"- scored but not in the labels: {p['scored_but_not_labelled']}",
         f"- labelled but not scored: {p['labelled_but_not_scored']}",
+        f"- scanned but not scored (no cranial cavity; reason in the slices CSV): {p.get('not_scored', 0)} "
+        f"({p.get('not_scored_lesion', 0)} of them lesion slices)",
         f"- unreadable masks: {len(p['unreadable_masks'])}" + "".join(f"\n  - {e}" for e in p["unreadable_masks"][:5]),
         "",
     ]

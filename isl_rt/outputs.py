@@ -31,6 +31,8 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "StudyInstanceUID",
     "SeriesInstanceUID",
     "n_slices",
+    #: the slices that were scored (a slice without a cranial cavity is not: see the slices CSV's reason)
+    "n_scored",
     "scan_score",
     "healthy_percentile",
     "flagged",
@@ -44,8 +46,10 @@ SCORE_COLUMNS: tuple[str, ...] = (
 
 #: ``<stem>.slices.csv``: one row per slice; ``slice`` is the 0-based index in the series' order
 #: (DICOM: along the slice normal from the skull base; images: natural name order), ``source`` the
-#: slice's SOPInstanceUID (DICOM) or image path, ``flagged`` empty without a slice threshold.
-SLICE_COLUMNS: tuple[str, ...] = ("series", "slice", "source", "slice_score", "apds", "flagged")
+#: slice's SOPInstanceUID (DICOM) or image path, ``flagged`` empty without a slice threshold; a
+#: slice that was not scored has empty ``slice_score``, ``apds`` and ``flagged`` and says why in
+#: ``reason`` (empty for a scored slice).
+SLICE_COLUMNS: tuple[str, ...] = ("series", "slice", "source", "slice_score", "apds", "flagged", "reason")
 
 _UNSAFE = re.compile(r"[^0-9A-Za-z._-]")
 

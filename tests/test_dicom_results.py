@@ -31,6 +31,7 @@ from isl_rt.dicom_results import (  # noqa: E402
     THRESHOLD,
     TOP_SLICE_SCORE,
     Algorithm,
+    NOT_ASSESSED,
     DicomResultWriter,
     algorithm_of,
 )
@@ -84,9 +85,18 @@ def test_scan_writes_a_measurement_report_per_series(scanned, small_bundle):
         top_uid = [g.source_images[0].referenced_sop_instance_uid for g in groups[1:]][int(row["top_slice"])]
         for name in (TOP_SLICE_SCORE, APDS):
             assert series.get_measurements(name=name)[0].referenced_images[0].referenced_sop_instance_uid == top_uid
-        # per slice: score and APDS, each group referencing its slice, in slice order
-        np.testing.assert_allclose([g.get_measurements(name=SLICE_SCORE)[0].value for g in groups[1:]], detail["slice_scores"], rtol=1e-6)
-        np.testing.assert_allclose([g.get_measurements(name=APDS)[0].value for g in groups[1:]], detail["slice_apds"], rtol=1e-6)
+        # per slice: score and APDS, each group referencing its slice, in slice order; a slice not scored
+        # (the phantom's vertex: no cranial cavity) has no number and the finding "not assessed"
+        scored = [s is not None for s in detail["slice_scores"]]
+        assert 0 < sum(scored) < len(scored)
+        for group, ok in zip(groups[1:], scored):
+            assert bool(group.get_measurements(name=SLICE_SCORE)) == ok
+            finding = [e.value for e in group.get_qualitative_evaluations(name=codes.SCT.Finding)]
+            assert (NOT_ASSESSED in finding) == (not ok)
+        np.testing.assert_allclose([g.get_measurements(name=SLICE_SCORE)[0].value for g, ok in zip(groups[1:], scored) if ok],
+                                   [s for s in detail["slice_scores"] if s is not None], rtol=1e-6)
+        np.testing.assert_allclose([g.get_measurements(name=APDS)[0].value for g, ok in zip(groups[1:], scored) if ok],
+                                   [s for s in detail["slice_apds"] if s is not None], rtol=1e-6)
         assert sorted(g.source_images[0].referenced_sop_instance_uid for g in groups[1:]) == sorted(sources)
         # algorithm identification (TID 4019) and the device observer: bundle, isl-rt version, manifest hash
         algorithm = algorithm_of(small_bundle)

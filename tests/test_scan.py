@@ -62,9 +62,12 @@ def test_scan_writes_ok_rows_error_rows_and_json(small_bundle, messy_folder, tmp
         assert row["flagged"] == ("1" if score > threshold else "0")
         assert 0 <= int(row["top_slice"]) < int(row["n_slices"])
         detail = json.loads((series_json_dir(out) / f"{safe_name(row['SeriesInstanceUID'])}.json").read_text())
-        assert len(detail["slice_scores"]) == int(row["n_slices"])
-        assert np.mean(detail["slice_scores"]) == pytest.approx(score, rel=1e-5)
-        assert int(np.argmax(detail["slice_scores"])) == int(row["top_slice"])
+        slice_scores = np.array(detail["slice_scores"], dtype=np.float64)  # null (NaN): a slice not scored
+        assert len(slice_scores) == int(row["n_slices"])
+        assert np.count_nonzero(~np.isnan(slice_scores)) == int(row["n_scored"]) > 0
+        assert all(bool(reason) == bool(np.isnan(s)) for reason, s in zip(detail["slice_reasons"], slice_scores))
+        assert np.nanmean(slice_scores) == pytest.approx(score, rel=1e-5)
+        assert int(np.nanargmax(slice_scores)) == int(row["top_slice"])
         heat = tmp_path / "heat" / safe_name(row["SeriesInstanceUID"])
         with np.load(heat / "heatmaps.npz") as npz:
             assert npz["heat"].shape == (int(row["n_slices"]), 512, 512)
@@ -242,7 +245,7 @@ def test_onnxruntime_and_torch_backends_agree(small_bundle, phantom_cohort, tmp_
         series[name] = {r["SeriesInstanceUID"]: r for r in _rows(tmp_path / f"{name}.csv") if r["status"] == "ok"}
         for uid in series[name]:
             detail = json.loads((series_json_dir(tmp_path / f"{name}.csv") / f"{safe_name(uid)}.json").read_text())
-            series[name][uid]["slices"] = np.asarray(detail["slice_scores"])
+            series[name][uid]["slices"] = np.array(detail["slice_scores"], dtype=np.float64)
     assert series["onnxruntime"].keys() == series["torch"].keys() and len(series["torch"]) == 3
     for uid, ort_row in series["onnxruntime"].items():
         torch_row = series["torch"][uid]

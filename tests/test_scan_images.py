@@ -72,14 +72,16 @@ def test_image_tree_scans_with_a_row_for_everything(image_bundle, image_tree, tm
         mine = [r for r in slices if r["series"] == name]
         assert [int(r["slice"]) for r in mine] == list(range(len(expected)))
         assert [r["source"] for r in mine] == [os.path.abspath(p) for p in expected]  # natural order: 1, 2, ..., 10
-        scores = np.array([float(r["slice_score"]) for r in mine])
+        scores = np.array([float(r["slice_score"]) for r in mine if r["slice_score"]])  # "": not scored, reason given
+        assert all(bool(r["slice_score"]) != bool(r["reason"]) for r in mine) and len(scores) == int(row["n_scored"])
         assert np.mean(scores) == pytest.approx(float(row["scan_score"]), rel=1e-6)
         assert row["flagged"] == ("1" if float(row["scan_score"]) > threshold else "0")
         assert all(r["flagged"] == "" for r in mine)  # the bundle has no slice threshold
         detail = json.loads((series_json_dir(out) / f"{safe_name(name)}.json").read_text())
         assert detail["kind"] == "image" and detail["slice_sources"] == [r["source"] for r in mine]
-        np.testing.assert_allclose(detail["slice_scores"], scores, rtol=1e-6)
-        np.testing.assert_allclose(detail["slice_apds"], [float(r["apds"]) for r in mine], rtol=1e-6)
+        np.testing.assert_allclose([s for s in detail["slice_scores"] if s is not None], scores, rtol=1e-6)
+        np.testing.assert_allclose(np.array(detail["slice_apds"], dtype=np.float64),
+                                   [float(r["apds"] or "nan") for r in mine], rtol=1e-6)
         with np.load(tmp_path / "heat" / safe_name(name) / "heatmaps.npz") as npz:
             assert npz["heat"].shape == (len(expected), 64, 64) and npz["region"].shape == (len(expected), 64, 64)
             assert 0 < npz["region"].mean() < 1  # the cavity inside the white skull, not the whole slice
@@ -184,17 +186,18 @@ def test_slice_threshold_flags_slices(image_bundle, image_tree, tmp_path):
     shutil.copytree(image_bundle.root, bundle_dir)
     first = tmp_path / "first.csv"
     _scan(image_bundle, root, first)
-    scores = [float(r["slice_score"]) for r in _rows(slices_csv_path(first))]
+    scores = [float(r["slice_score"]) for r in _rows(slices_csv_path(first)) if r["slice_score"]]
     cut = float(np.quantile(scores, 0.5, method="higher"))
     bundle = calibrate_bundle(bundle_dir, None, 0.5, healthy_slice_scores=scores, slice_series=3)
     t = bundle.manifest.slice_threshold
-    assert t.slice_score == cut and t.n_healthy_slices == len(scores) == 12 and t.n_series == 3
+    assert t.slice_score == cut and t.n_healthy_slices == len(scores) > 0 and t.n_series == 3
     assert bundle.manifest.threshold == image_bundle.manifest.threshold  # kept
     out = tmp_path / "second.csv"
     _scan(load_bundle(bundle_dir), root, out)
     rows = _rows(slices_csv_path(out))
-    assert {r["flagged"] for r in rows} == {"0", "1"}
-    assert all(r["flagged"] == ("1" if float(r["slice_score"]) > cut else "0") for r in rows)
+    assert {r["flagged"] for r in rows if r["slice_score"]} == {"0", "1"}
+    assert all(r["flagged"] == ("1" if float(r["slice_score"]) > cut else "0") for r in rows if r["slice_score"])
+    assert all(r["flagged"] == "" and r["reason"].startswith("not scored: ") for r in rows if not r["slice_score"])
     info = CliRunner().invoke(app, ["info", "--bundle", str(bundle_dir)])
     assert "input: image, pre-windowed gray images" in info.output
     assert f"slice threshold: slice score > {cut:.4g}" in info.output
@@ -220,10 +223,12 @@ def test_calibrate_on_lesion_free_slices(image_bundle, image_tree, tmp_path):
                                       "--label-column", "lesion", "--out", str(out), "--threads", "1",
                                       "--target-specificity", "0.8"])
     assert result.exit_code == 0, result.output
-    healthy = sorted(float(r["slice_score"]) for r in _rows(slices_csv_path(out))
-                     if r["source"] not in {os.path.abspath(p) for p in lesion})
+    healthy_rows = [r for r in _rows(slices_csv_path(out))
+                    if r["source"] not in {os.path.abspath(p) for p in lesion} and r["slice_score"]]
+    healthy = sorted(float(r["slice_score"]) for r in healthy_rows)
     m = load_bundle(bundle_dir).manifest
-    assert m.slice_threshold.n_healthy_slices == len(healthy) == 9 and m.slice_threshold.n_series == 3
+    assert m.slice_threshold.n_healthy_slices == len(healthy) > 0
+    assert m.slice_threshold.n_series == len({r["series"] for r in healthy_rows})  # series with a scored healthy slice
     assert m.slice_threshold.slice_score == pytest.approx(float(np.quantile(healthy, 0.8, method="higher")), rel=1e-6)
     # c/d has only lesion-free slices: it alone sets the scan threshold
     [cd] = [float(r["scan_score"]) for r in _rows(out) if r["series"] == "c__d"]

@@ -12,7 +12,7 @@ from isl_rt.bundle import SliceScoreSpec, load_bundle, set_slice_score
 from isl_rt.cli import app
 from isl_rt.errors import BundleError
 from isl_rt.io.series import discover_series, load_series
-from isl_rt.pipeline import Scorer, params_from_bundle, residual_scores
+from isl_rt.pipeline import MIN_REGION_FRACTION, Scorer, params_from_bundle, residual_scores
 
 
 def test_residual_scores_count_bright_residual_inside_the_region():
@@ -105,8 +105,13 @@ def test_a_residual_bundle_scores_slices_by_the_residual_without_the_drn(residua
         scores = Scorer(params_from_bundle(residual_bundle), pair.dedn, pair.drn).score_series(series)
     assert "drn" not in scores.seconds
     expected, positive = residual_scores(scores.x, scores.inpainted, scores.region, (0, 0.1))
-    np.testing.assert_array_equal(scores.slice_scores, expected)
-    assert scores.slice_scores.max() > 0  # the tiny DeDN leaves bright residue somewhere
+    # slices without a cranial cavity (the phantom's skull base) are not scored: NaN, not the 0 of an empty residual
+    unscored = scores.region.mean(axis=(1, 2)) < MIN_REGION_FRACTION
+    assert unscored.any() and not unscored.all()
+    np.testing.assert_array_equal(np.isnan(scores.slice_scores), unscored)
+    np.testing.assert_array_equal(scores.slice_scores[~unscored], expected[~unscored])
+    assert all(scores.reason(i).startswith("not scored: ") == bool(u) for i, u in enumerate(unscored))
+    assert np.nanmax(scores.slice_scores) > 0  # the tiny DeDN leaves bright residue somewhere
     with open_backends(small_bundle, "onnxruntime", threads=1) as pair:
         drn = Scorer(params_from_bundle(small_bundle), pair.dedn, pair.drn).score_series(series)
     np.testing.assert_array_equal(drn.inpainted, scores.inpainted)  # the same DeDN pass
@@ -179,3 +184,52 @@ def test_export_refuses_a_bad_slice_score_in_one_sentence(value, tmp_path):
     pytest.importorskip("torch")
     result = CliRunner().invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "b"), "--slice-score", value])
     assert result.exit_code == 1 and "Traceback" not in result.output and "--slice-score" in result.output
+
+
+def test_no_path_turns_a_missing_cranial_cavity_into_a_score(image_bundle, image_writer, tmp_path):
+    """A slice whose cranial cavity is not found has no score anywhere (slices CSV, per-series JSON,
+    scan score), only its reason; a series with too few such slices is rejected, not scored 0."""
+    import csv
+    import json
+
+    from PIL import Image
+
+    from isl_rt.backends import open_backends
+    from isl_rt.outputs import safe_name, slices_csv_path
+    from isl_rt.pipeline import scan_directory, series_json_dir
+
+    root = tmp_path / "tree"
+    # heads whose cavity the 32-px bundle finds, and two black slices (no head, no cavity) between them
+    for i, seed in enumerate((7001, 7005, 7007, 7008)):
+        image_writer.png(root / "partly" / f"{2 * i + 1}.png", seed)
+    for name in ("2.png", "4.png"):
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(root / "partly" / name)
+    # heads the input gate accepts but whose skull the bundle's cavity rule does not close at 32 px
+    for i, seed in enumerate((7000, 7002, 7003, 7004, 7009, 7011)):
+        image_writer.png(root / "nocavity" / f"{i + 1}.png", seed)
+    out = tmp_path / "scores.csv"
+    with open_backends(image_bundle, "onnxruntime", threads=1) as pair:
+        summary = scan_directory(root, out, image_bundle, Scorer(params_from_bundle(image_bundle), pair.dedn, pair.drn),
+                                 backend_name=pair.name)
+    assert summary.ok == 1 and summary.rejected == 1
+    with out.open(newline="") as handle:
+        rows = {r["series"]: r for r in csv.DictReader(handle)}
+    with slices_csv_path(out).open(newline="") as handle:
+        every_slice = list(csv.DictReader(handle))
+    slices = [r for r in every_slice if r["series"] == "partly"]
+    row = rows["partly"]
+    assert row["status"] == "ok" and row["n_slices"] == "6" and row["n_scored"] == "4"
+    blank = [r for r in slices if r["slice"] in ("1", "3")]
+    assert all(r["slice_score"] == r["apds"] == r["flagged"] == "" for r in blank)
+    assert all(r["reason"] == "not scored: no cranial cavity found (no skull enclosing brain on this slice)" for r in blank)
+    scored = [float(r["slice_score"]) for r in slices if r["slice"] not in ("1", "3")]
+    assert all(r["reason"] == "" for r in slices if r["slice"] not in ("1", "3"))
+    assert float(row["scan_score"]) == pytest.approx(float(np.mean(scored)), rel=1e-6)
+    assert row["top_slice"] not in ("1", "3")
+    detail = json.loads((series_json_dir(out) / f"{safe_name('partly')}.json").read_text())
+    assert [s is None for s in detail["slice_scores"]] == [False, True, False, True, False, False]
+    assert [a is None for a in detail["slice_apds"]] == [False, True, False, True, False, False]
+    refused = rows["nocavity"]
+    assert refused["status"] == "rejected" and refused["scan_score"] == "" and refused["n_scored"] == ""
+    assert "only 0 of its 6 slices show a cranial cavity the bundle can find" in refused["error"]
+    assert not [r for r in every_slice if r["series"] == "nocavity"]

@@ -320,7 +320,8 @@ def calibrate(
     if not ok:
         raise IslError(no_healthy_series(directory, labels if healthy is not None else None, rows, out))
     if per_slice is None:  # every slice of a healthy scan is a healthy slice
-        slice_scores = [float(r["slice_score"]) for r in read_slice_rows(slices_csv_path(out)) if r["series"] in ok]
+        slice_scores = [float(r["slice_score"]) for r in read_slice_rows(slices_csv_path(out))
+                        if r["series"] in ok and r["slice_score"]]  # a slice not scored has no score to calibrate on
         healthy_series = sorted(ok)
         scan_scores: list[float] | None = [ok[key] for key in healthy_series]
         slice_series = len(ok)
@@ -331,7 +332,8 @@ def calibrate(
         slice_series = len({s.series for s in joined if s.label == 0})
         counts: dict[str, int] = {}
         for r in read_slice_rows(slices_csv_path(out)):
-            counts[r["series"]] = counts.get(r["series"], 0) + 1
+            if r["slice_score"]:  # the scored slices (join_slices leaves out the others)
+                counts[r["series"]] = counts.get(r["series"], 0) + 1
         healthy_series = sorted(key for key in ok if sum(s.series == key and s.label == 0 for s in joined) == counts.get(key, -1))
         scan_scores = [ok[key] for key in healthy_series] or None  # no lesion-free series: keep the scan threshold
     fitted, fusion_text = None, ""

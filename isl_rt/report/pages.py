@@ -287,6 +287,12 @@ def _scan_items(page: SeriesPage) -> list[tuple[str, Any]]:
     ]
 
 
+def _reason(info: Mapping[str, Any], index: int) -> str:
+    """Why slice ``index`` of a series was not scored, as its per-series JSON says ("" if it does not)."""
+    reasons = info.get("slice_reasons") or []
+    return str(reasons[index]) if index < len(reasons) and reasons[index] else ""
+
+
 def series_page(page: SeriesPage) -> str:
     """One series: the slice viewer with its heat overlay, the slice-score and APDS curves,
     the metadata and what scored it."""
@@ -316,7 +322,9 @@ def series_page(page: SeriesPage) -> str:
     percentile = as_float(row.get("healthy_percentile"))
     facts = (f'scan score <b>{esc(number(row.get("scan_score")))}</b>{threshold}'
              + ("" if percentile is None else f" · healthy percentile {percentile:.0f}")
-             + f" · {n} slices · top slice {start + 1}")
+             + f" · {n} slices"
+             + ("" if as_float(row.get("n_scored")) in (None, float(n)) else f" ({esc(row.get('n_scored'))} scored)")
+             + f" · top slice {start + 1}")
     if page.slices:
         first_heat = (f'<img id="heat" class="heat" alt="" src="{esc(page.heats[start])}">' if page.heats else "")
         viewer = (
@@ -353,7 +361,8 @@ def series_page(page: SeriesPage) -> str:
     slice_rows = "".join(
         f'<tr data-slice="{i + 1}" class="{"above" if page.flagged[i] else ""}"><td>{i + 1}</td>'
         f'<td>{"" if page.positions_mm is None or page.positions_mm[i] is None else f"{page.positions_mm[i]:.1f}"}</td>'
-        f"<td>{esc(number(page.scores[i]))}</td><td>{esc(number(page.apds[i], 3))}</td></tr>"
+        + (f"<td>{esc(number(page.scores[i]))}</td><td>{esc(number(page.apds[i], 3))}</td></tr>" if page.scores[i] is not None
+           else f'<td class="not-scored" title="{esc(_reason(page.info, i))}">not scored</td><td></td></tr>')
         for i in range(n)
     )
     return (

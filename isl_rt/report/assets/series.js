@@ -46,7 +46,7 @@
     if (scroll) { scroll.value = String(i + 1); }
     text("slice-no", "slice " + (i + 1) + " / " + n);
     text("slice-z", data.z && data.z[i] !== null ? "z " + data.z[i].toFixed(1) + " mm" : "");
-    text("slice-score", "score " + fmt(data.scores[i]) + (data.flagged[i] ? " ▲" : ""), data.flagged[i]);
+    text("slice-score", data.scores[i] === null ? "not scored" : "score " + fmt(data.scores[i]) + (data.flagged[i] ? " ▲" : ""), data.flagged[i]);
     text("slice-apds", "APDS " + fmt(data.apds[i], 3));
     text("heat-peak", data.peaks && data.peaks.length ? "heat peak " + fmt(data.peaks[i], 3) : "");
     marks.forEach(function (m) { m(i); });
