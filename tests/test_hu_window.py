@@ -114,7 +114,7 @@ def test_a_dicom_series_scores_as_the_png_series_of_its_window(image_bundle, dic
 
     bundle = set_hu_window(root, HuWindowSpec(40.0, 80.0))
     # a slice threshold half way through the PNG series' slice scores, so the report flags some slices
-    png_scores = [float(r.split(",")[3]) for r in slices_csv_path(before).read_text().splitlines()[1:]]
+    png_scores = [float(r.split(",")[3]) for r in slices_csv_path(before).read_text().splitlines()[1:] if r.split(",")[3]]
     cut = calibrate_slice_threshold(png_scores, 0.5, n_series=1)
     write_manifest(root, replace(bundle.manifest, slice_threshold=cut))
     out = tmp_path / "scores.csv"
@@ -130,8 +130,8 @@ def test_a_dicom_series_scores_as_the_png_series_of_its_window(image_bundle, dic
     from isl_rt.dicom_results import SLICE_SCORE, SLICE_THRESHOLD
 
     report = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(written / "measurement-report-sr.dcm"))
-    per_slice = report.content.get_image_measurement_groups()[1:]
-    values = [g.get_measurements(name=SLICE_SCORE)[0].value for g in per_slice]
+    per_slice = [g for g in report.content.get_image_measurement_groups()[1:] if g.get_measurements(name=SLICE_SCORE)]
+    values = [g.get_measurements(name=SLICE_SCORE)[0].value for g in per_slice]  # the scored slices
     flags = [g.get_qualitative_evaluations(name=codes.SCT.Finding)[0].value for g in per_slice]
     assert [g.get_measurements(name=SLICE_THRESHOLD)[0].value for g in per_slice] == pytest.approx([cut.slice_score] * len(values))
     assert flags == [codes.SCT.Abnormal if v > cut.slice_score else codes.DCM.NoAbnormality for v in values]

@@ -1,0 +1,89 @@
+"""isl_rt.presentation.normalise_images: the identity on the bundle's own presentation, and each
+site difference it undoes, on hand-made head slices (and, with the data, on a real patient)."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from isl_rt.presentation import BONE_LEVEL, normalise_images
+
+DATA = Path(os.environ.get("ISL_RT_REAL_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "phe-sich-ct-ids"))
+LEVEL = 0.396
+
+
+def _series(n: int = 6, h: int = 96, w: int = 96, brain: float = 0.4) -> np.ndarray:
+    """A head CT series in the bundle's presentation: air 0, a white skull ring, brain ``brain``
+    with a darker and a lighter patch, 8-bit steps; [N,1,H,W]."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot((yy - (h - 1) / 2) / (h * 0.42), (xx - (w - 1) / 2) / (w * 0.42))
+    gray = np.zeros((h, w))
+    gray[r < 1.0] = 1.0
+    gray[r < 0.85] = brain
+    gray[(r < 0.3) & (xx < w / 2)] = brain - 0.15
+    gray[(r < 0.2) & (xx > w / 2)] = brain + 0.2
+    gray = np.round(gray * 255) / 255
+    return np.repeat(gray[None, None], n, axis=0).astype(np.float32)
+
+
+def test_the_bundles_own_presentation_is_returned_unchanged():
+    x = _series()
+    y, record = normalise_images(x, LEVEL)
+    assert y.shape == x.shape and np.array_equal(y, x)
+    assert record["identity"] and record["window"] == [0.0, 1.0] and record["gamma"] == 1.0
+    assert record["blanked_pixels"] == 0 and record["pad"] == [0, 0, 0, 0]
+    json.dumps(record)  # JSON-able
+
+
+def test_a_wider_window_is_mapped_back_air_black_skull_white():
+    x = _series()
+    wide = 0.5 + (x - 0.5) * 120.0 / 400.0  # W 400: skull 0.65, air 0.35
+    y, record = normalise_images(wide, LEVEL)
+    assert record["air"] == pytest.approx(0.35, abs=1e-3) and record["bone"] == pytest.approx(0.65, abs=1e-3)
+    assert record["gamma"] == 1.0  # linear: the brain falls back on its own gray
+    np.testing.assert_allclose(y, x, atol=1.5 / 255)
+    assert (y[x == 1.0] >= BONE_LEVEL).all()
+
+
+def test_a_gamma_is_undone_by_the_brain_level():
+    x = _series()
+    y, record = normalise_images(x ** 1.4, LEVEL)
+    assert record["window"] == [0.0, 1.0] and record["gamma"] == pytest.approx(1 / 1.4, rel=0.05)
+    assert np.median(y[(x > 0.3) & (x < 0.5)]) == pytest.approx(LEVEL, abs=0.01)
+    y0, r0 = normalise_images(x ** 1.4, None)  # no level: no gamma
+    assert r0["gamma"] == 1.0 and np.array_equal(y0, x ** 1.4)
+
+
+def test_a_non_square_crop_is_padded_to_square_with_air():
+    x = _series(h=96, w=96)[:, :, 8:88, :]  # 80 x 96
+    y, record = normalise_images(x, LEVEL)
+    assert y.shape == (6, 1, 96, 96) and record["pad"] == [8, 8, 0, 0] and record["size_out"] == 96
+    assert np.array_equal(y[:, :, 8:88], x) and not y[:, :, :8].any() and not y[:, :, 88:].any()
+
+
+def test_white_text_outside_a_grey_skull_is_blanked_to_air():
+    x = 0.5 + (_series() - 0.5) * 120.0 / 200.0  # skull 0.8, air 0.2
+    marked = x.copy()
+    marked[:, :, 2:5, 2:20] = 1.0  # a line of white text in the corner on every slice
+    y, record = normalise_images(marked, LEVEL)
+    assert record["blanked_pixels"] >= 6 * 3 * 18 and record["blanked_slices"] == 6
+    assert not y[:, :, 2:5, 2:20].any()  # air after the map
+    clean, _ = normalise_images(x, LEVEL)
+    assert np.abs(y - clean).max() <= 1.5 / 255
+
+
+def test_refuses_what_is_not_one_gray_series():
+    with pytest.raises(ValueError):
+        normalise_images(np.zeros((2, 3, 8, 8), np.float32), LEVEL)
+
+
+@pytest.mark.skipif(not (DATA / "labels.csv").is_file(), reason=f"the real data set is absent ({DATA}/labels.csv)")
+def test_a_real_patient_is_returned_unchanged():
+    from PIL import Image
+
+    files = sorted((DATA / "images" / "0001").glob("*.png"))
+    x = np.stack([np.asarray(Image.open(f).convert("L"), dtype=np.float32) / 255 for f in files])[:, None]
+    y, record = normalise_images(x, LEVEL)
+    assert record["identity"] and np.array_equal(y, x)
