@@ -73,16 +73,22 @@ def test_shift_protocol_on_one_validation_patient(image_bundle, tmp_path, capsys
     manifest["cavity"] = None
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     out = tmp_path / "shift"
-    assert module.main(["--bundle", str(bundle), "--data", str(DATA), "--part", "val", "--patients", "1",
-                        "--shifts", "none", "brighter", "--resamples", "20", "--threads", "1", "--out", str(out)]) == 0
+    assert module.main(["--bundle", str(bundle), "--data", str(DATA), "--part", "val", "--patients", "1", "--quick",
+                        "--normalise", "--calibrate", "1", "--threads", "1", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     chosen = json.loads((out / "split" / "split.json").read_text())["parts"]["val"]["groups"][0]
     with (DATA / "labels.csv").open(newline="") as handle:
         n = sum(r["patient"] == chosen for r in csv.DictReader(handle))
-    assert set(metrics["shifts"]) == {"none", "brighter"}
-    for row in metrics["shifts"].values():
-        assert row["slices"] == n and row["series_ok"] == 1
-    assert "| brighter |" in capsys.readouterr().out
+    assert list(metrics["shifts"]) == module.QUICK_SHIFTS and metrics["normalise"]
+    assert len(metrics["calibration_patients"]) == 1 and chosen not in metrics["calibration_patients"]
+    for shift, row in metrics["shifts"].items():
+        assert row["slices"] == n and row["not_scored"] <= n
+        assert row["series_ok"] + row["series_not_scored"] == (n if shift == "single" else 1)
+        assert row["normalised"]["series"] == (n if shift == "single" else 1)
+        assert "calibration" in row
+    assert metrics["shifts"]["none"]["normalised"]["identity"] == 1  # the data set's own slices: unchanged
+    assert (out / "site" / "normalise.json").is_file()
+    assert "| site |" in capsys.readouterr().out
 
 
 def test_shifted_tree_replaces_what_an_earlier_run_wrote(tmp_path, load_benchmark):
@@ -130,3 +136,59 @@ def test_the_dicom_row_writes_hu_that_the_bundles_window_shows_as_the_slices(tmp
         ds = pydicom.dcmread(path)
         assert ds.Modality == "CT" and str(ds.SOPInstanceUID) in truth
         assert {-1000, 1000} <= set(np.unique(ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)).tolist())
+
+
+def test_the_site_shifts_do_what_they_say(tmp_path, load_benchmark):
+    """The shifts of another site's export: windows wider and narrower for every pixel, gamma,
+    JPEG, half size, a non-square crop to the skull, a larger canvas, rotation, corner text."""
+    module = load_benchmark("shift_real")
+    series = module.SERIES_SHIFTS
+    stack = np.repeat(_head()[None], 3, axis=0)
+    w400 = series["w400"][1](stack, 0)
+    assert w400.max() == pytest.approx(0.65) and w400.min() == pytest.approx(0.35)  # skull grey, air grey
+    w80 = series["w80"][1](stack, 0)
+    assert w80.max() == 1.0 and w80.min() == 0.0 and w80[0, 32, 32] == pytest.approx(0.95)  # expanded, clipped
+    assert series["gamma1.4"][1](stack, 0)[0, 32, 32] == pytest.approx(0.8 ** 1.4)
+    jpeg = series["jpeg50"][1](stack, 0)
+    assert jpeg.shape == stack.shape and 0 < np.abs(jpeg - stack).max() < 0.5
+    assert series["half"][1](stack, 0).shape == (3, 32, 32)
+    crop = series["crop"][1](np.pad(stack, ((0, 0), (10, 10), (20, 40))), 0)  # 84 x 124
+    assert crop.shape == (3, 68, 68) and (crop >= 250 / 255).any()  # the skull's box (58 px) + 5 px each side
+    assert series["pad"][1](stack, 0).shape == (3, 80, 96)
+    rot = series["rot+10"][1](stack, 0)
+    assert rot.shape == stack.shape and not np.array_equal(rot, stack)
+    text = module._text_series(np.zeros((2, 128, 128)))
+    assert text[:, :16, :64].max() > 0.9 and text[:, 40:90, 40:90].max() == 0.0  # in the corners only
+    site = series["site"][1](stack, 0)
+    assert site.shape[0] == 3
+
+
+def test_single_and_series_shifts_write_their_trees(tmp_path, load_benchmark):
+    module = load_benchmark("shift_real")
+    rows = []
+    for i in range(3):
+        path = tmp_path / "png" / f"{i:02d}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(np.round(_head() * 255).astype(np.uint8)).save(path)
+        rows.append({"patient": "0007", "slice": str(i), "image": str(path), "lesion": str(int(i == 1))})
+    truth = module.shifted_tree(rows, "single", tmp_path / "single")
+    assert sorted(p.name for p in (tmp_path / "single").iterdir()) == ["0007_00", "0007_01", "0007_02"]
+    assert sorted(v[0] for v in truth.values()) == [0, 0, 1]
+    truth = module.shifted_tree(rows, "w200", tmp_path / "w200")
+    with Image.open(tmp_path / "w200" / "0007" / "00.png") as img:
+        assert np.asarray(img).max() == round((0.5 + 0.5 * 0.6) * 255)
+    new, records = module.normalised_tree(tmp_path / "w200", truth, tmp_path / "norm", 0.45)
+    assert set(records) == {"0007"} and records["0007"]["bone"] == pytest.approx(0.8, abs=1 / 255)
+    assert sorted(v for v in new.values()) == sorted(truth.values())
+    with Image.open(tmp_path / "norm" / "0007" / "00.png") as img:
+        assert np.asarray(img).max() == 255 and np.asarray(img)[0, 0] == 0  # skull white, air black again
+
+
+def test_a_slice_not_scored_is_counted_not_scored(tmp_path, load_benchmark):
+    module = load_benchmark("shift_real")
+    truth = {"/a.png": (1, "0001"), "/b.png": (0, "0001"), "/c.png": (0, "0001")}
+    csv_path = tmp_path / "s.slices.csv"
+    csv_path.write_text("series,slice,source,slice_score,apds,flagged,reason\n"
+                        "x,0,/a.png,,,,no cranial cavity\nx,1,/b.png,0.5,1,0,\n")  # /c.png: no row (series refused)
+    y, groups, s = module._scores(truth, csv_path)
+    assert y.tolist() == [1, 0, 0] and np.isnan(s[0]) and s[1] == 0.5 and np.isnan(s[2])
