@@ -175,14 +175,22 @@ class ImageLevelSpec:
     is shifted so that its own median matches it (:func:`isl_rt.pipeline.match_level`): another
     site's brain window with another level shows the same tissue a few grey steps lighter or
     darker, which the DeDN, trained on one site's grey, paints back at its own and so reads as
-    bright residual everywhere."""
+    bright residual everywhere.
+
+    ``spread`` (optional) is the median over the same series of the interquartile range of that
+    gray: a series whose own spread is far narrower (another site's wider brain window, with the
+    skull still white) is stretched back to it (:mod:`isl_rt.presentation`); None = not measured."""
 
     median: float
     n_series: int
+    spread: float | None = None
 
     def describe(self) -> str:
-        return (f"each series shifted so the median gray of its cranial cavity is {self.median:.4g} "
+        text = (f"each series shifted so the median gray of its cranial cavity is {self.median:.4g} "
                 f"(the median of {self.n_series} healthy series)")
+        if self.spread is not None:
+            text += f"; its interquartile range {self.spread:.4g}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -876,10 +884,14 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
     image_level = None
     l_raw = data.get("image_level")  # optional: absent or null = no shift
     if l_raw is not None:
+        spread = l_raw.get("spread") if isinstance(l_raw, dict) else None  # optional: absent = not measured
         image_level = ImageLevelSpec(median=r.num(l_raw, "median", "image_level"),
-                                     n_series=r.num(l_raw, "n_series", "image_level", integer=True))
+                                     n_series=r.num(l_raw, "n_series", "image_level", integer=True),
+                                     spread=None if spread is None else r.num(l_raw, "spread", "image_level"))
         if not 0.0 < image_level.median < 1.0:
             raise r.fail(f"has image_level.median = {image_level.median}, which is not between 0 and 1")
+        if image_level.spread is not None and not 0.0 < image_level.spread < 1.0:
+            raise r.fail(f"has image_level.spread = {image_level.spread}, which is not between 0 and 1")
 
     scan_fusion = None
     f_raw = data.get("scan_fusion")  # optional: absent or null = the mean slice score

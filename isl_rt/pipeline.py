@@ -82,6 +82,12 @@ class ScanParams:
     #: (level, width) in HU of the brain window a gray image bundle shows DICOM CT through
     #: (:func:`hu_to_gray`); None = an image bundle reads image series only
     hu_window: tuple[float, float] | None = None
+    #: the interquartile range of the gray inside the cavity of an image bundle's own data
+    #: (manifest image_level.spread); None = not measured (no contrast stretch)
+    image_spread: float | None = None
+    #: whether gray image series are first mapped onto the bundle's presentation
+    #: (:func:`present_series`: another site's window, gamma, padding, burned-in marks)
+    present: bool = True
 
     def reads(self, kind: str) -> bool:
         """Whether a series of ``kind`` (``hu`` or ``image``) can be scored with these parameters."""
@@ -208,6 +214,9 @@ class VolumeScores:
     level_shift: float | None = None
     #: per slice, why it was not scored ("" for a scored slice; empty tuple: every slice scored)
     slice_reasons: tuple[str, ...] = ()
+    #: how an image series was mapped onto the bundle's presentation (:func:`present_series`);
+    #: None: it was not (HU, or a bundle that does not)
+    presentation: dict[str, Any] | None = None
 
     @property
     def scored(self) -> np.ndarray:
@@ -268,11 +277,16 @@ class Scorer:
         return self._score_input(x, timer)
 
     def score_series(self, series: "LoadedSeries") -> VolumeScores:
-        """Scores of a loaded series of either kind (:func:`model_input` says which it accepts)."""
+        """Scores of a loaded series of either kind (:func:`model_input` says which it accepts); a
+        gray image series is first mapped onto the bundle's presentation (:func:`present_series`,
+        unless it already was), and the scores say how (``presentation``)."""
         timer = _Timer()
         with timer("kernels"):
+            series = present_series(series, self.params)
             x = model_input(series, self.params)
-        return self._score_input(x, timer)
+        scores = self._score_input(x, timer)
+        scores.presentation = series.presentation
+        return scores
 
     def _level_matched(self, x: np.ndarray) -> tuple[np.ndarray, float | None]:
         """x shifted to an image bundle's brain level (:func:`match_level`) and the shift; x as it is
@@ -453,6 +467,57 @@ def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
     return kernels.window_images(images, params.windows, params.size)
 
 
+def present_series(series: "LoadedSeries", params: ScanParams) -> "LoadedSeries":
+    """``series`` mapped onto the presentation of a gray image bundle's own data
+    (:func:`isl_rt.presentation.normalise_images`: another site's window or gamma undone, burned-in
+    marks blanked, padded to a square), with the record of what was estimated in its
+    ``presentation``; as it is for HU, colour images, a bundle that reads HU or has ``present``
+    off, and a series already mapped."""
+    from dataclasses import replace
+
+    from isl_rt.presentation import normalise_images
+
+    if (series.presentation is not None or series.kind != "image" or params.input_kind != "image"
+            or params.channels != 1 or not params.present):
+        return series
+    images = series.pixels
+    if images.shape[1] == 3 and np.array_equal(images[:, 0], images[:, 1]) and np.array_equal(images[:, 0], images[:, 2]):
+        images = images[:, :1]  # gray saved as RGB
+    if images.shape[1] != 1:
+        return series  # colour: model_input refuses it in one sentence
+    out, record = normalise_images(images, params.image_level, params.image_spread)
+    return replace(series, pixels=out, presentation=record)
+
+
+def unpad(array: np.ndarray, presentation: dict[str, Any] | None) -> np.ndarray:
+    """``array`` [..., S', S'] on the square grid :func:`present_series` padded a series to, cut
+    back to the series' own grid (the padding recorded in ``presentation``; as it is without)."""
+    if presentation is None or not any(presentation.get("pad") or ()):
+        return array
+    top, bottom, left, right = presentation["pad"]
+    h, w = array.shape[-2], array.shape[-1]
+    return array[..., top:h - bottom, left:w - right]
+
+
+def presentation_notes(presentation: dict[str, Any] | None) -> list[str]:
+    """One line per thing :func:`present_series` changed (none when it changed nothing), for the
+    per-series warnings: scores of a series mapped this far were not measured on the bundle's data."""
+    if presentation is None or presentation.get("identity", True):
+        return []
+    parts = []
+    lo, hi = presentation.get("window") or (0.0, 1.0)
+    if (lo, hi) != (0.0, 1.0):
+        parts.append(f"its gray window was estimated from the image (air at {lo:.2f}, skull at {hi:.2f} of full scale) "
+                     "and mapped to black and white")
+    if presentation.get("gamma", 1.0) != 1.0:
+        parts.append(f"a gamma of {presentation['gamma']:.2f} brought its brain to the bundle's level")
+    if presentation.get("contrast", 1.0) != 1.0:
+        parts.append(f"its brain contrast was stretched {presentation['contrast']:.2f}× (a wider brain window)")
+    if presentation.get("blanked_pixels"):
+        parts.append(f"{presentation['blanked_pixels']} pixels of marks outside the head were blanked")
+    return ["this series is presented unlike the bundle's data: " + "; ".join(parts)] if parts else []
+
+
 def hu_input(hu: np.ndarray, params: ScanParams) -> np.ndarray:
     """x float32 [N,C,S,S] of HU slices int16 [N,H,W]: through the windows of an HU bundle, or
     through the brain window of a gray image bundle (:func:`hu_to_gray`) and then read as the
@@ -534,26 +599,36 @@ def match_level(x: np.ndarray, cavity: CavityArgs, level: float) -> tuple[np.nda
 def fit_image_level(directory: Path, bundle: "Bundle") -> "ImageLevelSpec":
     """The brain level of the image series under ``directory`` (held-out healthy data of the
     bundle's own site): the median over the series of each series' :func:`cavity_median`, read as
-    the bundle reads them without a level. Series that cannot be read or show no cavity are left
-    out; :class:`InputError` when none is left."""
+    the bundle reads them without a level, and the median of each series' gray spread inside its
+    skull (:func:`isl_rt.presentation.brain_spread`, on the series as read). Both describe the
+    presentation of the bundle's own data: measure them on that data, not on another site's.
+    Series that cannot be read or show no cavity are left out; :class:`InputError` when none is
+    left."""
+    from dataclasses import replace
+
     from isl_rt.bundle import ImageLevelSpec
     from isl_rt.io.series import discover_series, load_series
+    from isl_rt.presentation import brain_spread
 
-    params = params_from_bundle(bundle)
+    params = replace(params_from_bundle(bundle), present=False)
     if params.input_kind != "image" or params.cavity is None:
         raise InputError(f"{bundle.root} is not a bundle of pre-windowed images scored inside the cranial cavity: "
                          "it has no brain level to match.")
-    medians = []
+    medians, spreads = [], []
     for item in discover_series(Path(directory)).of_kind("image"):
         try:
-            median = cavity_median(model_input(load_series(item), params), params.cavity)
+            series = load_series(item)
+            median = cavity_median(model_input(series, params), params.cavity)
         except IslError:
             continue
         if median is not None:
             medians.append(median)
+            spread = brain_spread(series.pixels[:, 0])
+            if spread is not None:
+                spreads.append(spread)
     if not medians:
         raise InputError(f"{directory} holds no readable image series with a cranial cavity to measure the brain level on.")
-    return ImageLevelSpec(float(np.median(medians)), len(medians))
+    return ImageLevelSpec(float(np.median(medians)), len(medians), float(np.median(spreads)) if spreads else None)
 
 
 def cavity_mask(x: np.ndarray, cavity: CavityArgs) -> np.ndarray:
@@ -654,6 +729,7 @@ def params_from_bundle(bundle: "Bundle") -> ScanParams:
         fusion=fusion_args(m.scan_fusion, m.windows),
         image_level=None if m.image_level is None else m.image_level.median,
         hu_window=None if m.input_spec.hu_window is None else (m.input_spec.hu_window.level, m.input_spec.hu_window.width),
+        image_spread=None if m.image_level is None else m.image_level.spread,
     )
 
 
@@ -1101,10 +1177,12 @@ def score_item(
         from isl_rt.io.gate import Verdict
 
         series: LoadedSeries = loaded
-        verdict = loaded if isinstance(loaded, Verdict) else gate_series(item, series)
+        # the gate judges an image series as the bundle will see it (another site's window mapped)
+        presented = series if isinstance(loaded, Verdict) else present_series(series, scorer.params)
+        verdict = loaded if isinstance(loaded, Verdict) else gate_series(item, presented)
         if not verdict.usable:  # not a usable head CT: a reason, never a score that looks normal
             return failed(f"not scored: {verdict.reason}", status="rejected")
-        scores = scorer.score_series(series)
+        scores = scorer.score_series(presented)
         unjudged = series_unscored_reason(scores)
         if unjudged is not None:  # too few slices with a cavity: a reason, never a scan score of the rest
             return failed(f"not scored: {unjudged}", status="rejected")
@@ -1127,7 +1205,7 @@ def score_item(
     )
     slice_rows = [slice_row(item.key, i, series.sources[i], scores, slice_threshold) for i in range(series.n_slices)]
     wanted = heatmaps is not None or results is not None
-    heat = heat_on_source_grid(scores.heat, series.pixels.shape[-2:]) if wanted else None
+    heat = unpad(heat_on_source_grid(scores.heat, presented.grid), scores.presentation) if wanted else None
     if results is not None:
         try:
             results.write(SeriesResult(item.series_uid or item.key, tuple(item.ref.files), scores, heat,
@@ -1162,11 +1240,13 @@ def score_item(
         "slice_reasons": [scores.reason(i) for i in range(series.n_slices)],
         "scan_parts": None if scores.part_scores is None else scan_parts_detail(scores.part_scores, scorer.params.fusion),
         "level_shift": scores.level_shift,
+        # how an image series was mapped onto the bundle's presentation (None: not mapped)
+        "presentation": scores.presentation,
         "slice_apds": _nullable(scores.apds),
         "slice_sources": list(series.sources),
         "slice_positions_mm": series.positions_mm,
         "bit_depth": series.bit_depth or None,
-        "warnings": list(series.warnings) + level_warnings(scores.level_shift)
+        "warnings": list(series.warnings) + presentation_notes(scores.presentation) + level_warnings(scores.level_shift)
         + thin_slice_warnings(item.ref.slice_spacing if series.kind == "hu" else None, scorer.params.residual),
         "stage_seconds": scores.seconds,
     }
@@ -1229,8 +1309,10 @@ def write_heatmaps(folder: Path, display: np.ndarray, scores: VolumeScores, heat
     n, h, w = display.shape
     full = heat.astype(np.float16)
     arrays: dict[str, np.ndarray] = {"heat": full, "slice_scores": scores.slice_scores, "apds": scores.apds}
-    if scores.region is not None:
-        arrays["region"] = region_on_source_grid(scores.region, (h, w)).astype(np.uint8)
+    if scores.region is not None:  # on the grid the series was padded to, then cut back to its own
+        pad = (scores.presentation or {}).get("pad") or (0, 0, 0, 0)
+        grid = (h + pad[0] + pad[1], w + pad[2] + pad[3])
+        arrays["region"] = unpad(region_on_source_grid(scores.region, grid), scores.presentation).astype(np.uint8)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     write_atomic(folder / "heatmaps.npz", buffer.getvalue())

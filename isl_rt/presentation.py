@@ -45,7 +45,15 @@ Rules (all explicit, nothing learnt; the constants below say why each value):
    at least :data:`GAMMA_MIN_RINGS` slices with a skull ring, ``u' = u^γ`` with
    ``γ = log(level)/log(m)`` (brain → level; black and white stay); within the dead band the
    bundle's own brain-level match (an additive shift) is left to do the rest;
-8. padding to square (``S' = max(H, W)``), centred, with black (air after the map).
+8. contrast: a wider brain window that still shows the skull white and air black (an export
+   through 40/400 HU, say) leaves rules 4-7 with nothing to undo, but shows the brain's tissues
+   packed into a few gray steps, where blood lies too close to brain for the slice score. When the
+   bundle knows the spread of its own data (``spread``: the interquartile range of the gray inside
+   the cranial cavity, ``isl-rt calibrate --match-level``) and the series' spread inside its
+   skull rings is below :data:`CONTRAST_FLOOR` of it, the gray strictly between black and white
+   is stretched about the brain gray by ``spread / own spread`` (clipped to [0, 1]); above the
+   floor nothing changes;
+9. padding to square (``S' = max(H, W)``), centred, with black (air after the map).
 """
 
 from __future__ import annotations
@@ -77,6 +85,9 @@ GAMMA_DEADBAND = 0.1
 GAMMA_MIN_RINGS = 3
 #: one 8-bit gray step
 STEP = 1.0 / 255.0
+#: a series whose gray spread inside the skull is below this share of the bundle's is stretched
+#: (rule 8); the figures that set it are in benchmarks/RESULTS.md ("Contrast of the brain")
+CONTRAST_FLOOR = 0.6
 
 
 def _frame(images: np.ndarray) -> np.ndarray:
@@ -126,6 +137,22 @@ def blank_marks(gray: np.ndarray, head: np.ndarray, air: float, bone: float) -> 
 def brain_gray(u: np.ndarray, bone_level: float = BONE_LEVEL) -> tuple[float | None, int]:
     """(the brain gray, slices with a skull ring) of mapped slices ``u`` [N,H,W] (rule 6 of the
     module); None when no pixel qualifies."""
+    values, rings = _brain_values(u, bone_level)
+    return (float(np.median(values)) if values.size else None), rings
+
+
+def brain_spread(u: np.ndarray, bone_level: float = BONE_LEVEL) -> float | None:
+    """The interquartile range of the gray strictly between black and white inside the skull
+    rings of mapped slices ``u`` [N,H,W] (rule 8); None without a ring."""
+    values, rings = _brain_values(u, bone_level)
+    if not rings or values.size < 16:
+        return None
+    low, high = np.quantile(values, [0.25, 0.75])
+    return float(high - low)
+
+
+def _brain_values(u: np.ndarray, bone_level: float) -> tuple[np.ndarray, int]:
+    """(the gray values rule 6 takes the brain gray from, slices with a skull ring)."""
     from scipy import ndimage
 
     bone = u >= bone_level
@@ -145,9 +172,8 @@ def brain_gray(u: np.ndarray, bone_level: float = BONE_LEVEL) -> tuple[float | N
     if rings:
         v = np.concatenate(values)
         if v.size:
-            return float(np.median(v)), rings
-    v = u[(u > FOREGROUND) & (u < bone_level)]
-    return (float(np.median(v)) if v.size else None), 0
+            return v, rings
+    return u[(u > FOREGROUND) & (u < bone_level)], 0
 
 
 def pad_square(images: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -163,12 +189,14 @@ def pad_square(images: np.ndarray) -> tuple[np.ndarray, list[int]]:
     return out, pad
 
 
-def normalise_images(images: np.ndarray, level: float | None) -> tuple[np.ndarray, dict[str, Any]]:
+def normalise_images(images: np.ndarray, level: float | None,
+                     spread: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """(float32 [N,1,S',S'] square images in the bundle's presentation, a JSON-able record of what
     was estimated) of one series' pre-windowed gray images ``images`` float [N,1,H,W] in [0, 1]
     (slices in order, any H, W); ``level``: the bundle's brain level (its cavity median gray), or
-    None (no gamma). The rules are the module's; on the real data set's own slices the result is
-    the input (padded to square)."""
+    None (no gamma); ``spread``: the bundle's gray spread inside the cavity, or None (no contrast
+    stretch). The rules are the module's; on the real data set's own slices the result is the
+    input (padded to square) for 97 of its 99 series (two get a gamma, rule 7)."""
     x = np.asarray(images, dtype=np.float32)
     if x.ndim != 4 or x.shape[1] != 1 or x.shape[0] == 0:
         raise ValueError(f"normalise_images wants one gray series [N,1,H,W], got shape {x.shape}.")
@@ -203,9 +231,18 @@ def normalise_images(images: np.ndarray, level: float | None) -> tuple[np.ndarra
             and abs(brain - level) > GAMMA_DEADBAND and rings >= GAMMA_MIN_RINGS:
         gamma = math.log(level) / math.log(brain)
         u = np.power(u, np.float32(gamma))
+    contrast, own = 1.0, None
+    if spread is not None:  # rule 8: a brain packed into too few gray steps is stretched back
+        own = brain_spread(u)
+        centre, _ = brain_gray(u)
+        if own is not None and centre is not None and own < CONTRAST_FLOOR * spread:
+            contrast = spread / max(own, STEP)
+            inside = (u > 0.0) & (u < 1.0)
+            u = np.where(inside, np.clip(np.float32(centre) + (u - np.float32(centre)) * np.float32(contrast), 0.0, 1.0),
+                         u).astype(np.float32, copy=False)
     record.update(window=[lo, hi], gain=1.0 / (hi - lo), offset=-lo / (hi - lo), brain=brain, skull_ring_slices=rings,
-                  gamma=gamma, level=level,
-                  identity=bool((lo, hi) == (0.0, 1.0) and gamma == 1.0 and blanked == 0))
+                  gamma=gamma, level=level, spread=own, contrast=contrast,
+                  identity=bool((lo, hi) == (0.0, 1.0) and gamma == 1.0 and contrast == 1.0 and blanked == 0))
     out, pad = pad_square(u[:, None].astype(np.float32, copy=False))
     record.update(pad=pad, size_out=int(out.shape[-1]))
     return np.ascontiguousarray(out), record

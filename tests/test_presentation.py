@@ -87,3 +87,49 @@ def test_a_real_patient_is_returned_unchanged():
     x = np.stack([np.asarray(Image.open(f).convert("L"), dtype=np.float32) / 255 for f in files])[:, None]
     y, record = normalise_images(x, LEVEL)
     assert record["identity"] and np.array_equal(y, x)
+
+
+def test_scan_maps_another_sites_window_and_keeps_the_source_grid(tmp_path, image_writer):
+    """A slice exported through a window so wide its skull is not white, cropped to a non-square
+    image with a mark burned in: the scan maps it onto the real bundle's presentation, finds the
+    cranial cavity, says what it estimated, and writes the heat map on the image's own grid;
+    read as it is, no cavity is found and the slice is refused."""
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from isl_rt.backends import open_backends
+    from isl_rt.bundle import load_bundle
+    from isl_rt.cli import app
+    from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory
+
+    bundle = load_bundle(Path(__file__).resolve().parents[1] / "export" / "head-ct-real-tiny")
+    gray = image_writer.png(tmp_path / "as-trained.png", 5, size=256)
+    wide = np.clip(0.5 + (gray - 0.5) * 0.3, 0.0, 1.0)[:, 28:228]  # air 0.35, skull 0.65; 256 × 200
+    wide[4:14, 4:40] = 1.0  # a burned-in label in the corner
+    site = tmp_path / "site" / "key"
+    site.mkdir(parents=True)
+    Image.fromarray(np.rint(wide * 255).astype(np.uint8)).save(site / "slice.png")
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, ["scan", str(site.parent), "--bundle", str(bundle.root), "--out", str(out),
+                                      "--heatmaps", str(tmp_path / "heat"), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    (doc,) = [p for p in (tmp_path / "scores.series").iterdir() if not p.name.startswith("_")]
+    detail = json.loads(doc.read_text())
+    assert detail["status"] == "ok" and detail["n_scored"] == 1, detail
+    p = detail["presentation"]
+    assert p["window"] == pytest.approx([0.35, 0.65], abs=0.02) and p["pad"] == [0, 0, 28, 28] and not p["identity"]
+    assert p["blanked_pixels"] >= 360  # the label, now air
+    assert any("presented unlike the bundle's data" in w for w in detail["warnings"])
+    with np.load(tmp_path / "heat" / "key" / "heatmaps.npz") as npz:
+        assert npz["heat"].shape == (1, 256, 200) and npz["region"].shape == (1, 256, 200)
+        assert npz["region"].sum() > 0
+    # the same slice as read: no skull the cavity rule can see, so nothing to score (never a 0)
+    raw = replace(params_from_bundle(bundle), present=False)
+    with open_backends(bundle, "onnxruntime", threads=1) as pair:
+        summary = scan_directory(site.parent, tmp_path / "raw.csv", bundle, Scorer(raw, pair.dedn, pair.drn),
+                                 backend_name=pair.name)
+    assert summary.ok == 0 and summary.rejected == 1

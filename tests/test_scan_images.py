@@ -309,7 +309,8 @@ def test_a_single_head_png_is_scored_and_a_blank_or_noise_image_refused(tmp_path
     detail = json.loads((series_json_dir(out) / "head.json").read_text())
     assert any(w.startswith("1 image, fewer than a whole head CT") for w in detail["warnings"])
     assert by_name["blank"]["status"] == "rejected" and "uniform" in by_name["blank"]["error"]
-    assert by_name["noise"]["status"] == "rejected" and "no cranial cavity" in by_name["noise"]["error"]
+    # noise, mapped onto the bundle's presentation first, still shows no head
+    assert by_name["noise"]["status"] == "rejected" and "head shows on 0 of its 1 images" in by_name["noise"]["error"]
     assert "1 of its 1 images" not in by_name["noise"]["error"] and "at least 1 needed" in by_name["noise"]["error"]
 
 

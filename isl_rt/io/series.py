@@ -97,6 +97,9 @@ class LoadedSeries:
     bit_depth: int = 0
     #: acquisition metadata of DICOM (isl_rt.io.dicom.Volume.metadata); empty for images
     metadata: dict[str, str | float] = field(default_factory=dict)
+    #: how an image series was mapped onto a bundle's presentation (isl_rt.presentation: air,
+    #: skull, brain, gamma, contrast, the padding to square), None while it is as read
+    presentation: dict[str, Any] | None = None
 
     @property
     def n_slices(self) -> int:
