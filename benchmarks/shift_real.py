@@ -39,12 +39,16 @@ Another site's export (issue 29), for one patient's series at a time, every pixe
 - ``single``: each slice its own one-image series (``tree/<patient>_<slice>/``): no neighbour for
   the ``adjacent`` rule.
 
-``--normalise`` maps each shifted series by ``isl_rt.presentation.normalise_images`` (with the
-bundle's brain level) and writes it as 8-bit PNGs before the scan (per-series records in
-``<out>/<shift>/normalise.json``). ``--calibrate N`` scores the last N validation patients (never
-those a ``--part val`` run scores) under the same shift and sets a site slice threshold from their
-lesion-free slices (``calibrate_slice_threshold``, the bundle's target specificity). ``--quick``:
-2 patients, shifts none, w200, site, single.
+- ``w200white``/``w400white``: a window 200 or 400 HU wide that still shows the skull white and
+  air black (``_contrast(120/W)`` inside the window): the brain's tissues packed into fewer gray steps.
+
+The scan maps every image series onto the bundle's presentation first, as ``isl-rt scan`` does
+(``isl_rt.presentation``; the row counts the series it changed); ``--raw`` scans them as read
+(``ScanParams.present`` off), the runtime before that mapping. ``--calibrate N [N ...]`` scores the
+last max(N) validation patients (never those a ``--part val`` run scores) under the same shift and
+sets, for each N, a site slice threshold from the lesion-free slices of the first N of them
+(``calibrate_slice_threshold``, the bundle's target specificity). ``--quick``: 2 patients, shifts
+none, w200, site, single.
 
 A slice not scored (an empty slice score: no cranial cavity; or no row: its series refused) is
 counted, apart for haemorrhage slices, and left out of the AUC and the flag rates.
@@ -63,6 +67,7 @@ import csv
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -233,6 +238,8 @@ SERIES_SHIFTS: dict[str, tuple[str, Callable[[np.ndarray, int], np.ndarray]]] = 
     "w80": ("window 80 HU wide (all pixels; expanded, clipped)", _per_slice(_window_width(80.0))),
     "w200": ("window 200 HU wide: skull gray 0.80, air 0.20", _per_slice(_window_width(200.0))),
     "w400": ("window 400 HU wide: skull gray 0.65, air 0.35", _per_slice(_window_width(400.0))),
+    "w200white": ("window 200 HU wide, skull still white, air black", _per_slice(_contrast(120.0 / 200.0))),
+    "w400white": ("window 400 HU wide, skull still white, air black", _per_slice(_contrast(120.0 / 400.0))),
     "gamma0.7": ("gamma 0.7 (brain lighter)", _per_slice(_gamma(0.7))),
     "gamma1.4": ("gamma 1.4 (brain darker)", _per_slice(_gamma(1.4))),
     "jpeg50": ("JPEG quality 50", _per_slice(_jpeg(50))),
@@ -358,43 +365,6 @@ def shifted_tree(rows: list[dict[str, str]], shift: str, tree: Path) -> dict[str
     return truth
 
 
-def normalised_tree(tree: Path, truth: dict[str, tuple[int, str]], out: Path,
-                    level: float | None) -> tuple[dict[str, tuple[int, str]], dict[str, Any]]:
-    """The thin wrapper of ``--normalise``: each series folder of ``tree`` (image files in name
-    order, the slice order) read as one series, mapped by :func:`isl_rt.presentation.normalise_images`
-    with the bundle's brain ``level`` and written as 8-bit PNGs under ``out/<folder>/`` (replacing
-    what it held). Returns (resolved path -> (label, patient) for the new files, folder -> the
-    record of what was estimated)."""
-    import shutil
-
-    from PIL import Image
-
-    from isl_rt.presentation import normalise_images
-
-    if out.exists():
-        shutil.rmtree(out)
-    new_truth: dict[str, tuple[int, str]] = {}
-    records: dict[str, Any] = {}
-    for folder in sorted(p for p in tree.iterdir() if p.is_dir()):
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() == ".png")
-        if not files:
-            continue
-        grays = []
-        for f in files:
-            with Image.open(f) as img:
-                grays.append(np.asarray(img.convert("L"), dtype=np.float32) / 255.0)
-        if len({g.shape for g in grays}) != 1:
-            raise ValueError(f"{folder}: slices of different sizes")
-        images, record = normalise_images(np.stack(grays)[:, None], level)
-        records[folder.name] = record
-        (out / folder.name).mkdir(parents=True)
-        for f, image in zip(files, images):
-            target = out / folder.name / (f.stem + ".png")
-            Image.fromarray(_to8(image[0])).save(target)
-            new_truth[str(target.resolve())] = truth[str(f.resolve())]
-    return new_truth, records
-
-
 def _scores(truth: dict[str, tuple[int, str]], slices_csv: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels, patients, slice scores with NaN for a slice not scored) of every slice in ``truth``:
     an empty or non-finite ``slice_score`` in the slices CSV, or no row at all (a refused series),
@@ -410,21 +380,20 @@ def _scores(truth: dict[str, tuple[int, str]], slices_csv: Path) -> tuple[np.nda
             np.array([score[k] for k in keys], dtype=np.float64))
 
 
-def _scan(rows: list[dict[str, str]], shift: str, folder: Path, args: argparse.Namespace, bundle: Any, scorer: Any,
-          backend: str, level: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any, dict[str, Any]]:
-    """The slices of ``rows`` under ``shift`` (normalised with ``--normalise``) scanned from
-    ``folder``: (labels, patients, scores, the scan summary, the normalise records)."""
+def _scan(rows: list[dict[str, str]], shift: str, folder: Path, bundle: Any, scorer: Any,
+          backend: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any, list[dict[str, Any]]]:
+    """The slices of ``rows`` under ``shift`` scanned from ``folder``: (labels, patients, scores,
+    the scan summary, the presentation record of every scored series)."""
     from isl_rt.outputs import slices_csv_path
-    from isl_rt.pipeline import scan_directory
+    from isl_rt.pipeline import scan_directory, series_json_dir
 
     truth = shifted_tree(rows, shift, folder / "images")
-    scanned, records = folder / "images", {}
-    if args.normalise and shift != "dicom":
-        truth, records = normalised_tree(folder / "images", truth, folder / "normalised", level)
-        scanned = folder / "normalised"
-        (folder / "normalise.json").write_text(json.dumps(records, indent=1, default=float))
     scores_csv = folder / "scores.csv"
-    summary = scan_directory(scanned, scores_csv, bundle, scorer, backend_name=backend, resume=False)
+    summary = scan_directory(folder / "images", scores_csv, bundle, scorer, backend_name=backend, resume=False)
+    records = []
+    for doc in series_json_dir(scores_csv).glob("*.json"):
+        if not doc.name.startswith("_"):
+            records.append(json.loads(doc.read_text()).get("presentation") or {})
     return (*_scores(truth, slices_csv_path(scores_csv)), summary, records)
 
 
@@ -445,19 +414,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     calibration_rows: list[dict[str, str]] = []
     calibration_patients: list[str] = []
     if args.calibrate:  # the last N validation patients: apart from the first ones a --part val run scores
-        calibration_patients = [g for g in split["parts"]["val"]["groups"] if g not in patients][-args.calibrate:]
+        calibration_patients = [g for g in split["parts"]["val"]["groups"] if g not in patients][-max(args.calibrate):]
         with (out / "split" / "val.csv").open(newline="") as handle:
             calibration_rows = [r for r in csv.DictReader(handle) if r["patient"] in set(calibration_patients)]
     bundle = load_bundle(Path(args.bundle))
     threshold = bundle.manifest.slice_threshold
-    level = bundle.manifest.image_level.median if getattr(bundle.manifest, "image_level", None) else None
     results: dict[str, Any] = {}
     with open_backends(bundle, "onnxruntime", threads=args.threads) as pair:
-        scorer = Scorer(params_from_bundle(bundle), pair.dedn, pair.drn)
+        params = params_from_bundle(bundle)
+        scorer = Scorer(replace(params, present=False) if args.raw else params, pair.dedn, pair.drn)
         for shift in args.shifts:
             began = time.perf_counter()
-            y_all, groups_all, s_all, summary, records = _scan(rows, shift, out / shift, args, bundle, scorer,
-                                                                pair.description, level)
+            y_all, groups_all, s_all, summary, records = _scan(rows, shift, out / shift, bundle, scorer, pair.description)
             seconds = time.perf_counter() - began
             ready = np.isfinite(s_all)
             y, groups, s = y_all[ready], groups_all[ready], s_all[ready]
@@ -465,12 +433,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                    "not_scored": int((~ready).sum()), "lesion_not_scored": int((~ready & (y_all == 1)).sum()),
                                    "series_ok": summary.ok, "series_not_scored": summary.errors + summary.rejected,
                                    "seconds": seconds}
-            if records:
-                row["normalised"] = {"series": len(records), "identity": sum(bool(r.get("identity")) for r in records.values()),
-                                     "gamma_applied": sum(r.get("gamma", 1.0) != 1.0 for r in records.values()),
-                                     "blanked_pixels": int(sum(r.get("blanked_pixels", 0) for r in records.values())),
-                                     "median_bone": float(np.median([r.get("bone", 1.0) for r in records.values()])),
-                                     "median_air": float(np.median([r["air"] for r in records.values()]))}
+            mapped = [r for r in records if r and not r.get("identity", True)]
+            row["presented"] = {"series": len(records), "changed": len(mapped),
+                                "window": sum(tuple(r.get("window") or (0.0, 1.0)) != (0.0, 1.0) for r in mapped),
+                                "gamma": sum(r.get("gamma", 1.0) != 1.0 for r in mapped),
+                                "contrast": sum(r.get("contrast", 1.0) != 1.0 for r in mapped),
+                                "blanked_pixels": int(sum(r.get("blanked_pixels", 0) for r in mapped))}
             both = 0 < y.sum() < y.size
             if both:  # the scored slices hold both classes (else no AUC, the row says so)
                 ci = bootstrap_auc(y, s, resamples=args.resamples, fraction=FRACTION, seed=args.seed, groups=groups)
@@ -479,52 +447,55 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 row["flagged_lesion"] = float(np.mean(s[y == 1] > threshold.slice_score))
                 row["flagged_lesion_free"] = float(np.mean(s[y == 0] > threshold.slice_score))
             if calibration_rows:
-                cy, _, cs, _, _ = _scan(calibration_rows, shift, out / shift / "calibration", args, bundle, scorer,
-                                        pair.description, level)
-                healthy = cs[(cy == 0) & np.isfinite(cs)]
-                row["calibration"] = {"patients": len(calibration_patients), "healthy_slices": int(healthy.size),
-                                      "not_scored": int((~np.isfinite(cs)).sum())}
-                if healthy.size and both:
-                    target = threshold.target_specificity if threshold is not None else 0.95
-                    site = calibrate_slice_threshold(healthy, target, n_series=len(calibration_patients)).slice_score
-                    row["calibration"].update(slice_threshold=site,
-                                              flagged_lesion=float(np.mean(s[y == 1] > site)),
-                                              flagged_lesion_free=float(np.mean(s[y == 0] > site)))
+                cy, cg, cs, _, _ = _scan(calibration_rows, shift, out / shift / "calibration", bundle, scorer,
+                                         pair.description)
+                row["calibration"] = {}
+                target = threshold.target_specificity if threshold is not None else 0.95
+                for n in sorted(set(args.calibrate)):  # the first n of the calibration patients
+                    mine = np.isin(cg, calibration_patients[:n]) & (cy == 0) & np.isfinite(cs)
+                    entry: dict[str, Any] = {"patients": min(n, len(calibration_patients)), "healthy_slices": int(mine.sum())}
+                    if mine.any() and both:
+                        site = calibrate_slice_threshold(cs[mine], target, n_series=n).slice_score
+                        entry.update(slice_threshold=site, flagged_lesion=float(np.mean(s[y == 1] > site)),
+                                     flagged_lesion_free=float(np.mean(s[y == 0] > site)))
+                    row["calibration"][str(n)] = entry
             results[shift] = row
             print(json.dumps({shift: row}, default=float), flush=True)
     return {"bundle": bundle.manifest.name, "part": args.part, "split_seed": args.split_seed, "patients": len(patients),
-            "normalise": bool(args.normalise), "calibration_patients": calibration_patients,
+            "raw": bool(args.raw), "calibration_patients": calibration_patients, "calibrate": sorted(set(args.calibrate or [])),
             "slice_threshold": None if threshold is None else threshold.slice_score, "shifts": results,
             "machine": machine()}
 
 
 def markdown(result: dict[str, Any], argv: list[str]) -> str:
-    calibrated = bool(result.get("calibration_patients"))
+    sizes = [str(n) for n in result.get("calibrate") or []]
     lines = [
         MARK_START,
         "",
         f"`python benchmarks/shift_real.py {' '.join(argv)}` — bundle `{result['bundle']}`, split seed "
         f"{result['split_seed']}, {result['patients']} {result['part']} patients"
-        + (", every shifted series normalised (isl_rt.presentation.normalise_images) before the scan" if result.get("normalise") else "")
+        + (", scanned as read (--raw: no mapping onto the bundle's presentation)" if result.get("raw") else
+           ", each series mapped onto the bundle's presentation as the scan does")
         + "; " + ("no slice threshold." if result["slice_threshold"] is None else
                   f"slice threshold {result['slice_threshold']:.6g} (calibrated on the unshifted validation patients)."),
         "Slices not scored (no cranial cavity, or the series refused) are left out of the AUC and the flag rates "
-        "and counted apart.",
+        "and counted apart; 'mapped' counts the series whose presentation the scan changed."
+        + (f" Site thresholds: from the lesion-free slices of the first N of {len(result['calibration_patients'])} "
+           "validation patients under the same shift, flags as haemorrhage / lesion-free slices flagged." if sizes else ""),
         "",
-        "| shift | what a site does | series scored | slices | not scored (haemorrhage) | AUC | 95% CI | healthy 95th pct "
-        "| haemorrhage slices flagged | lesion-free slices flagged |" + (" site threshold | haemorrhage flagged at it | lesion-free flagged at it |" if calibrated else ""),
-        "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if calibrated else ""),
+        "| shift | what a site does | series scored | mapped | slices | not scored (haemorrhage) | AUC | 95% CI "
+        "| haemorrhage slices flagged | lesion-free slices flagged |" + "".join(f" site N={n} |" for n in sizes),
+        "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(sizes),
     ]
     for shift, row in result["shifts"].items():
         flags = (f"{row['flagged_lesion']:.3f} | {row['flagged_lesion_free']:.3f}" if "flagged_lesion" in row else "- | -")
-        scores = (f"{row['auc']:.3f} | {row['ci95'][0]:.3f}–{row['ci95'][1]:.3f} | {row['healthy_q95']:.6g}" if "auc" in row
-                  else "- | - | -")
+        scores = f"{row['auc']:.3f} | {row['ci95'][0]:.3f}–{row['ci95'][1]:.3f}" if "auc" in row else "- | -"
+        mapped = row.get("presented", {}).get("changed", "-")
         line = (f"| {shift} | {SHIFTS[shift][0]} | {row['series_ok']} of {row['series_ok'] + row['series_not_scored']} | "
-                f"{row['slices']} | {row['not_scored']} ({row['lesion_not_scored']}) | {scores} | {flags} |")
-        if calibrated:
-            c = row.get("calibration", {})
-            line += (f" {c['slice_threshold']:.6g} | {c['flagged_lesion']:.3f} | {c['flagged_lesion_free']:.3f} |"
-                     if "slice_threshold" in c else " - | - | - |")
+                f"{mapped} | {row['slices']} | {row['not_scored']} ({row['lesion_not_scored']}) | {scores} | {flags} |")
+        for n in sizes:
+            c = row.get("calibration", {}).get(n, {})
+            line += f" {c['flagged_lesion']:.3f} / {c['flagged_lesion_free']:.3f} |" if "slice_threshold" in c else " - |"
         lines.append(line)
     lines += ["", MARK_END, ""]
     return "\n".join(lines)
@@ -536,11 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = protocol_arguments(__doc__.splitlines()[0], "build/shift_real")
     parser.add_argument("--shifts", nargs="+", choices=list(SHIFTS), default=list(SHIFTS))
-    parser.add_argument("--normalise", action="store_true",
-                        help="map each shifted series by isl_rt.presentation.normalise_images before the scan")
-    parser.add_argument("--calibrate", type=int, default=0, metavar="N",
-                        help="also a site slice threshold from the lesion-free slices of N validation patients under "
-                             "the same shift (calibrate_slice_threshold's rule), and the flag rates at it")
+    parser.add_argument("--raw", action="store_true",
+                        help="scan the shifted series as read, without mapping them onto the bundle's presentation")
+    parser.add_argument("--calibrate", type=int, nargs="+", default=[], metavar="N",
+                        help="also site slice thresholds from the lesion-free slices of N validation patients under "
+                             "the same shift (calibrate_slice_threshold's rule), for each N, and the flag rates at them")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run: 2 patients (unless --patients), shifts {' '.join(QUICK_SHIFTS)} (unless "
                              "--shifts), 20 resamples")

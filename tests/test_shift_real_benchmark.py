@@ -74,20 +74,20 @@ def test_shift_protocol_on_one_validation_patient(image_bundle, tmp_path, capsys
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     out = tmp_path / "shift"
     assert module.main(["--bundle", str(bundle), "--data", str(DATA), "--part", "val", "--patients", "1", "--quick",
-                        "--normalise", "--calibrate", "1", "--threads", "1", "--out", str(out)]) == 0
+                        "--calibrate", "1", "--threads", "1", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     chosen = json.loads((out / "split" / "split.json").read_text())["parts"]["val"]["groups"][0]
     with (DATA / "labels.csv").open(newline="") as handle:
         n = sum(r["patient"] == chosen for r in csv.DictReader(handle))
-    assert list(metrics["shifts"]) == module.QUICK_SHIFTS and metrics["normalise"]
+    assert list(metrics["shifts"]) == module.QUICK_SHIFTS and not metrics["raw"] and metrics["calibrate"] == [1]
     assert len(metrics["calibration_patients"]) == 1 and chosen not in metrics["calibration_patients"]
     for shift, row in metrics["shifts"].items():
         assert row["slices"] == n and row["not_scored"] <= n
         assert row["series_ok"] + row["series_not_scored"] == (n if shift == "single" else 1)
-        assert row["normalised"]["series"] == (n if shift == "single" else 1)
-        assert "calibration" in row
-    assert metrics["shifts"]["none"]["normalised"]["identity"] == 1  # the data set's own slices: unchanged
-    assert (out / "site" / "normalise.json").is_file()
+        assert row["presented"]["series"] == row["series_ok"]
+        assert "1" in row["calibration"]
+    assert metrics["shifts"]["none"]["presented"]["changed"] == 0  # the data set's own slices: unchanged
+    assert metrics["shifts"]["w200"]["presented"]["window"] == 1  # skull gray, air gray: mapped
     assert "| site |" in capsys.readouterr().out
 
 
@@ -177,11 +177,6 @@ def test_single_and_series_shifts_write_their_trees(tmp_path, load_benchmark):
     truth = module.shifted_tree(rows, "w200", tmp_path / "w200")
     with Image.open(tmp_path / "w200" / "0007" / "00.png") as img:
         assert np.asarray(img).max() == round((0.5 + 0.5 * 0.6) * 255)
-    new, records = module.normalised_tree(tmp_path / "w200", truth, tmp_path / "norm", 0.45)
-    assert set(records) == {"0007"} and records["0007"]["bone"] == pytest.approx(0.8, abs=1 / 255)
-    assert sorted(v for v in new.values()) == sorted(truth.values())
-    with Image.open(tmp_path / "norm" / "0007" / "00.png") as img:
-        assert np.asarray(img).max() == 255 and np.asarray(img)[0, 0] == 0  # skull white, air black again
 
 
 def test_a_slice_not_scored_is_counted_not_scored(tmp_path, load_benchmark):
