@@ -115,8 +115,11 @@ def test_scan_maps_another_sites_window_and_keeps_the_source_grid(tmp_path, imag
     Image.fromarray(np.rint(wide * 255).astype(np.uint8)).save(site / "slice.png")
     out = tmp_path / "scores.csv"
     result = CliRunner().invoke(app, ["scan", str(site.parent), "--bundle", str(bundle.root), "--out", str(out),
-                                      "--heatmaps", str(tmp_path / "heat"), "--threads", "1"])
+                                      "--heatmaps", str(tmp_path / "heat"), "--report", str(tmp_path / "report"),
+                                      "--threads", "1"])
     assert result.exit_code == 0, result.output
+    pages = [p.read_text() for p in (tmp_path / "report").rglob("*.html") if "Presentation" in p.read_text()]
+    assert len(pages) == 1 and "skull 0.65 → white" in pages[0] and "padded to 256 px square" in pages[0]
     (doc,) = [p for p in (tmp_path / "scores.series").iterdir() if not p.name.startswith("_")]
     detail = json.loads(doc.read_text())
     assert detail["status"] == "ok" and detail["n_scored"] == 1, detail

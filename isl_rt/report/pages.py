@@ -283,8 +283,33 @@ def _scan_items(page: SeriesPage) -> list[tuple[str, Any]]:
         ("Scan score", number(row.get("scan_score"), 6)),
         ("Healthy percentile", number(row.get("healthy_percentile"), 3)),
         ("Mean APDS", number(row.get("apds"), 3)),
+        ("Slices scored", "" if row.get("n_scored") in (None, "") else f"{row.get('n_scored')} of {row.get('n_slices')}"),
+        ("Presentation", presentation_text(info.get("presentation"))),
         ("Scored in", "" if seconds is None else f"{seconds:.1f} s"),
     ]
+
+
+def presentation_text(record: Any) -> str:
+    """What the scan estimated of an image series' presentation (isl_rt.presentation), in one line:
+    "as the bundle's data" when it changed nothing, "" for a series it does not apply to."""
+    if not isinstance(record, Mapping):
+        return ""
+    if record.get("identity", False):
+        return "as the bundle's data (nothing changed)"
+    parts = []
+    window = record.get("window")
+    if isinstance(window, (list, tuple)) and len(window) == 2 and tuple(window) != (0.0, 1.0):
+        parts.append(f"air {number(window[0], 2)} → black, skull {number(window[1], 2)} → white")
+    for key, text in (("gamma", "gamma {}"), ("contrast", "contrast ×{}")):
+        value = as_float(record.get(key))
+        if value is not None and value != 1.0:
+            parts.append(text.format(number(value, 3)))
+    if as_float(record.get("blanked_pixels")):
+        parts.append(f"{int(float(record['blanked_pixels']))} pixels of marks blanked")
+    pad = record.get("pad")
+    if isinstance(pad, (list, tuple)) and any(pad):
+        parts.append(f"padded to {record.get('size_out', '')} px square")
+    return "; ".join(parts) or "as the bundle's data (nothing changed)"
 
 
 def _reason(info: Mapping[str, Any], index: int) -> str:
