@@ -10,7 +10,7 @@ thresholds fitted on scan scores of every slice); ``--after`` the same networks 
 way export/README.md says (``isl-rt calibrate`` with the same ``--scan-fusion``) on scores of the
 scored slices only. Prints per run the scan AUC over the cohort's series (the cohort's labels.csv,
 ``label`` 1 = a disorder), the slices not scored, and the share of healthy and disordered series
-flagged at the bundle's scan threshold. ``--quick``: the first 4 series.
+flagged at the bundle's scan threshold. ``--series N``: the first N series; ``--quick``: the first 4.
 """
 
 from __future__ import annotations
@@ -80,12 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", type=Path, default=None, help="the recalibrated bundle (default: --before)")
     parser.add_argument("--out", type=Path, default=Path("build/unscored-phantom"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--series", type=int, default=0, metavar="N", help="the cohort's first N series only (0: all)")
     parser.add_argument("--quick", action="store_true", help="the first 4 series only")
     args = parser.parse_args(argv)
     if not (args.cohort / "labels.csv").is_file():
         print(f"{args.cohort}/labels.csv is missing: write a cohort with isl-rt phantom first.", file=sys.stderr)
         return 1
-    limit = 4 if args.quick else 0
+    limit = 4 if args.quick else args.series
     results = [run(args.before, args.cohort, args.out / "before", args.threads, every_slice=True, limit=limit),
                run(args.after or args.before, args.cohort, args.out / "after", args.threads, every_slice=False, limit=limit)]
     for r in results:
