@@ -144,7 +144,7 @@ def test_calibrate_fits_the_fusion_and_scan_reports_it(small_bundle, phantom_coh
         assert [p["kind"] for p in parts] == ["slice", "bright", "dark"]
         # the scan score is the largest part on its healthy scale, and the slice part is the mean slice score
         assert float(row["scan_score"]) == pytest.approx(max(p["healthy_scale"] for p in parts), rel=1e-6)
-        assert parts[0]["score"] == pytest.approx(np.mean(detail["slice_scores"]), rel=1e-6)
+        assert parts[0]["score"] == pytest.approx(np.nanmean(np.array(detail["slice_scores"], dtype=np.float64)), rel=1e-6)
         assert row["flagged"] == str(int(float(row["scan_score"]) > threshold.scan_score))
     # the healthy scans' fused scores are the ones the threshold was calibrated on
     fused = sorted(float(r["scan_score"]) for r in rows if r["SeriesInstanceUID"] in healthy)
