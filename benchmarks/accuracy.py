@@ -157,11 +157,12 @@ def score_cohort(args: argparse.Namespace, bundle: Any, out: Path) -> None:
             row = {
                 "uid": ref.series_uid,
                 "slices": int(len(s.slice_scores)),
-                "isl": float(np.mean(s.slice_scores)),  # the paper's scan score, also for a bundle with a scan fusion
+                # the paper's scan score (over the scored slices), also for a bundle with a scan fusion
+                "isl": float(np.nanmean(s.slice_scores)),
                 "d_score": float(s.difference.sum(axis=(1, 2, 3)).mean()),
                 **{name: float(residual_scores(s.x, s.inpainted, s.region, (*RESIDUAL, *rest))[0].mean())
                    for name, rest in RESIDUAL_ROWS.items()},
-                "strided": float(np.mean(c.slice_scores)),
+                "strided": float(np.nanmean(c.slice_scores)),
                 "seconds": seconds,
             }
             sink.write(json.dumps(row) + "\n")

@@ -72,9 +72,9 @@ def series_rows(cohort: Path, out: Path, slice_threshold: float) -> tuple[list[d
                 other.append({"type": truth["disorder_type"], "status": row["status"], "error": row["error"]})
                 continue
             detail = json.loads((series_json_dir(out / "scores.csv") / f"{safe_name(row['series'])}.json").read_text())
-            slices = np.asarray(detail["slice_scores"], dtype=np.float64)
+            slices = np.asarray(detail["slice_scores"], dtype=np.float64)  # NaN (null): a slice not scored
             scored.append({"label": int(truth["label"]), "type": truth["disorder_type"], "scan": float(row["scan_score"]),
-                           "top": float(slices.max()), "flagged": bool((slices > slice_threshold).any()),
+                           "top": float(np.nanmax(slices)), "flagged": bool((slices > slice_threshold).any()),
                            "level_shift": detail["level_shift"]})
     return scored, other
 
