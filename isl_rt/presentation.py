@@ -225,17 +225,19 @@ def normalise_images(images: np.ndarray, level: float | None,
         lo, hi = 0.0, 1.0
         record["window_refused"] = "skull and air less than 8 gray steps apart"
     u = gray if (lo, hi) == (0.0, 1.0) else np.clip((gray - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
-    brain, rings = brain_gray(u)
+    values, rings = _brain_values(u, BONE_LEVEL)  # rule 6, once per mapped series (the rings are costly)
+    brain = float(np.median(values)) if values.size else None
     gamma = 1.0
     if level is not None and brain is not None and 0.0 < brain < 1.0 and 0.0 < level < 1.0 \
             and abs(brain - level) > GAMMA_DEADBAND and rings >= GAMMA_MIN_RINGS:
         gamma = math.log(level) / math.log(brain)
         u = np.power(u, np.float32(gamma))
+        values, rings = _brain_values(u, BONE_LEVEL)
     contrast, own = 1.0, None
-    if spread is not None:  # rule 8: a brain packed into too few gray steps is stretched back
-        own = brain_spread(u)
-        centre, _ = brain_gray(u)
-        if own is not None and centre is not None and own < CONTRAST_FLOOR * spread:
+    if spread is not None and rings and values.size >= 16:  # rule 8: a brain packed into too few gray steps
+        low, high = np.quantile(values, [0.25, 0.75])
+        own, centre = float(high - low), float(np.median(values))
+        if own < CONTRAST_FLOOR * spread:
             contrast = spread / max(own, STEP)
             inside = (u > 0.0) & (u < 1.0)
             u = np.where(inside, np.clip(np.float32(centre) + (u - np.float32(centre)) * np.float32(contrast), 0.0, 1.0),
