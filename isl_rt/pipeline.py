@@ -453,18 +453,27 @@ def model_input(series: "LoadedSeries", params: ScanParams) -> np.ndarray:
     images = series.pixels
     have = int(images.shape[1])
     if have == 3 and want.channels == 1:
-        if not (np.array_equal(images[:, 0], images[:, 1]) and np.array_equal(images[:, 0], images[:, 2])):
+        gray = gray_of_rgb(images)
+        if gray is None:
             raise InputError(
                 "These are colour (RGB) images, but the bundle's networks read gray images; a colour image has no one "
                 "gray version: save the slices as gray images or scan them with an RGB bundle."
             )
-        images = np.ascontiguousarray(images[:, :1])  # gray saved as RGB: R = G = B
+        images = gray
     elif have != want.channels:
         raise InputError(
             f"These images have {have} channel(s), but the bundle's networks read {want.describe()}: "
             f"scan them with a bundle trained on {have}-channel images."
         )
     return kernels.window_images(images, params.windows, params.size)
+
+
+def gray_of_rgb(images: np.ndarray) -> np.ndarray | None:
+    """The gray series [N,1,H,W] an RGB series [N,3,H,W] shows when its three channels are equal
+    everywhere (gray saved as RGB), else None (colour)."""
+    if not (np.array_equal(images[:, 0], images[:, 1]) and np.array_equal(images[:, 0], images[:, 2])):
+        return None
+    return np.ascontiguousarray(images[:, :1])
 
 
 def present_series(series: "LoadedSeries", params: ScanParams) -> "LoadedSeries":
@@ -480,10 +489,8 @@ def present_series(series: "LoadedSeries", params: ScanParams) -> "LoadedSeries"
     if (series.presentation is not None or series.kind != "image" or params.input_kind != "image"
             or params.channels != 1 or not params.present):
         return series
-    images = series.pixels
-    if images.shape[1] == 3 and np.array_equal(images[:, 0], images[:, 1]) and np.array_equal(images[:, 0], images[:, 2]):
-        images = images[:, :1]  # gray saved as RGB
-    if images.shape[1] != 1:
+    images = series.pixels if series.pixels.shape[1] == 1 else gray_of_rgb(series.pixels)
+    if images is None:
         return series  # colour: model_input refuses it in one sentence
     out, record = normalise_images(images, params.image_level, params.image_spread)
     return replace(series, pixels=out, presentation=record)

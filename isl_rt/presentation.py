@@ -86,7 +86,9 @@ GAMMA_MIN_RINGS = 3
 #: one 8-bit gray step
 STEP = 1.0 / 255.0
 #: a series whose gray spread inside the skull is below this share of the bundle's is stretched
-#: (rule 8); the figures that set it are in benchmarks/RESULTS.md ("Contrast of the brain")
+#: (rule 8): :func:`brain_spread` of the real data set's 99 series as they are lies at 0.63-2.84 of
+#: the median of its 20 validation series, the same series through a window 3.3× wider (the gray
+#: inside the window compressed about its centre, black and white kept) at 0.16-0.89
 CONTRAST_FLOOR = 0.6
 
 
@@ -144,7 +146,12 @@ def brain_gray(u: np.ndarray, bone_level: float = BONE_LEVEL) -> tuple[float | N
 def brain_spread(u: np.ndarray, bone_level: float = BONE_LEVEL) -> float | None:
     """The interquartile range of the gray strictly between black and white inside the skull
     rings of mapped slices ``u`` [N,H,W] (rule 8); None without a ring."""
-    values, rings = _brain_values(u, bone_level)
+    return _spread(*_brain_values(u, bone_level))
+
+
+def _spread(values: np.ndarray, rings: int) -> float | None:
+    """The interquartile range of the gray ``values`` found inside ``rings`` skull rings; None
+    without a ring or with too few values to tell."""
     if not rings or values.size < 16:
         return None
     low, high = np.quantile(values, [0.25, 0.75])
@@ -234,10 +241,10 @@ def normalise_images(images: np.ndarray, level: float | None,
         u = np.power(u, np.float32(gamma))
         values, rings = _brain_values(u, BONE_LEVEL)
     contrast, own = 1.0, None
-    if spread is not None and rings and values.size >= 16:  # rule 8: a brain packed into too few gray steps
-        low, high = np.quantile(values, [0.25, 0.75])
-        own, centre = float(high - low), float(np.median(values))
-        if own < CONTRAST_FLOOR * spread:
+    if spread is not None:  # rule 8: a brain packed into too few gray steps is stretched back
+        own = _spread(values, rings)
+        if own is not None and own < CONTRAST_FLOOR * spread:
+            centre = float(np.median(values))
             contrast = spread / max(own, STEP)
             inside = (u > 0.0) & (u < 1.0)
             u = np.where(inside, np.clip(np.float32(centre) + (u - np.float32(centre)) * np.float32(contrast), 0.0, 1.0),
