@@ -580,26 +580,38 @@ def thin_slice_warnings(spacing_mm: float | None, residual: "ResidualArgs | None
             f"expects (not measured)"]
 
 
+#: a pixel this close to black or white is black or white: resizing to the model's size by a
+#: factor that is not a whole number sums weights that make a white pixel 0.99999994 in float32
+#: (one 8-bit gray step is 0.0039)
+SATURATED = 1e-4
+
+
+def between_black_and_white(x: np.ndarray) -> np.ndarray:
+    """bool: the pixels of ``x`` strictly between black and white, more than :data:`SATURATED` from either."""
+    return (x > SATURATED) & (x < 1.0 - SATURATED)
+
+
 def cavity_median(x: np.ndarray, cavity: CavityArgs) -> float | None:
     """The median gray of a series' cranial cavity: of the pixels of x [N,C,S,S] (cavity channel)
     inside :func:`cavity_mask` and strictly between black and white, over all its slices; None
     when no slice shows a cavity."""
     mask = cavity_mask(x, cavity) > 0
     values = x[:, cavity.channel][mask]
-    values = values[(values > 0.0) & (values < 1.0)]
+    values = values[between_black_and_white(values)]
     return float(np.median(values)) if values.size else None
 
 
 def match_level(x: np.ndarray, cavity: CavityArgs, level: float) -> tuple[np.ndarray, float]:
     """(x shifted, the shift): every pixel of x [N,C,S,S] strictly between black and white moved by
     ``level`` − :func:`cavity_median` (kept within [0, 1]), so the series' cavity median is
-    ``level``; black (air) and white (bone, saturated in any brain window) stay. A series without a
-    cavity is returned as it is (shift 0)."""
+    ``level``; black (air) and white (bone, saturated in any brain window) stay, also where resizing
+    left them a rounding error away (:data:`SATURATED`). A series without a cavity is returned as it
+    is (shift 0)."""
     median = cavity_median(x, cavity)
     if median is None:
         return x, 0.0
     shift = float(level) - median
-    inside = (x > 0.0) & (x < 1.0)
+    inside = between_black_and_white(x)
     return np.where(inside, np.clip(x + np.float32(shift), 0.0, 1.0), x).astype(np.float32, copy=False), shift
 
 

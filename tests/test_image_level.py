@@ -41,6 +41,25 @@ def test_match_level_moves_the_cavity_median_and_keeps_black_and_white():
     assert match_level(flat, CAVITY, 0.45)[1] == 0.0
 
 
+def test_a_skull_resized_by_a_fraction_stays_white_when_the_level_moves():
+    """An image of a size that is not a whole multiple of the model's is resized with weights
+    whose float32 sum leaves a white skull at 0.99999994: it is still white, not moved below the
+    bone level (which would open the skull ring and lose the cranial cavity)."""
+    from isl_rt import kernels
+    from isl_rt.bundle import image_windows
+    from isl_rt.pipeline import cavity_mask
+
+    source = np.repeat(np.repeat(_head(0.5), 61, axis=2), 61, axis=3)[:, :, :1951, :1951]  # 1951 px to 128 px
+    windows = np.asarray([(w.level, w.width) for w in image_windows(1)], np.float32)
+    x = kernels.window_images(np.ascontiguousarray(source), windows, 128)
+    assert ((x > 0.999) & (x < 1.0)).any()  # the rounding this guards against
+    shifted, shift = match_level(x, CAVITY, 0.4)
+    assert shift == pytest.approx(-0.1, abs=0.01)
+    assert (shifted[x > 0.9999] == x[x > 0.9999]).all()  # white stays white
+    before, after = cavity_mask(x, CAVITY).sum(), cavity_mask(shifted, CAVITY).sum()
+    assert 0 < before <= after < 1.05 * before  # the ring holds: the same cavity (its edge pixels a little darker)
+
+
 def test_a_shift_beyond_what_was_measured_is_reported():
     from isl_rt.pipeline import LEVEL_SHIFT_WARNING, level_warnings
 
