@@ -662,3 +662,31 @@ def test_train_drn_puts_the_cavity_on_the_datas_own_terms():
     args = gray.resolve(image_windows(1))
     assert args.channel == 0 and abs(args.bone - 0.975) < 1e-9
     assert _cavity_for(DRNTrainConfig(), image_windows(1), 3800.0).cavity_spec().bone_hu == 3800.0
+
+
+def test_site_augmented_training_alters_the_input_and_resumes_exactly(tmp_path, monkeypatch):
+    data = synthetic_slices()
+    config = _recon_only_config(augment=1.0)
+    seen = []
+    real_step = DeDNTrainer.step
+
+    def recording_step(self, x, e, hole):
+        seen.append(x.clone())
+        return real_step(self, x, e, hole)
+
+    monkeypatch.setattr(DeDNTrainer, "step", recording_step)
+    straight = train_dedn(data, tmp_path / "a", config)
+    originals = torch.from_numpy(data.x)
+    slices = [x for batch in seen for x in batch]
+    assert slices and not any(torch.equal(x, o) for x in slices for o in originals)  # every slice altered
+    assert all(((x >= 0) & (x <= 1)).all() and torch.allclose(x * 255, torch.round(x * 255), atol=1e-3) for x in slices)
+    monkeypatch.setattr(DeDNTrainer, "step", real_step)
+
+    def stop_after_first_epoch(event):
+        if event.kind == "epoch":
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train_dedn(data, tmp_path / "b", config, progress=stop_after_first_epoch)
+    resumed = train_dedn(data, tmp_path / "b", config, resume=True)
+    assert resumed.history == straight.history

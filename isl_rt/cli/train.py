@@ -202,6 +202,7 @@ def train_dedn_command(
     adam_betas: Annotated[str, typer.Option(help="Adam beta1,beta2 (EdgeConnect: 0,0.9; the reconstruction-only recipe: 0.9,0.99).")] = "0,0.9",
     lr_schedule: Annotated[str, typer.Option(help="constant, or onecycle (warm-up then cosine decay over max-epochs × steps-per-epoch).")] = "constant",
     val_labels: Annotated[Path | None, typer.Option(help="Per-slice labels of held-out patients (e.g. val.csv of isl-rt split): the epoch is chosen by the reconstruction error of their lesion-free slices on the inference grid, not by the training loss.")] = None,
+    augment: Annotated[float, typer.Option(help="Share of each batch's slices altered the ways another site's export differs (contrast, gamma, resampling, JPEG, noise, rotation; isl_rt.training.augment); 0 = none.")] = 0.0,
 ) -> None:
     """Train the DeDN (inpainting generator) on healthy slices."""
     _require_train_extra()
@@ -221,7 +222,7 @@ def train_dedn_command(
         preset=preset.value, max_epochs=max_epochs, patience=patience, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
         lr=lr, weights=LossWeights(l1=w[0], adversarial=w[1], perceptual=w[2], style=w[3], adversarial_kind=adversarial.value),
         seed=seed, device=device, threads=threads, vgg19_weights=str(vgg19_weights or ""), feature_steps=feature_steps,
-        beta1=beta1, beta2=beta2, lr_schedule=lr_schedule, command=command_line(),
+        beta1=beta1, beta2=beta2, lr_schedule=lr_schedule, augment=augment, command=command_line(),
     )
     config.validate()
     start = time.perf_counter()

@@ -98,6 +98,9 @@ class DeDNTrainConfig:
     val_k: int = 4
     #: at most this many validation slices (evenly spaced) in the selection loss
     val_slices: int = 128
+    #: share of each batch's slices altered the ways another site's export differs
+    #: (:mod:`isl_rt.training.augment`); 0 = none
+    augment: float = 0.0
     command: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +110,7 @@ class DeDNTrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> DeDNTrainConfig:
         values = dict(data)
         values["weights"] = L.LossWeights(**values["weights"])
+        values.setdefault("augment", 0.0)  # checkpoints written before site augmentation
         return cls(**values)
 
     @property
@@ -130,6 +134,8 @@ class DeDNTrainConfig:
             raise TrainingError("steps per epoch and feature steps must be 0 or more.")
         if self.weights.adversarial_kind not in ("nsgan", "hinge"):
             raise TrainingError(f"the adversarial loss must be nsgan or hinge, got {self.weights.adversarial_kind!r}.")
+        if not 0.0 <= self.augment <= 1.0:
+            raise TrainingError(f"--augment is the share of slices altered, between 0 and 1, got {self.augment}.")
         if self.lr_schedule not in ("constant", "onecycle"):
             raise TrainingError(f"the learning-rate schedule must be constant or onecycle, got {self.lr_schedule!r}.")
         if self.lr_schedule == "onecycle" and self.steps_per_epoch < 1:
@@ -369,11 +375,15 @@ def train_dedn(
     while not stopped and epoch < config.max_epochs:
         batch_list = epoch_batches(len(slices), config.batch_size, config.steps_per_epoch, config.seed, epoch, 0)
         mask_rng = epoch_rng(config.seed, epoch, 1)
+        augment_rng = epoch_rng(config.seed, epoch, 2)
         emit(progress, ProgressEvent("dedn", "start", epoch + 1, config.max_epochs, 0, len(batch_list)))
         sums: dict[str, float] = {}
         for step, idx in enumerate(batch_list, start=1):
-            x = torch.from_numpy(np.ascontiguousarray(x_all[idx])).to(device)
-            e = torch.from_numpy(np.ascontiguousarray(e_all[idx])).to(device)
+            xb, eb = np.ascontiguousarray(x_all[idx]), np.ascontiguousarray(e_all[idx])
+            if config.augment > 0:
+                xb, eb = _augmented(xb, eb, config.augment, augment_rng, slices.params)
+            x = torch.from_numpy(xb).to(device)
+            e = torch.from_numpy(eb).to(device)
             hole = torch.from_numpy(trainer.masks.sample(idx.size, mask_rng)).to(device)
             step_losses = trainer.step(x, e, hole)
             for key, value in step_losses.items():
@@ -417,6 +427,21 @@ def train_dedn(
         last_path=last_path,
         best_path=best_path,
     )
+
+
+def _augmented(x: np.ndarray, edges: np.ndarray, share: float, rng: np.random.Generator,
+                params: PrepParams) -> tuple[np.ndarray, np.ndarray]:
+    """(x, edges) of a batch with a ``share`` of its slices altered by site transforms
+    (:class:`~isl_rt.training.augment.SiteAugment`), their Canny edges recomputed as the data's were."""
+    from isl_rt import kernels
+    from isl_rt.training.augment import SiteAugment
+
+    out, altered = SiteAugment(share)(x, rng)
+    if altered.any():
+        c = params.canny
+        edges = edges.copy()
+        edges[altered] = kernels.canny(np.ascontiguousarray(out[altered]), c.low, c.high, sigma=c.sigma)
+    return out, edges
 
 
 def _check_compatible(state: dict[str, Any], config: DeDNTrainConfig, slices: SliceSet, path: Path) -> None:
