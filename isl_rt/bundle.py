@@ -179,17 +179,25 @@ class ImageLevelSpec:
 
     ``spread`` (optional) is the median over the same series of the interquartile range of that
     gray: a series whose own spread is far narrower (another site's wider brain window, with the
-    skull still white) is stretched back to it (:mod:`isl_rt.presentation`); None = not measured."""
+    skull still white) is stretched back to it (:mod:`isl_rt.presentation`); None = not measured.
+
+    ``size`` (optional) is the median over the same series of each series' cavity size (the side
+    of the box around its cranial cavity on its larger slices, a share of the image's side): a
+    series far from it (cropped tight to the skull, or a small head on a wide canvas) is framed
+    so its cavity shows at this size (:mod:`isl_rt.presentation`, rule 10); None = not measured."""
 
     median: float
     n_series: int
     spread: float | None = None
+    size: float | None = None
 
     def describe(self) -> str:
         text = (f"each series shifted so the median gray of its cranial cavity is {self.median:.4g} "
                 f"(the median of {self.n_series} healthy series)")
         if self.spread is not None:
             text += f"; its interquartile range {self.spread:.4g}"
+        if self.size is not None:
+            text += f"; the cranial cavity {self.size:.3g} of the image's side"
         return text
 
 
@@ -885,13 +893,17 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
     l_raw = data.get("image_level")  # optional: absent or null = no shift
     if l_raw is not None:
         spread = l_raw.get("spread") if isinstance(l_raw, dict) else None  # optional: absent = not measured
+        cavity_size = l_raw.get("size") if isinstance(l_raw, dict) else None  # optional: absent = not measured
         image_level = ImageLevelSpec(median=r.num(l_raw, "median", "image_level"),
                                      n_series=r.num(l_raw, "n_series", "image_level", integer=True),
-                                     spread=None if spread is None else r.num(l_raw, "spread", "image_level"))
+                                     spread=None if spread is None else r.num(l_raw, "spread", "image_level"),
+                                     size=None if cavity_size is None else r.num(l_raw, "size", "image_level"))
         if not 0.0 < image_level.median < 1.0:
             raise r.fail(f"has image_level.median = {image_level.median}, which is not between 0 and 1")
         if image_level.spread is not None and not 0.0 < image_level.spread < 1.0:
             raise r.fail(f"has image_level.spread = {image_level.spread}, which is not between 0 and 1")
+        if image_level.size is not None and not 0.05 <= image_level.size <= 1.0:
+            raise r.fail(f"has image_level.size = {image_level.size}, which is not between 0.05 and 1")
 
     scan_fusion = None
     f_raw = data.get("scan_fusion")  # optional: absent or null = the mean slice score

@@ -85,6 +85,9 @@ class ScanParams:
     #: the interquartile range of the gray inside the cavity of an image bundle's own data
     #: (manifest image_level.spread); None = not measured (no contrast stretch)
     image_spread: float | None = None
+    #: the cavity size of an image bundle's own data (manifest image_level.size: a share of the
+    #: image's side); None = not measured (the field of view kept)
+    image_size: float | None = None
     #: whether gray image series are first mapped onto the bundle's presentation
     #: (:func:`present_series`: another site's window, gamma, padding, burned-in marks)
     present: bool = True
@@ -492,18 +495,19 @@ def present_series(series: "LoadedSeries", params: ScanParams) -> "LoadedSeries"
     images = series.pixels if series.pixels.shape[1] == 1 else gray_of_rgb(series.pixels)
     if images is None:
         return series  # colour: model_input refuses it in one sentence
-    out, record = normalise_images(images, params.image_level, params.image_spread)
+    out, record = normalise_images(images, params.image_level, params.image_spread, params.image_size)
     return replace(series, pixels=out, presentation=record)
 
 
 def unpad(array: np.ndarray, presentation: dict[str, Any] | None) -> np.ndarray:
-    """``array`` [..., S', S'] on the square grid :func:`present_series` padded a series to, cut
-    back to the series' own grid (the padding recorded in ``presentation``; as it is without)."""
+    """``array`` [..., S', S'] on the square grid :func:`present_series` framed a series in, put
+    back on the series' own grid (the padding recorded in ``presentation`` undone: what was added
+    cut away, what was cut filled with 0; as it is without)."""
+    from isl_rt.presentation import place
+
     if presentation is None or not any(presentation.get("pad") or ()):
         return array
-    top, bottom, left, right = presentation["pad"]
-    h, w = array.shape[-2], array.shape[-1]
-    return array[..., top:h - bottom, left:w - right]
+    return place(array, [-int(v) for v in presentation["pad"]])
 
 
 def presentation_notes(presentation: dict[str, Any] | None) -> list[str]:
@@ -522,6 +526,9 @@ def presentation_notes(presentation: dict[str, Any] | None) -> list[str]:
         parts.append(f"its brain contrast was stretched {presentation['contrast']:.2f}× (a wider brain window)")
     if presentation.get("blanked_pixels"):
         parts.append(f"{presentation['blanked_pixels']} pixels of marks outside the head were blanked")
+    if presentation.get("scale", 1.0) != 1.0:
+        parts.append(f"its field of view was scaled so the head shows {presentation['scale']:.2f}× as large "
+                     f"(cranial cavity {presentation.get('cavity_size') or 0:.2f} of the image)")
     return ["this series is presented unlike the bundle's data: " + "; ".join(parts)] if parts else []
 
 
@@ -619,7 +626,8 @@ def fit_image_level(directory: Path, bundle: "Bundle") -> "ImageLevelSpec":
     """The brain level of the image series under ``directory`` (held-out healthy data of the
     bundle's own site): the median over the series of each series' :func:`cavity_median`, read as
     the bundle reads them without a level, and the median of each series' gray spread inside its
-    skull (:func:`isl_rt.presentation.brain_spread`, on the series as read). Both describe the
+    skull (:func:`isl_rt.presentation.brain_spread`, on the series as read) and of each series'
+    cavity size (:func:`isl_rt.presentation.cavity_size`). All describe the
     presentation of the bundle's own data: measure them on that data, not on another site's.
     Series that cannot be read or show no cavity are left out; :class:`InputError` when none is
     left."""
@@ -627,13 +635,13 @@ def fit_image_level(directory: Path, bundle: "Bundle") -> "ImageLevelSpec":
 
     from isl_rt.bundle import ImageLevelSpec
     from isl_rt.io.series import discover_series, load_series
-    from isl_rt.presentation import brain_spread
+    from isl_rt.presentation import skull_rings
 
     params = replace(params_from_bundle(bundle), present=False)
     if params.input_kind != "image" or params.cavity is None:
         raise InputError(f"{bundle.root} is not a bundle of pre-windowed images scored inside the cranial cavity: "
                          "it has no brain level to match.")
-    medians, spreads = [], []
+    medians, spreads, sizes = [], [], []
     for item in discover_series(Path(directory)).of_kind("image"):
         try:
             series = load_series(item)
@@ -642,12 +650,16 @@ def fit_image_level(directory: Path, bundle: "Bundle") -> "ImageLevelSpec":
             continue
         if median is not None:
             medians.append(median)
-            spread = brain_spread(series.pixels[:, 0])
+            rings = skull_rings(series.pixels[:, 0])
+            spread, size = rings.spread(), rings.size()
             if spread is not None:
                 spreads.append(spread)
+            if size is not None:
+                sizes.append(size)
     if not medians:
         raise InputError(f"{directory} holds no readable image series with a cranial cavity to measure the brain level on.")
-    return ImageLevelSpec(float(np.median(medians)), len(medians), float(np.median(spreads)) if spreads else None)
+    return ImageLevelSpec(float(np.median(medians)), len(medians), float(np.median(spreads)) if spreads else None,
+                          float(np.median(sizes)) if sizes else None)
 
 
 def cavity_mask(x: np.ndarray, cavity: CavityArgs) -> np.ndarray:
@@ -749,6 +761,7 @@ def params_from_bundle(bundle: "Bundle") -> ScanParams:
         image_level=None if m.image_level is None else m.image_level.median,
         hu_window=None if m.input_spec.hu_window is None else (m.input_spec.hu_window.level, m.input_spec.hu_window.width),
         image_spread=None if m.image_level is None else m.image_level.spread,
+        image_size=None if m.image_level is None else m.image_level.size,
     )
 
 

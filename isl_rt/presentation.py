@@ -13,6 +13,8 @@ cavity. Another site's export differs in ways this undoes where it can:
   law (brain → level) undoes it;
 - a non-square image (cropped tight to the skull): padded to square with air, so resizing to the
   model's size keeps the head's aspect;
+- another field of view (cropped tight to the skull, or a small head on a wide canvas): framed so
+  the cranial cavity shows at the size it has in the bundle's data;
 - burned-in text and marks in the corners: blanked to air where they can be told from the
   patient (brighter than a skull that is not white).
 
@@ -53,7 +55,18 @@ Rules (all explicit, nothing learnt; the constants below say why each value):
    skull rings is below :data:`CONTRAST_FLOOR` of it, the gray strictly between black and white
    is stretched about the brain gray by ``spread / own spread`` (clipped to [0, 1]); above the
    floor nothing changes;
-9. padding to square (``S' = max(H, W)``), centred, with black (air after the map).
+9. padding to square (``S' = max(H, W)``), centred, with black (air after the map);
+10. field of view: the series' cavity size ``c`` is the :data:`SIZE_QUANTILE` quantile, over its
+    slices with a skull ring, of the side of the box around the slice's largest enclosed patch,
+    as a share of ``S'``. When the bundle knows the size of its own data (``size``, ``isl-rt
+    calibrate --match-level``) and ``c`` lies more than :data:`SIZE_DEADBAND` from it (a series
+    cropped tight to the skull, or a small head on a wide canvas), the square is replaced by one
+    of side ``c·S'/size`` around the cavity, air where the image does not reach, so that resizing
+    to the model's size shows the cavity at the bundle's size (the scale capped at
+    :data:`MAX_SCALE` either way, and never cutting into the head of rule 2). A series with a
+    skull ring on fewer than :data:`GAMMA_MIN_RINGS` slices (a key image: one slice cannot tell
+    a small head from a slice near the vertex) is only shrunk, and only when its cavity is larger
+    than any slice of the bundle's data shows (:data:`SIZE_ROOM` times ``size``).
 """
 
 from __future__ import annotations
@@ -90,6 +103,16 @@ STEP = 1.0 / 255.0
 #: the median of its 20 validation series, the same series through a window 3.3× wider (the gray
 #: inside the window compressed about its centre, black and white kept) at 0.16-0.89
 CONTRAST_FLOOR = 0.6
+#: a series' cavity size is this quantile of its slices' (its larger slices, not its one largest)
+SIZE_QUANTILE = 0.9
+#: a series whose cavity size is within this share of the bundle's keeps its field of view (rule 10)
+SIZE_DEADBAND = 0.15
+#: a key image is shrunk only when its cavity is this many times the bundle's size: the largest
+#: slice of the 79 training and validation series of head-ct-real-tiny shows a cavity of 0.78 of
+#: the image, their median series 0.625 (1.25 times)
+SIZE_ROOM = 1.25
+#: the field of view is scaled at most this many times, up or down
+MAX_SCALE = 2.0
 
 
 def _frame(images: np.ndarray) -> np.ndarray:
@@ -139,14 +162,21 @@ def blank_marks(gray: np.ndarray, head: np.ndarray, air: float, bone: float) -> 
 def brain_gray(u: np.ndarray, bone_level: float = BONE_LEVEL) -> tuple[float | None, int]:
     """(the brain gray, slices with a skull ring) of mapped slices ``u`` [N,H,W] (rule 6 of the
     module); None when no pixel qualifies."""
-    values, rings = _brain_values(u, bone_level)
-    return (float(np.median(values)) if values.size else None), rings
+    rings = skull_rings(u, bone_level)
+    values = rings.values()
+    return (float(np.median(values)) if values.size else None), rings.count
 
 
 def brain_spread(u: np.ndarray, bone_level: float = BONE_LEVEL) -> float | None:
     """The interquartile range of the gray strictly between black and white inside the skull
     rings of mapped slices ``u`` [N,H,W] (rule 8); None without a ring."""
-    return _spread(*_brain_values(u, bone_level))
+    return skull_rings(u, bone_level).spread()
+
+
+def cavity_size(u: np.ndarray, bone_level: float = BONE_LEVEL) -> float | None:
+    """The cavity size of mapped slices ``u`` [N,H,W] (rule 10: a share of max(H, W)); None
+    without a skull ring."""
+    return skull_rings(u, bone_level).size()
 
 
 def _spread(values: np.ndarray, rings: int) -> float | None:
@@ -158,15 +188,51 @@ def _spread(values: np.ndarray, rings: int) -> float | None:
     return float(high - low)
 
 
-def _brain_values(u: np.ndarray, bone_level: float) -> tuple[np.ndarray, int]:
-    """(the gray values rule 6 takes the brain gray from, slices with a skull ring)."""
+class SkullRings:
+    """What the skull rings of one mapped series enclose (rules 6, 8 and 10): per slice with a
+    ring, the gray strictly between black and white inside it and the box (y0, y1, x0, x1, end
+    exclusive) of its largest enclosed patch; without any ring, the body's gray (rule 6)."""
+
+    def __init__(self, u: np.ndarray, values: list[np.ndarray], boxes: list[tuple[int, int, int, int]]) -> None:
+        self.shape = u.shape[-2:]
+        self.count = len(boxes)
+        self.boxes = boxes
+        self._values = np.concatenate(values) if values else np.zeros(0, np.float32)
+        self._fallback = u
+
+    def values(self) -> np.ndarray:
+        if self.count and self._values.size:
+            return self._values
+        u = self._fallback
+        return u[(u > FOREGROUND) & (u < BONE_LEVEL)]
+
+    def spread(self) -> float | None:
+        """The interquartile range of the gray inside the rings (rule 8), None without a ring."""
+        return _spread(self.values(), self.count)
+
+    def size(self) -> float | None:
+        """The cavity size (rule 10), None without a ring."""
+        if not self.count:
+            return None
+        sides = [max(y1 - y0, x1 - x0) for y0, y1, x0, x1 in self.boxes]
+        return float(np.quantile(sides, SIZE_QUANTILE)) / max(self.shape)
+
+    def centre(self) -> tuple[float, float]:
+        """(row, column) of the median centre of the rings' cavity boxes."""
+        return (float(np.median([(y0 + y1) / 2.0 for y0, y1, _, _ in self.boxes])),
+                float(np.median([(x0 + x1) / 2.0 for _, _, x0, x1 in self.boxes])))
+
+
+def skull_rings(u: np.ndarray, bone_level: float = BONE_LEVEL) -> SkullRings:
+    """The skull rings of mapped slices ``u`` [N,H,W]: the pixels at or above ``bone_level``,
+    closed by a 5×5 square, holes filled, less the ring; a slice counts when what its ring
+    encloses covers at least :data:`MIN_RING_AREA` of it."""
     from scipy import ndimage
 
     bone = u >= bone_level
     square = np.ones((5, 5), dtype=bool)
     limit = MIN_RING_AREA * u.shape[1] * u.shape[2]
-    values = []
-    rings = 0
+    values, boxes = [], []
     for i in range(u.shape[0]):
         if not bone[i].any():
             continue
@@ -175,35 +241,79 @@ def _brain_values(u: np.ndarray, bone_level: float) -> tuple[np.ndarray, int]:
         if inside.sum() >= limit:
             v = u[i][inside]
             values.append(v[(v > 0.0) & (v < 1.0)])
-            rings += 1
-    if rings:
-        v = np.concatenate(values)
-        if v.size:
-            return v, rings
-    return u[(u > FOREGROUND) & (u < bone_level)], 0
+            labels, count = ndimage.label(inside)
+            sizes = np.bincount(labels.ravel())
+            sizes[0] = 0
+            ys, xs = np.nonzero(labels == int(np.argmax(sizes)))
+            boxes.append((int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1))
+    return SkullRings(u, values, boxes)
+
+
+def place(images: np.ndarray, pad: list[int] | tuple[int, ...]) -> np.ndarray:
+    """``images`` [..., H, W] with ``pad`` = [top, bottom, left, right] rows and columns of black
+    added on each side (a negative number cuts that many away)."""
+    top, bottom, left, right = (int(v) for v in pad)
+    h, w = images.shape[-2:]
+    out_h, out_w = h + top + bottom, w + left + right
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(f"padding {list(pad)} leaves nothing of a {h}x{w} image.")
+    if (top, bottom, left, right) == (0, 0, 0, 0):
+        return images
+    out = np.zeros(images.shape[:-2] + (out_h, out_w), dtype=images.dtype)
+    sy0, sy1, sx0, sx1 = max(0, -top), h - max(0, -bottom), max(0, -left), w - max(0, -right)
+    if sy1 > sy0 and sx1 > sx0:
+        dy0, dx0 = max(0, top), max(0, left)
+        out[..., dy0:dy0 + sy1 - sy0, dx0:dx0 + sx1 - sx0] = images[..., sy0:sy1, sx0:sx1]
+    return out
+
+
+def field_of_view(rings: SkullRings, head: np.ndarray, size: float | None) -> tuple[list[int], float, float | None]:
+    """(pad [top, bottom, left, right] that frames the series square, the scale it shows the head
+    at, the series' cavity size) of rule 10: centred padding to square unless the cavity's size is
+    far from the bundle's ``size``; ``head`` bool [N,H,W] (rule 2)."""
+    h, w = rings.shape
+    s = max(h, w)
+    square = [(s - h) // 2, s - h - (s - h) // 2, (s - w) // 2, s - w - (s - w) // 2]
+    own = rings.size()
+    if size is None or own is None:
+        return square, 1.0, own
+    ratio = own / size
+    if rings.count >= GAMMA_MIN_RINGS:
+        if abs(math.log(ratio)) <= math.log(1.0 + SIZE_DEADBAND):
+            return square, 1.0, own
+    elif ratio <= SIZE_ROOM:
+        return square, 1.0, own
+    ratio = min(max(ratio, 1.0 / MAX_SCALE), MAX_SCALE)
+    side = int(round(s * ratio))
+    if head.any():  # never cut into the head
+        ys, xs = np.nonzero(head.any(axis=0))
+        hy0, hy1, hx0, hx1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        side = max(side, hy1 - hy0, hx1 - hx0)
+    else:
+        hy0, hy1, hx0, hx1 = 0, h, 0, w
+    cy, cx = rings.centre()
+    y0 = min(max(int(round(cy - side / 2.0)), hy1 - side), hy0)
+    x0 = min(max(int(round(cx - side / 2.0)), hx1 - side), hx0)
+    return [-y0, y0 + side - h, -x0, x0 + side - w], s / side, own
 
 
 def pad_square(images: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """([N,C,S,S] centred on a black square canvas, S = max(H, W), [top, bottom, left, right])."""
-    n, c, h, w = images.shape
+    h, w = images.shape[-2:]
     s = max(h, w)
-    top, left = (s - h) // 2, (s - w) // 2
-    pad = [top, s - h - top, left, s - w - left]
-    if s == h == w:
-        return images, pad
-    out = np.zeros((n, c, s, s), dtype=images.dtype)
-    out[:, :, top:top + h, left:left + w] = images
-    return out, pad
+    pad = [(s - h) // 2, s - h - (s - h) // 2, (s - w) // 2, s - w - (s - w) // 2]
+    return place(images, pad), pad
 
 
-def normalise_images(images: np.ndarray, level: float | None,
-                     spread: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def normalise_images(images: np.ndarray, level: float | None, spread: float | None = None,
+                     size: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """(float32 [N,1,S',S'] square images in the bundle's presentation, a JSON-able record of what
     was estimated) of one series' pre-windowed gray images ``images`` float [N,1,H,W] in [0, 1]
     (slices in order, any H, W); ``level``: the bundle's brain level (its cavity median gray), or
     None (no gamma); ``spread``: the bundle's gray spread inside the cavity, or None (no contrast
-    stretch). The rules are the module's; on the real data set's own slices the result is the
-    input (padded to square) for 97 of its 99 series (two get a gamma, rule 7)."""
+    stretch); ``size``: the bundle's cavity size, or None (the field of view kept). The rules are
+    the module's; benchmarks/RESULTS.md ("Another site's images") counts the real data set's own
+    series it changes."""
     x = np.asarray(images, dtype=np.float32)
     if x.ndim != 4 or x.shape[1] != 1 or x.shape[0] == 0:
         raise ValueError(f"normalise_images wants one gray series [N,1,H,W], got shape {x.shape}.")
@@ -232,14 +342,16 @@ def normalise_images(images: np.ndarray, level: float | None,
         lo, hi = 0.0, 1.0
         record["window_refused"] = "skull and air less than 8 gray steps apart"
     u = gray if (lo, hi) == (0.0, 1.0) else np.clip((gray - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
-    values, rings = _brain_values(u, BONE_LEVEL)  # rule 6, once per mapped series (the rings are costly)
+    found = skull_rings(u, BONE_LEVEL)  # rules 6, 8 and 10, once per mapped series (the rings are costly)
+    values, rings = found.values(), found.count
     brain = float(np.median(values)) if values.size else None
     gamma = 1.0
     if level is not None and brain is not None and 0.0 < brain < 1.0 and 0.0 < level < 1.0 \
             and abs(brain - level) > GAMMA_DEADBAND and rings >= GAMMA_MIN_RINGS:
         gamma = math.log(level) / math.log(brain)
         u = np.power(u, np.float32(gamma))
-        values, rings = _brain_values(u, BONE_LEVEL)
+        found = skull_rings(u, BONE_LEVEL)
+        values, rings = found.values(), found.count
     contrast, own = 1.0, None
     if spread is not None:  # rule 8: a brain packed into too few gray steps is stretched back
         own = _spread(values, rings)
@@ -249,9 +361,11 @@ def normalise_images(images: np.ndarray, level: float | None,
             inside = (u > 0.0) & (u < 1.0)
             u = np.where(inside, np.clip(np.float32(centre) + (u - np.float32(centre)) * np.float32(contrast), 0.0, 1.0),
                          u).astype(np.float32, copy=False)
+    pad, scale, cavity = field_of_view(found, head, size)  # rule 10 (the rings of rules 6-8: white stays white)
     record.update(window=[lo, hi], gain=1.0 / (hi - lo), offset=-lo / (hi - lo), brain=brain, skull_ring_slices=rings,
-                  gamma=gamma, level=level, spread=own, contrast=contrast,
-                  identity=bool((lo, hi) == (0.0, 1.0) and gamma == 1.0 and contrast == 1.0 and blanked == 0))
-    out, pad = pad_square(u[:, None].astype(np.float32, copy=False))
+                  gamma=gamma, level=level, spread=own, contrast=contrast, cavity_size=cavity, scale=scale,
+                  identity=bool((lo, hi) == (0.0, 1.0) and gamma == 1.0 and contrast == 1.0 and blanked == 0
+                                and scale == 1.0))
+    out = place(u[:, None].astype(np.float32, copy=False), pad)
     record.update(pad=pad, size_out=int(out.shape[-1]))
     return np.ascontiguousarray(out), record

@@ -74,6 +74,60 @@ def test_white_text_outside_a_grey_skull_is_blanked_to_air():
     assert np.abs(y - clean).max() <= 1.5 / 255
 
 
+def _cavity_side(y: np.ndarray) -> int:
+    """The side of the box around the pixels strictly between black and white on the middle slice."""
+    ys, xs = np.nonzero((y[y.shape[0] // 2, 0] > 0.0) & (y[y.shape[0] // 2, 0] < 1.0))
+    return max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1)
+
+
+def test_a_head_cropped_tight_is_framed_at_the_bundles_size():
+    x = _series(h=96, w=96)  # skull ring 0.84 of the image, the cavity inside it about 0.71
+    cavity = _cavity_side(x) / 96
+    y0, r0 = normalise_images(x, LEVEL, size=cavity * 1.1)  # within the dead band: kept
+    assert r0["scale"] == 1.0 and r0["identity"] and np.array_equal(y0, x)
+    y, record = normalise_images(x, LEVEL, size=0.5)
+    assert record["cavity_size"] == pytest.approx(cavity, abs=0.02) and not record["identity"]
+    side = y.shape[-1]
+    assert side > 96 and record["scale"] == pytest.approx(96 / side)
+    assert _cavity_side(y) / side == pytest.approx(0.5, abs=0.02)  # the cavity now shows at the bundle's size
+    assert y.sum() == pytest.approx(x.sum(), rel=1e-6)  # nothing cut: only air added
+    from isl_rt.pipeline import unpad
+    assert np.array_equal(unpad(y, record), x)  # and put back on the source grid exactly
+
+
+def test_a_small_head_on_a_wide_canvas_is_framed_closer_without_cutting_it():
+    x = np.zeros((6, 1, 192, 192), np.float32)
+    x[:, :, 40:136, 70:166] = _series(h=96, w=96)  # off centre, on a canvas twice as large
+    y, record = normalise_images(x, LEVEL, size=0.7)
+    side = y.shape[-1]
+    assert side < 192 and record["scale"] == pytest.approx(192 / side) and record["pad"][0] < 0
+    assert _cavity_side(y) / side == pytest.approx(0.7, abs=0.03)
+    assert y.sum() == pytest.approx(x.sum(), rel=1e-6)  # the head whole, only air cut away
+    from isl_rt.pipeline import unpad
+    assert np.array_equal(unpad(y, record), x)
+
+
+def test_a_key_image_is_shrunk_when_larger_than_any_slice_but_never_enlarged():
+    x = _series(n=1, h=96, w=96)
+    cavity = _cavity_side(x) / 96
+    _, small = normalise_images(x, LEVEL, size=cavity * 2.0)  # a small cavity: maybe the vertex
+    assert small["scale"] == 1.0 and small["skull_ring_slices"] == 1
+    _, large = normalise_images(x, LEVEL, size=cavity / 1.5)  # larger than the bundle's data shows
+    assert large["scale"] == pytest.approx(1 / 1.5, abs=0.02)
+
+
+def test_place_pads_and_cuts_and_unpad_undoes_it():
+    from isl_rt.presentation import place
+
+    a = np.arange(2 * 5 * 7, dtype=np.float32).reshape(2, 5, 7) + 1
+    b = place(a, [2, -1, -3, 4])
+    assert b.shape == (2, 6, 8) and not b[:, :2].any() and not b[:, :, 4:].any()
+    assert np.array_equal(b[:, 2:, :4], a[:, :4, 3:])
+    assert np.array_equal(place(b, [-2, 1, 3, -4])[:, :4, 3:], a[:, :4, 3:])
+    with pytest.raises(ValueError):
+        place(a, [-3, -3, 0, 0])
+
+
 def test_refuses_what_is_not_one_gray_series():
     with pytest.raises(ValueError):
         normalise_images(np.zeros((2, 3, 8, 8), np.float32), LEVEL)

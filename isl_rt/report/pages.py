@@ -306,8 +306,11 @@ def presentation_text(record: Any) -> str:
             parts.append(text.format(number(value, 3)))
     if as_float(record.get("blanked_pixels")):
         parts.append(f"{int(float(record['blanked_pixels']))} pixels of marks blanked")
-    pad = record.get("pad")
-    if isinstance(pad, (list, tuple)) and any(pad):
+    scale = as_float(record.get("scale"))
+    if scale is not None and scale != 1.0:
+        parts.append(f"framed {record.get('size_out', '')} px square, the head shown ×{number(scale, 2)} "
+                     "(the bundle's field of view)")
+    elif isinstance(record.get("pad"), (list, tuple)) and any(record["pad"]):
         parts.append(f"padded to {record.get('size_out', '')} px square")
     return "; ".join(parts) or "as the bundle's data (nothing changed)"
 
