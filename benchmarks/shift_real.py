@@ -227,10 +227,12 @@ def _per_slice(change: Callable[[np.ndarray, int], np.ndarray]) -> Callable[[np.
 
 
 def _site(stack: np.ndarray, seed: int) -> np.ndarray:
-    """A site composite: window 200 HU wide, gamma 0.8, cropped to the skull, text, JPEG 75."""
+    """A site composite: cropped to the skull, window 200 HU wide, gamma 0.8, text, JPEG 75. The
+    crop comes first: it finds the skull as white pixels, which a window 200 HU wide no longer
+    shows (cropping after the window left the series uncropped)."""
+    stack = _crop_series(stack)
     stack = np.stack([_gamma(0.8)(_window_width(200.0)(g, 0), 0) for g in stack])
-    stack = _text_series(_crop_series(stack))
-    return _per_slice(_jpeg(75))(stack, seed)
+    return _per_slice(_jpeg(75))(_text_series(stack), seed)
 
 
 #: name -> (what a site does, the transform of one patient's series [N,H,W] in [0, 1] and a seed)

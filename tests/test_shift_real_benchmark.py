@@ -159,8 +159,9 @@ def test_the_site_shifts_do_what_they_say(tmp_path, load_benchmark):
     assert rot.shape == stack.shape and not np.array_equal(rot, stack)
     text = module._text_series(np.zeros((2, 128, 128)))
     assert text[:, :16, :64].max() > 0.9 and text[:, 40:90, 40:90].max() == 0.0  # in the corners only
-    site = series["site"][1](stack, 0)
-    assert site.shape[0] == 3
+    site = series["site"][1](np.pad(stack, ((0, 0), (10, 10), (20, 40))), 0)
+    assert site.shape == (3, 68, 68)  # cropped to the skull although its window leaves the skull gray
+    assert 0.75 < site[:, 34, :15].max() < 0.95  # the skull at the window's gray (0.8^0.8 = 0.84), not white
 
 
 def test_single_and_series_shifts_write_their_trees(tmp_path, load_benchmark):
