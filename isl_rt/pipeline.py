@@ -1248,7 +1248,7 @@ def score_item(
     heat_folder = None if heatmaps is None else Path(heatmaps) / name
     if heat_folder is not None:
         write_heatmaps(heat_folder, series.display(), scores, heat,
-                       threshold=None if threshold is None else threshold.scan_score, top=top_slices)
+                       slice_threshold=None if slice_threshold is None else slice_threshold.slice_score, top=top_slices)
     row["seconds"] = time.perf_counter() - began
     detail = {
         **row,
@@ -1329,12 +1329,14 @@ def heat_on_source_grid(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def write_heatmaps(folder: Path, display: np.ndarray, scores: VolumeScores, heat: np.ndarray, *,
-                   threshold: float | None, top: int) -> None:
+                   slice_threshold: float | None, top: int) -> None:
     """Heat maps of one series: ``heatmaps.npz`` (``heat`` float16 [N,H,W], the heat map on the
     source pixel grid (:func:`heat_on_source_grid`), and ``region`` uint8 [N,H,W], 1 inside the
     scored region, when the bundle scores the cranial cavity only), PNG overlays of the ``top``
     highest-scoring slices on ``display`` (float [N,H,W] in [0,1], e.g. the brain window), and the
-    slice-score curve (the paper's Figure 5) as ``slice_scores.png``."""
+    slice-score curve (the paper's Figure 5) as ``slice_scores.png`` with the bundle's slice-score
+    threshold (the one that flags slices in the slices CSV; None: no line), slices numbered from 0
+    as in the CSVs."""
     from isl_rt import plots
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -1353,8 +1355,9 @@ def write_heatmaps(folder: Path, display: np.ndarray, scores: VolumeScores, heat
     plots.line_chart(
         folder / "slice_scores.png",
         [plots.Series(np.arange(n), scores.slice_scores, "slice score")],
-        title="Slice scores from skull base (left) to vertex (right)",
-        xlabel="slice",
+        title="Slice scores from skull base (left) to vertex (right)"
+              + ("" if slice_threshold is None else f"; red line: slice threshold {slice_threshold:.4g}"),
+        xlabel="slice (from 0)",
         ylabel="slice score",
-        hline=threshold,
+        hline=slice_threshold,
     )

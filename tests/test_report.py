@@ -42,6 +42,7 @@ def _copy_scan(scan: dict, to: Path) -> Path:
 
 def test_scan_report_writes_a_page_per_scored_series_with_its_slices_and_heat(scanned_report):
     report, rows = scanned_report["report"], _rows(scanned_report["scores"])
+    slices_csv = scanned_report["scores"].with_name("scores.slices.csv")
     assert f"open {(report / 'index.html').resolve()}" in scanned_report["output"]
     assert "report: 2 series pages, 1 error rows, 1 skipped" in scanned_report["output"]
     ok = [r for r in rows if r["status"] == "ok"]
@@ -64,8 +65,13 @@ def test_scan_report_writes_a_page_per_scored_series_with_its_slices_and_heat(sc
         info = json.loads(source.series_json_path(scanned_report["scores"], row).read_text())
         assert data["scores"] == pytest.approx(info["slice_scores"])
         assert data["apds"] == pytest.approx(info["slice_apds"])
-        assert data["threshold"] == pytest.approx(info["threshold"])
-        assert data["flagged"] == [s > info["threshold"] for s in info["slice_scores"]]
+        # the curve and the slice flags use the bundle's slice threshold, as the slices CSV does, never
+        # the scan threshold (the shipped bundle's two differ: 0.72 and 1.99)
+        assert info["slice_threshold"] is not None and info["slice_threshold"] != pytest.approx(info["threshold"])
+        assert data["slice_threshold"] == pytest.approx(info["slice_threshold"]) and "threshold" not in data
+        csv_flags = [r["flagged"] == "1" for r in _rows(slices_csv) if r["series"] == row["series"]]
+        assert data["flagged"] == csv_flags == [s > info["slice_threshold"] for s in info["slice_scores"]]
+        assert csv_flags != [s > info["threshold"] for s in info["slice_scores"]]  # the scan threshold flags others
         assert f'href="series/{key}.html"' in index and (report / "thumbs" / f"{key}.png").is_file()
     for name in ("report.css", "index.js", "series.js"):
         assert (report / "assets" / name).is_file()
@@ -96,6 +102,59 @@ def test_nothing_from_the_data_reaches_markup_or_file_names_unescaped(scanned_re
         assert "<img src=x" not in text
     for path in report.rglob("*"):
         assert re.fullmatch(r"[A-Za-z0-9._/-]+", str(path.relative_to(report))), path
+
+
+def test_pages_number_slices_from_0_as_the_csvs_and_title_each_series(scanned_report):
+    report = scanned_report["report"]
+    index = (report / "index.html").read_text()
+    for row in (r for r in _rows(scanned_report["scores"]) if r["status"] == "ok"):
+        page = (report / "series" / f"{source.series_key(row)}.html").read_text()
+        top, n = int(row["top_slice"]), int(row["n_slices"])
+        data = _series_data(report / "series" / f"{source.series_key(row)}.html")
+        assert data["start"] == top
+        assert f"top slice {top} (slices 0–{n - 1})" in page
+        assert f'data-slice="{top}"' in page and f'min="0" max="{n - 1}" value="{top}"' in page
+        assert '<tr data-slice="0" ' in page and f'<tr data-slice="{n}" ' not in page
+        # the index's top-slice cell is the CSV's top_slice, as it is
+        cell = re.search(rf'href="series/{re.escape(source.series_key(row))}.html">.*?</td>(.*?)</tr>', index, re.S)
+        assert cell and f'<td class="num" data-v="{float(top)!r}">{top}</td>' in cell.group(1)
+        # APDS in ppm, never in e-notation
+        shown = re.sub(r"<[^>]*>", " ", cell.group(1))
+        assert f" {pages.apds_text(row['apds'])} " in shown and "e-0" not in shown
+        assert f"Mean APDS</dt><dd>{pages.apds_text(row['apds'])} ppm" in page
+        assert "What the numbers mean" in page and pages.esc("0 to 11 in the series' order") in page
+    # the titles: series number, description, study date and source folder, markup escaped
+    assert "series 2 · Head 5.0 BONEPLUS · study 2020-03-12 · bleed" in index
+    assert f"series 2 · {pages.esc(scanned_report['markup'])} · study " in index
+    assert " · plain</a>" in index
+
+
+def test_slice_chart_png_beside_the_heat_maps_draws_the_slice_threshold(scanned_report):
+    """``slice_scores.png`` (pipeline.write_heatmaps) draws its red line at the slice threshold."""
+    row = next(r for r in _rows(scanned_report["scores"]) if r["flagged"] == "1")
+    info = json.loads(source.series_json_path(scanned_report["scores"], row).read_text())
+    with Image.open(scanned_report["scores"].with_name("scores.heatmaps") / source.series_key(row) / "slice_scores.png") as im:
+        pixels = np.asarray(im.convert("RGB"))
+    red_rows = np.flatnonzero((np.all(pixels == (214, 39, 40), axis=-1)).sum(axis=1) > pixels.shape[1] // 2)
+    assert red_rows.size > 0
+    scores = np.asarray(info["slice_scores"], dtype=np.float64)
+
+    def row_of(value: float) -> float:  # plots.line_chart's geometry: 540 px high, 40 above and 55 below the plot
+        return 40 + 445 - (value - scores.min()) / (scores.max() - scores.min()) * 445
+
+    assert abs(red_rows.mean() - row_of(info["slice_threshold"])) <= 2
+    assert abs(red_rows.mean() - row_of(info["threshold"])) > 10
+
+
+def test_series_title_and_readable_numbers():
+    entry = pages.IndexEntry(key="k", row={"path": "/data/pat 7/CT1/", "SeriesInstanceUID": "1.2"},
+                             description="Head <b>", series_number="3", study_date=pages.study_date("20240131"))
+    assert pages.series_title(entry) == "series 3 · Head <b> · study 2024-01-31 · CT1"
+    assert pages.series_title(pages.IndexEntry(key="k", row={"path": "/x/case_9"})) == "case_9"
+    assert pages.series_title(pages.IndexEntry(key="k", row={"SeriesInstanceUID": "1.2.3"})) == "1.2.3"
+    assert pages.study_date("2024") == "2024" and pages.study_date(None) == ""
+    assert [pages.readable(x) for x in (0, 5e-4, 0.0123, 58.309, 4567.8, None)] == ["0", "< 0.001", "0.0123", "58.3", "4568", ""]
+    assert pages.apds_text(5.83090714e-05) == "58.3" and pages.apds_text("") == ""
 
 
 def test_json_script_cannot_be_closed_by_the_data():
@@ -203,12 +262,20 @@ def test_image_series_are_shown_as_stored(tmp_path):
     assert display.pixels.shape == (3, 6, 5) and display.pixels[:, 0, 0].tolist() == [0, 40, 80]
 
 
-def test_read_slices_flags_slices_above_the_threshold(tmp_path):
+def test_read_slices_flags_slices_above_the_slice_threshold_not_the_scan_threshold(tmp_path):
     scores = tmp_path / "s.csv"
     row = {"SeriesInstanceUID": "1.2.3", "path": "x"}
     (tmp_path / "s.series").mkdir()
-    source.series_json_path(scores, row).write_text(json.dumps(
-        {"slice_scores": [0.1, 0.9, 0.5], "slice_apds": [1e-5, 2e-5, 3e-5], "threshold": 0.5, "slice_positions_mm": [0, 5, 10]}))
+    path = source.series_json_path(scores, row)
+    path.write_text(json.dumps(
+        {"slice_scores": [0.1, 0.9, 0.5, None], "slice_apds": [1e-5, 2e-5, 3e-5, None], "threshold": 0.95,
+         "slice_threshold": 0.3, "slice_positions_mm": [0, 5, 10, 15]}))
     table = source.read_slices(scores, row)
-    assert table.flagged.tolist() == [False, True, False] and table.positions_mm.tolist() == [0, 5, 10]
+    assert table.flagged.tolist() == [False, True, True, False]  # a slice not scored is never flagged
+    assert (table.slice_threshold, table.scan_threshold) == (0.3, 0.95)
+    assert table.positions_mm.tolist() == [0, 5, 10, 15]
+    # a JSON from before the slice threshold: no slice is flagged, never by the scan threshold
+    path.write_text(json.dumps({"slice_scores": [0.1, 0.9], "threshold": 0.5}))
+    table = source.read_slices(scores, row)
+    assert table.flagged.tolist() == [False, False] and table.slice_threshold is None and table.scan_threshold == 0.5
     assert source.read_slices(scores, {"SeriesInstanceUID": "9.9"}) is None

@@ -115,25 +115,30 @@ def test_series_page_scrolls_toggles_the_overlay_and_jumps_from_the_curve(browse
     browser.find_element(By.CSS_SELECTOR, "#series-table tbody tr .series-link").click()  # the top (flagged) series
     assert "FLAGGED" in browser.find_element(By.TAG_NAME, "h1").text
     flagged = next(r for r in _rows(scanned_report["scores"]) if r["flagged"] == "1")
-    top = int(flagged["top_slice"]) + 1
+    top = int(flagged["top_slice"])  # slices are numbered from 0 on the page, as in the CSVs
     n = int(flagged["n_slices"])
     image = browser.find_element(By.ID, "slice")
-    assert _slice(browser) == top and image.get_attribute("src").endswith(f"/s{top - 1:03d}.png")
+    assert _slice(browser) == top and image.get_attribute("src").endswith(f"/s{top:03d}.png")
     assert browser.execute_script("return document.getElementById('slice').naturalWidth") == 512
-    assert browser.find_element(By.ID, "slice-no").text == f"slice {top} / {n}"
+    assert browser.find_element(By.ID, "slice-no").text == f"slice {top} of 0–{n - 1}"
+    assert "bleed" in browser.find_element(By.TAG_NAME, "h1").text  # the source folder names the series
+    # APDS in ppm and the heat peak in %, never in e-notation
+    apds, peak = browser.find_element(By.ID, "slice-apds").text, browser.find_element(By.ID, "heat-peak").text
+    assert apds.startswith("APDS ") and apds.endswith(" ppm") and peak.startswith("heat peak ") and peak.endswith(" %")
+    assert "e-" not in apds + peak
     browser.save_screenshot(str(SCREENSHOTS / "series-flagged.png"))
 
     body = browser.find_element(By.TAG_NAME, "body")
     body.send_keys(Keys.ARROW_DOWN)
-    assert _slice(browser) == top + 1 and image.get_attribute("src").endswith(f"/s{top:03d}.png")
-    assert browser.find_element(By.ID, "heat").get_attribute("src").endswith(f"/h{top:03d}.png")
+    assert _slice(browser) == top + 1 and image.get_attribute("src").endswith(f"/s{top + 1:03d}.png")
+    assert browser.find_element(By.ID, "heat").get_attribute("src").endswith(f"/h{top + 1:03d}.png")
     body.send_keys(Keys.ARROW_UP, Keys.ARROW_UP)
     assert _slice(browser) == top - 1
     body.send_keys(Keys.HOME)
-    assert _slice(browser) == 1 and browser.find_element(By.ID, "scroll").get_attribute("value") == "1"
+    assert _slice(browser) == 0 and browser.find_element(By.ID, "scroll").get_attribute("value") == "0"
     viewer = browser.find_element(By.ID, "viewer")
     ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(viewer), 0, 240).perform()
-    assert _slice(browser) > 1  # the wheel scrolls the slices, not the page
+    assert _slice(browser) > 0  # the wheel scrolls the slices, not the page
 
     heat = browser.find_element(By.ID, "heat")
     assert heat.is_displayed()
@@ -148,11 +153,40 @@ def test_series_page_scrolls_toggles_the_overlay_and_jumps_from_the_curve(browse
     curve = browser.find_element(By.ID, "curve-svg")
     width = curve.size["width"]
     ActionChains(browser).move_to_element_with_offset(curve, -width // 2 + 2, 0).click().perform()
-    assert _slice(browser) == 1
+    assert _slice(browser) == 0
     ActionChains(browser).move_to_element_with_offset(curve, width // 2 - 2, 0).click().perform()
-    assert _slice(browser) == n and browser.find_element(By.ID, "slice-no").text == f"slice {n} / {n}"
+    assert _slice(browser) == n - 1 and browser.find_element(By.ID, "slice-no").text == f"slice {n - 1} of 0–{n - 1}"
     body.send_keys("t")
     assert _slice(browser) == top
+    assert _problems(browser) == []
+
+
+def test_slice_curve_draws_the_slice_threshold_not_the_scan_threshold(browser, scanned_report):
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    from isl_rt.report.source import series_json_path, series_key
+
+    row = next(r for r in _rows(scanned_report["scores"]) if r["flagged"] == "1")
+    info = json.loads(series_json_path(scanned_report["scores"], row).read_text())
+    slice_t, scan_t = info["slice_threshold"], info["threshold"]
+    assert abs(slice_t - scan_t) > 0.1  # the shipped bundle's two thresholds, far apart
+    browser.get((scanned_report["report"] / "series" / f"{series_key(row)}.html").as_uri())
+    labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#curve-svg .threshold-label")]
+    assert labels == [f"slice threshold {float(f'{slice_t:.4g}'):g}"]
+    # the dashed line lies at the slice threshold on the curve's own scale: between the dots of a
+    # slice below it and one above it, as the slices CSV flags them
+    line_y = float(browser.find_element(By.CSS_SELECTOR, "#curve-svg line.threshold").get_attribute("y1"))
+    dots = browser.find_elements(By.CSS_SELECTOR, "#curve-svg circle.dot")
+    flags = [r["flagged"] == "1" for r in _rows(scanned_report["scores"].with_name("scores.slices.csv"))
+             if r["series"] == row["series"]]
+    assert len(dots) == len(flags) and any(flags) and not all(flags)
+    above = [float(d.get_attribute("cy")) for d, f in zip(dots, flags) if f]
+    below = [float(d.get_attribute("cy")) for d, f in zip(dots, flags) if not f]
+    assert max(above) < line_y < min(below)  # SVG y grows downwards
+    assert [("above" in d.get_attribute("class")) for d in dots] == flags
+    assert "0 to 11 in the series' order" in browser.find_element(By.CSS_SELECTOR, ".legend").text
     assert _problems(browser) == []
 
 

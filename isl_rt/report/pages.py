@@ -42,6 +42,34 @@ def number(value: Any, digits: int = 4) -> str:
     return f"{x:.{digits}g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
 
 
+#: APDS is shown in parts per million (ppm): it is a mean of heat (0 to 1 per pixel) over the
+#: pixels of a slice, so its plain value is of the order of 1e-5 (:func:`legend` says what it is)
+APDS_SCALE = 1e6
+#: a heat value (0 to 1) is shown in percent of full heat
+HEAT_SCALE = 100.0
+
+
+def readable(value: Any, digits: int = 3) -> str:
+    """A number people read without an exponent: ``digits`` significant figures, whole numbers
+    from 10**digits up, "< 0.001" between 0 and 0.001; "" for a missing value."""
+    x = as_float(value)
+    if x is None:
+        return ""
+    if x == 0:
+        return "0"
+    if abs(x) < 1e-3:
+        return "< 0.001" if x > 0 else "> -0.001"
+    if abs(x) >= 10 ** digits:
+        return f"{x:.0f}"
+    return f"{x:.{digits}g}"
+
+
+def apds_text(value: Any) -> str:
+    """An APDS (the plain fraction the CSVs hold) in ppm, e.g. 5.83e-05 -> "58.3"; "" when missing."""
+    x = as_float(value)
+    return "" if x is None else readable(x * APDS_SCALE)
+
+
 def as_float(value: Any) -> float | None:
     """``value`` as a finite float, or None (empty cells, NaN, text)."""
     try:
@@ -64,6 +92,8 @@ class IndexEntry:
     row: dict[str, str]
     description: str = ""
     series_number: str = ""
+    #: the DICOM StudyDate as YYYY-MM-DD; "" where there is none (images)
+    study_date: str = ""
     #: relative links from the index; "" where there is none
     page: str = ""
     thumbnail: str = ""
@@ -116,12 +146,31 @@ def _head(title: str, assets: str) -> str:
     return _HEAD.format(title=esc(title), assets=assets, csp=esc(CONTENT_SECURITY_POLICY))
 
 
-def _series_label(entry: IndexEntry) -> str:
-    if entry.description or entry.series_number:
-        number_part = f"#{entry.series_number} " if entry.series_number else ""
-        return f"{number_part}{entry.description}".strip()
+def series_title(entry: IndexEntry) -> str:
+    """The series as a reader tells it apart, as plain text (escape it): series number, description
+    and study date where the data has them, then the name of its source folder (or file), e.g.
+    "series 2 · Head 5.0 · study 2020-03-12 · bleed"; the SeriesInstanceUID when there is nothing
+    else. The patient is not named: the scan keeps no patient identity in its outputs."""
+    parts = []
+    if entry.series_number:
+        parts.append(f"series {entry.series_number}")
+    if entry.description:
+        parts.append(entry.description)
+    if entry.study_date:
+        parts.append(f"study {entry.study_date}")
     path = entry.row.get("path", "")
-    return path.rstrip("/").rsplit("/", 1)[-1] or path
+    folder = path.rstrip("/").rsplit("/", 1)[-1]
+    if folder:
+        parts.append(folder)
+    return " · ".join(parts) or entry.row.get("SeriesInstanceUID", "") or path
+
+
+def study_date(value: Any) -> str:
+    """A DICOM date (YYYYMMDD) as YYYY-MM-DD; any other text as it is; "" for none."""
+    text = "" if value is None else str(value).strip()
+    if len(text) == 8 and text.isdigit():
+        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    return text
 
 
 def _flag_cell(entry: IndexEntry) -> str:
@@ -142,7 +191,7 @@ def _num_cell(value: Any, css: str = "num", digits: int = 4) -> str:
 def index_row(entry: IndexEntry, *, with_labels: bool) -> str:
     """One ``<tr>`` of the index."""
     row = entry.row
-    label = esc(_series_label(entry))
+    label = esc(series_title(entry))
     uid = esc(row.get("SeriesInstanceUID", "") or row.get("path", ""))
     if entry.page:
         thumb = (f'<a href="{esc(entry.page)}" tabindex="-1"><img src="{esc(entry.thumbnail)}" alt="" loading="lazy" '
@@ -151,6 +200,7 @@ def index_row(entry: IndexEntry, *, with_labels: bool) -> str:
     else:
         thumb, name = "", f'<span class="series-name">{label}</span>'
     top = as_float(row.get("top_slice"))
+    apds = as_float(row.get("apds"))
     percentile = as_float(row.get("healthy_percentile"))
     status = entry.status
     problem = f'<div class="problem">{esc(row.get("error", ""))}</div>' if row.get("error") else ""
@@ -167,9 +217,9 @@ def index_row(entry: IndexEntry, *, with_labels: bool) -> str:
         f'<td class="num" data-v="{"" if percentile is None else repr(percentile)}">'
         f'{"" if percentile is None else esc(f"{percentile:.0f}")}</td>'
         f"{_num_cell(row.get('n_slices'), 'num', 6)}"
-        f'<td class="num" data-v="{"" if top is None else repr(top + 1)}">{"" if top is None else int(top) + 1}</td>'
+        f'<td class="num" data-v="{"" if top is None else repr(top)}">{"" if top is None else int(top)}</td>'
         f"{_num_cell(row.get('max_slice_score'))}"
-        f"{_num_cell(row.get('apds'), 'num', 3)}"
+        f'<td class="num" data-v="{"" if apds is None else repr(apds)}">{esc(apds_text(apds))}</td>'
         f'<td class="status" data-v="{STATUS_ORDER.get(status, 1)}"><span class="status-{esc(status)}">{esc(status)}</span></td>'
         "</tr>"
     )
@@ -196,7 +246,7 @@ def index_page(entries: Sequence[IndexEntry], facts: RunFacts) -> str:
     if facts.has_labels:
         columns.append(("truth", "Label", "text"))
     columns += [("score", "Scan score", "num"), ("pct", "Healthy pct.", "num"), ("slices", "Slices", "num"),
-                ("top", "Top slice", "num"), ("max", "Max slice score", "num"), ("apds", "APDS", "num"),
+                ("top", "Top slice", "num"), ("max", "Max slice score", "num"), ("apds", "APDS (ppm)", "num"),
                 ("status", "Status", "num")]
     header = "".join(
         f'<th scope="col" class="col-{key}">'
@@ -221,7 +271,10 @@ def index_page(entries: Sequence[IndexEntry], facts: RunFacts) -> str:
         + empty
         + '<p class="foot">Sorted by scan score, flagged series first; click a column to sort, a series to open it. '
         + "Flagged: scan score above the bundle's threshold. Healthy pct.: share of the healthy calibration scans "
-        + "scoring at or below this one. Slices count from 1 at the skull base (the CSV's top_slice + 1). "
+        + "scoring at or below this one. Top slice: the highest-scoring slice, numbered 0 to N−1 in the "
+        + "series' order (CT: from the skull base) as the CSVs number it. APDS (ppm): the heat of a slice's "
+        + "heat map per pixel of the head in parts per million, averaged over the scored slices (a series' page "
+        + "says more). "
         + f"From {esc(facts.scores_csv)}, written {esc(facts.written)}. "
         + "Scores of a research method, not a diagnosis.</p>\n"
         + '</main>\n<script src="assets/index.js"></script>\n</body>\n</html>\n'
@@ -239,7 +292,10 @@ class SeriesPage:
     apds: list[float | None]
     flagged: list[bool]
     positions_mm: list[float | None] | None
-    threshold: float | None
+    #: the bundle's scan-score threshold (flags the series) and slice-score threshold (flags a
+    #: slice, drawn on the slice-score curve); None where the bundle has none
+    scan_threshold: float | None
+    slice_threshold: float | None
     #: image links relative to the page; empty lists where the slices are not shown
     slices: list[str]
     heats: list[str]
@@ -260,6 +316,7 @@ def _metadata_items(page: SeriesPage) -> list[tuple[str, Any]]:
     items: list[tuple[str, Any]] = [
         ("Series description", page.entry.description),
         ("Series number", page.entry.series_number),
+        ("Source folder", row.get("path", "").rstrip("/").rsplit("/", 1)[-1]),
     ]
     items += [(str(k), v) for k, v in meta.items()]
     items += list(page.facts.items())
@@ -273,16 +330,19 @@ def _metadata_items(page: SeriesPage) -> list[tuple[str, Any]]:
 
 def _scan_items(page: SeriesPage) -> list[tuple[str, Any]]:
     row, info = page.entry.row, page.info
-    threshold = "none (uncalibrated bundle)" if page.threshold is None else number(page.threshold, 6)
+    scan_threshold = "none (uncalibrated bundle)" if page.scan_threshold is None else number(page.scan_threshold, 6)
+    slice_threshold = ("none (the bundle has no slice threshold)" if page.slice_threshold is None
+                       else number(page.slice_threshold, 6))
     seconds = as_float(row.get("seconds"))
     return [
         ("Bundle", info.get("bundle", "")),
-        ("Scan-score threshold", threshold),
+        ("Scan-score threshold", scan_threshold),
+        ("Slice-score threshold", slice_threshold),
         ("Backend", info.get("backend", "")),
         ("DeDN passes per slice", info.get("dedn_passes_per_slice", "")),
         ("Scan score", number(row.get("scan_score"), 6)),
         ("Healthy percentile", number(row.get("healthy_percentile"), 3)),
-        ("Mean APDS", number(row.get("apds"), 3)),
+        ("Mean APDS", "" if as_float(row.get("apds")) is None else f"{apds_text(row.get('apds'))} ppm"),
         ("Slices scored", "" if row.get("n_scored") in (None, "") else f"{row.get('n_scored')} of {row.get('n_slices')}"),
         ("Presentation", presentation_text(info.get("presentation"))),
         ("Scored in", "" if seconds is None else f"{seconds:.1f} s"),
@@ -321,11 +381,45 @@ def _reason(info: Mapping[str, Any], index: int) -> str:
     return str(reasons[index]) if index < len(reasons) and reasons[index] else ""
 
 
+def legend(page: SeriesPage) -> str:
+    """What each number on a series page means, with this bundle's thresholds."""
+    if page.scan_threshold is None:
+        scan_flag = "the bundle has no scan-score threshold, so no series is flagged"
+    else:
+        scan_flag = (f"FLAGGED when above the bundle's scan-score threshold {number(page.scan_threshold)}, as the "
+                     "scores CSV's flagged (not drawn on the slice curve: it applies to scan scores)")
+    if page.slice_threshold is None:
+        slice_flag = "the bundle has no slice-score threshold, so no slice is flagged"
+    else:
+        slice_flag = (f"▲ and red when above the bundle's slice-score threshold {number(page.slice_threshold)} "
+                      "(the dashed line on the curve), as the slices CSV's flagged")
+    apds = ("average pixel disorder score of a slice: its heat map (0 to 1 per pixel) summed over the slice and "
+            "divided by the number of pixels of the network's input that are not black (about the head), in parts "
+            "per million: 50 ppm is as much heat as 50 pixels at full heat per million pixels of the head. The CSVs "
+            "and the JSON hold the plain fraction (ppm × 10⁻⁶); Mean APDS averages the scored slices.")
+    peak = ("the hottest pixel of the slice's heat map, in % of full heat. Each overlay is scaled to its own peak: "
+            "compare slices by their scores and APDS, not by their colours.")
+    numbers = (f"0 to {page.n_slices - 1} in the series' order (CT: 0 is the most inferior), as the slices CSV's "
+               "slice and the scores CSV's top_slice; the top slice scores highest.")
+    unscored = ("no cranial cavity was found on the slice (skull base, vertex): no score and no APDS, never a 0; "
+                "the slice table gives the reason on hover.")
+    items = [
+        ("Scan score", f"the series' score, higher the less it looks like the healthy scans; {scan_flag}."),
+        ("Healthy percentile", "share of the bundle's healthy calibration scans scoring at or below this scan score."),
+        ("Slice score", f"each slice's score; {slice_flag}."),
+        ("APDS (ppm)", apds),
+        ("Heat peak (%)", peak),
+        ("Slice numbers", numbers),
+        ("not scored", unscored),
+    ]
+    return '<section class="panel legend"><h2>What the numbers mean</h2>' + _definition_list(items) + "</section>"
+
+
 def series_page(page: SeriesPage) -> str:
-    """One series: the slice viewer with its heat overlay, the slice-score and APDS curves,
-    the metadata and what scored it."""
+    """One series: the slice viewer with its heat overlay, the slice-score and APDS curves (the
+    slice-score threshold drawn), the metadata, what scored it and a legend of its numbers."""
     entry, row = page.entry, page.entry.row
-    title = _series_label(entry)
+    title = series_title(entry)
     n = page.n_slices
     top = as_float(row.get("top_slice"))
     start = int(top) if top is not None and 0 <= top < n else 0
@@ -336,7 +430,7 @@ def series_page(page: SeriesPage) -> str:
         "apds": page.apds,
         "flagged": page.flagged,
         "z": page.positions_mm,
-        "threshold": page.threshold,
+        "slice_threshold": page.slice_threshold,
         "slices": page.slices,
         "heats": page.heats,
         "peaks": page.heat_peaks,
@@ -346,17 +440,17 @@ def series_page(page: SeriesPage) -> str:
     badge = '<span class="badge flagged">FLAGGED</span> ' if flagged else (
         '<span class="badge calm">below threshold</span> ' if row.get("flagged") == "0" else "")
     truth = f'<span class="truth-label">label: {esc(entry.truth)}</span>' if entry.truth else ""
-    threshold = "" if page.threshold is None else f" / threshold {esc(number(page.threshold))}"
+    threshold = "" if page.scan_threshold is None else f" / scan threshold {esc(number(page.scan_threshold))}"
     percentile = as_float(row.get("healthy_percentile"))
     facts = (f'scan score <b>{esc(number(row.get("scan_score")))}</b>{threshold}'
              + ("" if percentile is None else f" · healthy percentile {percentile:.0f}")
              + f" · {n} slices"
              + ("" if as_float(row.get("n_scored")) in (None, float(n)) else f" ({esc(row.get('n_scored'))} scored)")
-             + f" · top slice {start + 1}")
+             + f" · top slice {start} (slices 0–{n - 1})")
     if page.slices:
         first_heat = (f'<img id="heat" class="heat" alt="" src="{esc(page.heats[start])}">' if page.heats else "")
         viewer = (
-            f'<div id="viewer" class="viewer" tabindex="0" data-slice="{start + 1}" '
+            f'<div id="viewer" class="viewer" tabindex="0" data-slice="{start}" '
             'aria-label="Slice viewer: arrow keys or the wheel change the slice">'
             f'<img id="slice" class="slice" alt="slice" src="{esc(page.slices[start])}">{first_heat}'
             '<div class="corner tl"><span id="slice-no"></span><br><span id="slice-z"></span></div>'
@@ -364,7 +458,7 @@ def series_page(page: SeriesPage) -> str:
             f'<div class="corner bl">{esc(page.window)}</div>'
             '<div class="corner br" id="heat-peak"></div>'
             "</div>"
-            f'<input id="scroll" class="scroll" type="range" min="1" max="{n}" value="{start + 1}" step="1" aria-label="Slice">'
+            f'<input id="scroll" class="scroll" type="range" min="0" max="{n - 1}" value="{start}" step="1" aria-label="Slice">'
         )
     else:
         viewer = '<div class="viewer missing"><p>No slices to show.</p></div>'
@@ -374,8 +468,8 @@ def series_page(page: SeriesPage) -> str:
             '<section class="panel controls"><h2>Heat map</h2>'
             '<label><input id="heat-on" type="checkbox" checked> overlay <kbd>H</kbd></label>'
             '<label>opacity <input id="heat-opacity" type="range" min="0" max="100" value="60" aria-label="Heat-map opacity"></label>'
-            "<p class=\"hint\">Each slice's heat is scaled to its own peak (shown at the bottom right); "
-            "compare slices by their scores and APDS.</p></section>"
+            "<p class=\"hint\">Each slice's heat is scaled to its own peak (shown at the bottom right, in % of "
+            "full heat); compare slices by their scores and APDS.</p></section>"
         )
     keys = (
         '<section class="panel keys"><h2>Keys</h2><p><kbd>↑</kbd><kbd>↓</kbd> or <kbd>←</kbd><kbd>→</kbd> or the wheel: '
@@ -387,9 +481,9 @@ def series_page(page: SeriesPage) -> str:
     warning_html = ("<section class=\"panel\"><h2>Warnings</h2><ul>" + "".join(f"<li>{esc(w)}</li>" for w in warnings)
                     + "</ul></section>") if warnings else ""
     slice_rows = "".join(
-        f'<tr data-slice="{i + 1}" class="{"above" if page.flagged[i] else ""}"><td>{i + 1}</td>'
+        f'<tr data-slice="{i}" class="{"above" if page.flagged[i] else ""}"><td>{i}</td>'
         f'<td>{"" if page.positions_mm is None or page.positions_mm[i] is None else f"{page.positions_mm[i]:.1f}"}</td>'
-        + (f"<td>{esc(number(page.scores[i]))}</td><td>{esc(number(page.apds[i], 3))}</td></tr>" if page.scores[i] is not None
+        + (f"<td>{esc(number(page.scores[i]))}</td><td>{esc(apds_text(page.apds[i]))}</td></tr>" if page.scores[i] is not None
            else f'<td class="not-scored" title="{esc(_reason(page.info, i))}">not scored</td><td></td></tr>')
         for i in range(n)
     )
@@ -405,10 +499,11 @@ def series_page(page: SeriesPage) -> str:
         + '<div id="curves" class="curves" aria-label="Slice scores and APDS per slice; click to show a slice"></div></section>'
         + controls
         + f'<section class="panel"><h2>Scan</h2>{_definition_list(_scan_items(page))}</section>'
+        + legend(page)
         + f'<section class="panel"><h2>Series</h2>{_definition_list(_metadata_items(page))}</section>'
         + warning_html
         + '<section class="panel"><details><summary>Slices</summary><table id="slice-table" class="slice-table">'
-        + "<thead><tr><th>slice</th><th>z (mm)</th><th>score</th><th>APDS</th></tr></thead>"
+        + "<thead><tr><th>slice</th><th>z (mm)</th><th>score</th><th>APDS (ppm)</th></tr></thead>"
         + f"<tbody>{slice_rows}</tbody></table></details></section>"
         + keys
         + "</aside>\n</main>\n"

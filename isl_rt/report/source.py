@@ -52,11 +52,16 @@ class SliceTable:
 
     scores: np.ndarray  # float64 [N]
     apds: np.ndarray  # float64 [N]
-    #: slice score above the bundle's scan-score threshold; all False without a threshold
+    #: slice score above the bundle's slice threshold (the slices CSV's ``flagged``); all False
+    #: without one
     flagged: np.ndarray  # bool [N]
     #: position along the slice normal (mm), or None where the source has none (images)
     positions_mm: np.ndarray | None
-    threshold: float | None
+    #: the bundle's slice-score threshold (manifest ``slice_threshold.slice_score``), which flags
+    #: slices; None when the bundle has none or the JSON predates it
+    slice_threshold: float | None
+    #: the bundle's scan-score threshold, which flags the series; None for an uncalibrated bundle
+    scan_threshold: float | None
 
     @property
     def n(self) -> int:
@@ -64,20 +69,29 @@ class SliceTable:
 
 
 def read_slices(scores_csv: Path, row: Mapping[str, str]) -> SliceTable | None:
-    """The per-slice scores, APDS and flags of one ok row; None when the scan left none."""
+    """The per-slice scores, APDS and flags of one ok row; None when the scan left none. A slice is
+    flagged as the slices CSV flags it: slice score above the bundle's *slice* threshold."""
     info = read_series_json(scores_csv, row)
-    scores = np.asarray(info.get("slice_scores") or [], dtype=np.float64)
+    scores = np.asarray(info.get("slice_scores") or [], dtype=np.float64)  # null (not scored) -> NaN
     if scores.size == 0:
         return None
     apds = np.asarray(info.get("slice_apds") or [], dtype=np.float64)
     if apds.shape != scores.shape:
         apds = np.full_like(scores, np.nan)
-    threshold = info.get("threshold")
-    threshold = None if threshold is None else float(threshold)
-    flagged = scores > threshold if threshold is not None else np.zeros(scores.shape, dtype=bool)
+    slice_threshold = _optional_float(info.get("slice_threshold"))
+    if slice_threshold is None:
+        flagged = np.zeros(scores.shape, dtype=bool)
+    else:
+        flagged = scores > slice_threshold  # NaN (not scored) is never above it
     positions = np.asarray(info.get("slice_positions_mm") or [], dtype=np.float64)
     return SliceTable(scores=scores, apds=apds, flagged=flagged,
-                      positions_mm=positions if positions.shape == scores.shape else None, threshold=threshold)
+                      positions_mm=positions if positions.shape == scores.shape else None,
+                      slice_threshold=slice_threshold, scan_threshold=_optional_float(info.get("threshold")))
+
+
+def _optional_float(value: Any) -> float | None:
+    """A threshold from the series JSON: None when absent or null."""
+    return None if value is None else float(value)
 
 
 @dataclass

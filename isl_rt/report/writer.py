@@ -107,11 +107,13 @@ class Report:
         info = source.read_series_json(self.scores_csv, row)
         entry.description = str(info.get("SeriesDescription") or "")
         entry.series_number = "" if info.get("SeriesNumber") in (None, "") else str(info.get("SeriesNumber"))
+        metadata = info.get("metadata") if isinstance(info.get("metadata"), dict) else {}
+        entry.study_date = pages.study_date(metadata.get("StudyDate"))
         slices = source.read_slices(self.scores_csv, row)
         if slices is None:
             entry.notes.append(f"No page: {source.series_json_path(self.scores_csv, row)} holds no slice scores.")
             return
-        self._runs[entry.key] = (str(info.get("bundle") or ""), slices.threshold)
+        self._runs[entry.key] = (str(info.get("bundle") or ""), slices.scan_threshold)
         notes: list[str] = []
         display = source.load_display(row, info)
         pixels = display.pixels
@@ -153,7 +155,8 @@ class Report:
             apds=pages.finite_list(slices.apds),
             flagged=[bool(f) for f in slices.flagged],
             positions_mm=None if slices.positions_mm is None else pages.finite_list(slices.positions_mm),
-            threshold=slices.threshold,
+            scan_threshold=slices.scan_threshold,
+            slice_threshold=slices.slice_threshold,
             slices=slice_links,
             heats=heat_links,
             heat_peaks=peaks,

@@ -1,6 +1,7 @@
 // isl-rt report, series page: a slice viewer (scroll bar, wheel, arrow keys), the heat-map
 // overlay (on/off, opacity) and the slice-score and APDS curves (click to jump). Our own code;
-// no network, no libraries. The page's data is a JSON block (id "series-data").
+// no network, no libraries. The page's data is a JSON block (id "series-data"). Slices are numbered
+// 0 to n-1 as the CSVs number them; APDS is shown in ppm and heat in % of full heat (pages.py).
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("series-data").textContent);
@@ -18,11 +19,22 @@
   var marks = [];
   if (viewer && data.aspect) { viewer.style.aspectRatio = String(data.aspect); }  // the pixel spacing's aspect
 
+  var APDS_SCALE = 1e6, HEAT_SCALE = 100;  // ppm and %, as pages.APDS_SCALE and pages.HEAT_SCALE
   function fmt(x, digits) {
     if (x === null || x === undefined) { return "–"; }
     if (x !== 0 && Math.abs(x) < 1e-3) { return x.toExponential(Math.max(0, (digits || 3) - 1)); }
     return Number(x.toPrecision(digits || 4)).toString();
   }
+  // a number without an exponent, as pages.readable: "< 0.001" below 0.001, whole numbers from 10^digits
+  function readable(x, digits) {
+    digits = digits || 3;
+    if (x === null || x === undefined) { return "–"; }
+    if (x === 0) { return "0"; }
+    if (Math.abs(x) < 1e-3) { return x > 0 ? "< 0.001" : "> -0.001"; }
+    if (Math.abs(x) >= Math.pow(10, digits)) { return x.toFixed(0); }
+    return Number(x.toPrecision(digits)).toString();
+  }
+  function scaled(values, factor) { return values.map(function (v) { return v === null ? null : v * factor; }); }
   function text(id, value, above) {
     var el = document.getElementById(id);
     if (!el) { return; }
@@ -42,16 +54,17 @@
     current = i;
     if (sliceImg && data.slices.length) { sliceImg.src = data.slices[i]; }
     if (heatImg && data.heats.length) { heatImg.src = data.heats[i]; }
-    if (viewer) { viewer.dataset.slice = String(i + 1); }
-    if (scroll) { scroll.value = String(i + 1); }
-    text("slice-no", "slice " + (i + 1) + " / " + n);
+    if (viewer) { viewer.dataset.slice = String(i); }
+    if (scroll) { scroll.value = String(i); }
+    text("slice-no", "slice " + i + " of 0–" + (n - 1));
     text("slice-z", data.z && data.z[i] !== null ? "z " + data.z[i].toFixed(1) + " mm" : "");
     text("slice-score", data.scores[i] === null ? "not scored" : "score " + fmt(data.scores[i]) + (data.flagged[i] ? " ▲" : ""), data.flagged[i]);
-    text("slice-apds", "APDS " + fmt(data.apds[i], 3));
-    text("heat-peak", data.peaks && data.peaks.length ? "heat peak " + fmt(data.peaks[i], 3) : "");
+    text("slice-apds", data.apds[i] === null ? "" : "APDS " + readable(data.apds[i] * APDS_SCALE) + " ppm");
+    text("heat-peak", data.peaks && data.peaks.length && data.peaks[i] !== null
+      ? "heat peak " + readable(data.peaks[i] * HEAT_SCALE) + " %" : "");
     marks.forEach(function (m) { m(i); });
     Array.prototype.forEach.call(sliceRows, function (r, k) { r.classList.toggle("current", k === i); });
-    if (history.replaceState) { history.replaceState(null, "", "#slice=" + (i + 1)); }
+    if (history.replaceState) { history.replaceState(null, "", "#slice=" + i); }
   }
 
   // ---- input: keys, wheel, scroll bar, slice table ----
@@ -75,7 +88,7 @@
       if (steps !== 0) { wheelRest -= steps; show(current + steps); }
     }, { passive: false });
   }
-  if (scroll) { scroll.addEventListener("input", function () { show(parseInt(scroll.value, 10) - 1); }); }
+  if (scroll) { scroll.addEventListener("input", function () { show(parseInt(scroll.value, 10)); }); }
   Array.prototype.forEach.call(sliceRows, function (r, k) { r.addEventListener("click", function () { show(k); }); });
 
   // ---- heat overlay ----
@@ -88,7 +101,7 @@
   if (opacity) { opacity.addEventListener("input", applyHeat); }
   applyHeat();
 
-  // ---- curves: slice score (with the threshold) and APDS per slice, one x axis ----
+  // ---- curves: slice score (with the bundle's slice threshold) and APDS per slice, one x axis ----
   function el(name, attrs, parent) {
     var node = document.createElementNS(SVG, name);
     Object.keys(attrs).forEach(function (k) { node.setAttribute(k, attrs[k]); });
@@ -130,7 +143,7 @@
       if (opts.threshold !== null) {
         el("line", { x1: left, x2: W - right, y1: y(opts.threshold), y2: y(opts.threshold), "class": "threshold" }, svg);
         el("text", { x: W - right - 4, y: y(opts.threshold) - 4, "text-anchor": "end", "class": "threshold-label" }, svg)
-          .textContent = "threshold " + fmt(opts.threshold);
+          .textContent = opts.thresholdLabel + " " + fmt(opts.threshold);
       }
       values.forEach(function (v, i) {
         shapes.push(v === null ? null : el("circle", { cx: x(i), cy: y(v), r: 2.6, "class": "dot" + (data.flagged[i] ? " above" : "") }, svg));
@@ -147,11 +160,13 @@
     var svg = el("svg", { viewBox: "0 0 410 282", role: "img", id: "curve-svg" }, curves);
     var title = el("title", {}, svg);
     title.textContent = "Slice score and APDS per slice; click to show a slice";
-    var geometry = chart(svg, 18, 150, data.scores, { title: "slice score", threshold: data.threshold, bars: false, zero: false });
-    chart(svg, 200, 60, data.apds, { title: "APDS", threshold: null, bars: true, zero: true });
+    // the slice threshold flags slices (the slices CSV's flagged); the scan threshold is for scan scores only
+    var geometry = chart(svg, 18, 150, data.scores, { title: "slice score", threshold: data.slice_threshold,
+                                                      thresholdLabel: "slice threshold", bars: false, zero: false });
+    chart(svg, 200, 60, scaled(data.apds, APDS_SCALE), { title: "APDS (ppm)", threshold: null, bars: true, zero: true });
     var ends = data.z ? [" (inferior)", " (superior)"] : ["", ""];
-    el("text", { x: geometry.x0, y: 278, "class": "tick" }, svg).textContent = "slice 1" + ends[0];
-    el("text", { x: geometry.x1, y: 278, "text-anchor": "end", "class": "tick" }, svg).textContent = "slice " + n + ends[1];
+    el("text", { x: geometry.x0, y: 278, "class": "tick" }, svg).textContent = "slice 0" + ends[0];
+    el("text", { x: geometry.x1, y: 278, "text-anchor": "end", "class": "tick" }, svg).textContent = "slice " + (n - 1) + ends[1];
     svg.addEventListener("click", function (e) {
       var box = svg.getBoundingClientRect();
       var px = (e.clientX - box.left) * geometry.width / box.width;
@@ -160,6 +175,6 @@
   }
 
   var wanted = /#slice=(\d+)/.exec(location.hash);
-  show(wanted ? parseInt(wanted[1], 10) - 1 : data.start);
+  show(wanted ? parseInt(wanted[1], 10) : data.start);
   if (viewer) { viewer.focus({ preventScroll: true }); }
 }());
