@@ -306,9 +306,10 @@ class Node:
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         """Check the scores CSV, recover what a previous run left, start the worker, the forwarder
-        and the server. Raises :class:`IslError` when the scores CSV belongs to another bundle."""
+        and the server. Raises :class:`IslError` when the scores CSV belongs to another bundle or
+        holds the scores of another folder than this store's."""
         cfg = self.config
-        check_resume_key(cfg.out_csv, self.bundle, self.scorer.params.partition)
+        check_resume_key(cfg.out_csv, self.bundle, self.scorer.params.partition, cfg.incoming)
         limit_malloc_arenas()
         _make_dirs(cfg.incoming)
         self._worker.start()
@@ -446,8 +447,9 @@ class Node:
         def on_series(event: SeriesDone) -> None:
             rows.append(event.row)
 
+        # one series folder at a time into one CSV: the run key names the store's incoming folder
         summary = scan_directory(folder, cfg.out_csv, self.bundle, self.scorer, backend_name=self.backend_name,
-                                 results=self.results, on_series=on_series)
+                                 results=self.results, on_series=on_series, run_root=cfg.incoming)
         write_atomic(folder / SCORED_MARKER, b"")
         for row in rows:
             log.info("series %s", _describe(row, cfg))

@@ -935,25 +935,26 @@ def series_json_dir(out_csv: Path) -> Path:
 RUN_FILE = "_run.json"
 
 
-def run_key(bundle: "Bundle", partition: Partition) -> dict[str, Any]:
+def run_key(bundle: "Bundle", partition: Partition, root: Path) -> dict[str, Any]:
     """What wrote a scores CSV: the bundle's name, the sha256 of its manifest (networks, centre,
-    threshold, ...) and the partition the scan used."""
+    threshold, ...), the partition the scan used and the folder it scanned (``root``, resolved to
+    an absolute path: the same folder named another way is the same folder)."""
     from isl_rt.bundle import sha256_file
 
     return {"bundle": bundle.manifest.name, "manifest_sha256": sha256_file(bundle.root / "manifest.json"),
-            "partition": partition.to_dict()}
+            "partition": partition.to_dict(), "root": str(Path(root).resolve())}
 
 
-def check_resume_key(out_csv: Path, bundle: "Bundle", partition: Partition) -> None:
-    """Raises :class:`InputError` when ``out_csv`` holds rows another bundle or partition wrote
-    (what a resumed :func:`scan_directory` would refuse), before any work starts."""
+def check_resume_key(out_csv: Path, bundle: "Bundle", partition: Partition, root: Path) -> None:
+    """Raises :class:`InputError` when ``out_csv`` holds rows another bundle, partition or scanned
+    folder wrote (what a resumed :func:`scan_directory` would refuse), before any work starts."""
     out_csv = Path(out_csv)
-    _check_resume(out_csv, series_json_dir(out_csv), run_key(bundle, partition))
+    _check_resume(out_csv, series_json_dir(out_csv), run_key(bundle, partition, root))
 
 
 def _check_resume(out_csv: Path, json_dir: Path, key: dict[str, Any]) -> None:
-    """Raises when ``out_csv`` already holds rows another bundle or partition wrote: a resumed run
-    would mix their scores and flags with its own."""
+    """Raises when ``out_csv`` already holds rows another bundle, partition or scanned folder wrote:
+    a resumed run would mix their scores and flags, or two cohorts, with its own."""
     import json
 
     path = json_dir / RUN_FILE
@@ -963,6 +964,13 @@ def _check_resume(out_csv: Path, json_dir: Path, key: dict[str, Any]) -> None:
         before = json.loads(path.read_text())
     except (OSError, ValueError):
         before = {}
+    # a run key written before the scanned folder was recorded has no "root": such a CSV is
+    # resumed from any folder, as it always was (the run then records its folder)
+    if before.get("root", key["root"]) != key["root"]:
+        raise InputError(
+            f"{out_csv} holds the scores of {before['root']}, not of {key['root']}: pass another --out to scan "
+            "this folder, or delete that file (or pass --no-resume) to start it again."
+        )
     if before.get("manifest_sha256") != key["manifest_sha256"]:
         raise InputError(
             f"{out_csv} holds scores of bundle '{before.get('bundle', '?')}' (manifest sha256 "
@@ -990,6 +998,7 @@ def scan_directory(
     top_slices: int = 3,
     on_series: Callable[[SeriesDone], None] | None = None,
     one_series_per_image: bool = False,
+    run_root: Path | None = None,
 ) -> ScanSummary:
     """Score every series under ``root`` of the kind the bundle reads (DICOM CT or image folders);
     one CSV row per series, and one per item discovery set aside (``skipped``: not DICOM, not axial
@@ -998,7 +1007,9 @@ def scan_directory(
     each series finishes, its slice rows first: on resume a series is in both files or in neither.
 
     Raises :class:`InputError` before writing anything when ``root`` holds series of the other
-    kind only (an HU bundle given image folders, or the reverse).
+    kind only (an HU bundle given image folders, or the reverse), or when resuming a CSV that another
+    bundle or partition wrote, or that holds the scores of another folder than ``run_root``
+    (default ``root``; see :func:`run_key`).
     Pixel data of the next series is decoded on a worker thread while the current one is scored.
     A bad series becomes an error row and the run goes on. ``results`` (DICOM results, for
     example) gets every scored series before its row is written.
@@ -1015,7 +1026,7 @@ def scan_directory(
                                  results=results, top_slices=top_slices)
 
     return scan_series(root, out_csv, bundle, scorer.params, score_all, backend_name=backend_name, resume=resume,
-                       on_series=on_series, one_series_per_image=one_series_per_image)
+                       on_series=on_series, one_series_per_image=one_series_per_image, run_root=run_root)
 
 
 #: An engine: scores the series to do and yields one outcome per series, in any order, each
@@ -1034,11 +1045,14 @@ def scan_series(
     resume: bool = True,
     on_series: Callable[[SeriesDone], None] | None = None,
     one_series_per_image: bool = False,
+    run_root: Path | None = None,
 ) -> ScanSummary:
     """What :func:`scan_directory` does, with the scoring left to ``score_all``: discovery, the
     set-aside rows, the resume rules and the run key, and writing each outcome (per-series JSON,
     slice rows, then the scores row) as ``score_all`` yields it. Only this function writes the
-    scores CSV, so an engine that scores a series twice (a retried task) still writes one row."""
+    scores CSV, so an engine that scores a series twice (a retried task) still writes one row.
+    The run key names ``run_root`` as the scanned folder (default ``root``): the DICOM node scans
+    one series folder at a time into one CSV, all under its store."""
     from isl_rt.io.series import KIND_WORDS, discover_series
 
     out_csv = Path(out_csv)
@@ -1053,7 +1067,7 @@ def scan_series(
         )
     summary = ScanSummary(out=out_csv, backend=backend_name)
     json_dir = series_json_dir(out_csv)
-    key = run_key(bundle, params.partition)
+    key = run_key(bundle, params.partition, root if run_root is None else run_root)
     if resume:
         _check_resume(out_csv, json_dir, key)
     start = time.perf_counter()

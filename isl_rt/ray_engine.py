@@ -36,7 +36,6 @@ from isl_rt.pipeline import (
     failed_outcome,
     load_item,
     params_from_bundle,
-    run_key,
     scan_series,
     score_item,
     with_stride,
@@ -126,8 +125,10 @@ class SeriesActor:
     def describe(self) -> ActorInfo:
         if self.error:
             return ActorInfo("", "", "", os.getpid(), self.error)
-        key = run_key(self.bundle, self.scorer.params.partition)
-        return ActorInfo(self.pair.name, self.pair.description, key["manifest_sha256"], os.getpid())
+        from isl_rt.bundle import sha256_file
+
+        manifest_sha256 = sha256_file(self.bundle.root / "manifest.json")  # as the run key has it (pipeline.run_key)
+        return ActorInfo(self.pair.name, self.pair.description, manifest_sha256, os.getpid())
 
     def score(self, item: "SeriesItem") -> SeriesOutcome:
         if self.error:

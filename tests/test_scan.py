@@ -139,6 +139,49 @@ def test_resume_refuses_a_csv_another_bundle_wrote(small_bundle, messy_folder, t
     assert all(r["flagged"] == "1" for r in _rows(out) if r["status"] == "ok")
 
 
+def test_scanning_another_folder_into_the_same_csv_is_refused(small_bundle, phantom_cohort, tmp_path, monkeypatch):
+    """`isl-rt scan DIR` without --out writes ./scores.csv and resumes it: a second folder scanned
+    the same way must not add its rows to the first folder's CSV."""
+    first, second = tmp_path / "ward a", tmp_path / "ward b"
+    shutil.copytree(phantom_cohort / "series_0001", first / "series_0001")
+    shutil.copytree(phantom_cohort / "series_0002", second / "series_0002")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    args = ["--bundle", str(small_bundle.root), "--threads", "1"]
+    done = CliRunner().invoke(app, ["scan", str(first), *args])
+    assert done.exit_code == 0, done.output
+    out = work / "scores.csv"
+    rows = out.read_text()
+    run = json.loads((series_json_dir(out) / "_run.json").read_text())
+    assert run["root"] == str(first.resolve())
+
+    refused = CliRunner().invoke(app, ["scan", str(second), *args])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    message = " ".join(refused.output.split())  # the console wraps long lines
+    assert (f"holds the scores of {first.resolve()}, not of {second.resolve()}: pass another --out to scan this folder, "
+            "or delete that file (or pass --no-resume) to start it again.") in message
+    assert out.read_text() == rows  # nothing mixed in
+
+    # the same folder named another way (relative, through a link) is the same folder: it resumes
+    (work / "link").symlink_to(first)
+    again = CliRunner().invoke(app, ["scan", "link", *args])
+    assert again.exit_code == 0, again.output
+    assert "1 already in scores.csv" in again.output and out.read_text() == rows
+    other = CliRunner().invoke(app, ["scan", str(second), *args, "--out", "ward-b.csv"])
+    assert other.exit_code == 0, other.output
+    assert [r["path"] for r in _rows(work / "ward-b.csv")] == [str(second / "series_0002")]
+
+    # a CSV written before the scanned folder was recorded resumes from any folder, as it did,
+    # and its run key then names the folder
+    del run["root"]
+    (series_json_dir(out) / "_run.json").write_text(json.dumps(run))
+    older = CliRunner().invoke(app, ["scan", str(second), *args])
+    assert older.exit_code == 0, older.output
+    assert len(_rows(out)) == 2
+    assert json.loads((series_json_dir(out) / "_run.json").read_text())["root"] == str(second.resolve())
+
+
 def test_stride_picks_the_partition_and_a_csv_never_mixes_partitions(small_bundle, messy_folder, tmp_path):
     from dataclasses import replace
 

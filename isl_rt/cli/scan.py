@@ -135,7 +135,7 @@ def scan(
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all (--engine ray: per actor, 0 = 1).")] = 0,
     heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Folder for heat maps (NPZ), overlays of the top slices and slice-score curves.")] = None,
     dicom_out: Annotated[Path | None, typer.Option("--dicom-out", help="Folder for DICOM results per DICOM series (an image series has no DICOM source to refer to): a TID 1500 measurement report (Comprehensive 3D SR) and a Parametric Map of the heat map (needs the dicom-node extra).")] = None,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip series already in --out (default) or start the CSV over.")] = True,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip series already in --out (default; a CSV that another folder, bundle or partition wrote is refused) or start the CSV over.")] = True,
     stride: Annotated[int, typer.Option("--stride", help="0 = the bundle's partition (K×K single cells, the paper); s in 2..K = s² DeDN passes of non-adjacent cells per slice, faster (accuracy measured in benchmarks/RESULTS.md).")] = 0,
     report: Annotated[Path | None, typer.Option("--report", help="Folder for the HTML report, written as each series finishes; implies heat maps (in --heatmaps, else <stem>.heatmaps/ beside --out).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary and its rows as JSON.")] = False,
