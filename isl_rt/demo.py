@@ -2,8 +2,9 @@
 
 Writes a small phantom cohort (its own seed, never used for training; about half the series
 with a disorder), scans it with the shipped bundle, and joins the scores with the cohort's
-labels: a table of series, disorder, scan score and flag, and the cohort AUC; and writes the
-HTML report of the scan (with heat maps and each series' label) into ``out/report``.
+labels: the rows of its series with their labels (printed as a table by the CLI) and the cohort
+AUC; and writes the HTML report of the scan (with heat maps and each series' label) into
+``out/report``.
 """
 
 from __future__ import annotations
@@ -26,18 +27,11 @@ DEMO_SEED = 20241122
 
 
 @dataclass(frozen=True)
-class DemoRow:
-    series: str
-    disorder: str
-    size_class: str
-    scan_score: float
-    flagged: bool | None
-    status: str
-
-
-@dataclass(frozen=True)
 class DemoResult:
-    rows: list[DemoRow]
+    #: the scores-CSV rows of the cohort's series (the cohort's labels.csv and masks are not series)
+    rows: list[dict[str, str]]
+    #: the cohort's labels by SeriesInstanceUID (label, disorder_type, size_class, ...)
+    labels: dict[str, dict[str, str]]
     auc: float | None
     scores_csv: Path
     labels_csv: Path
@@ -75,17 +69,6 @@ def run_demo(
     labels = read_labels(labels_csv)
     report = write_report(scores_csv, out / "report", labels=labels)
     scored = [r for r in read_score_rows(scores_csv) if r["SeriesInstanceUID"] in labels]
-    rows = [
-        DemoRow(
-            series=Path(r["path"]).name,
-            disorder=labels[r["SeriesInstanceUID"]]["disorder_type"],
-            size_class=labels[r["SeriesInstanceUID"]]["size_class"],
-            scan_score=float(r["scan_score"]) if r["status"] == "ok" else float("nan"),
-            flagged=None if r["flagged"] == "" else r["flagged"] == "1",
-            status=r["status"],
-        )
-        for r in scored
-    ]
     ok = [(labels[r["SeriesInstanceUID"]]["label"], float(r["scan_score"])) for r in scored if r["status"] == "ok"]
     y = np.array([int(label) for label, _ in ok])
     auc = None
@@ -93,5 +76,5 @@ def run_demo(
         auc = metrics.auc(y, np.array([score for _, score in ok]))
     if not ok:
         raise IslError(f"The demo scanned no series of {cohort}; see the error rows in {scores_csv}.")
-    return DemoResult(rows=sorted(rows, key=lambda r: r.series), auc=auc, scores_csv=scores_csv, labels_csv=labels_csv,
+    return DemoResult(rows=scored, labels=labels, auc=auc, scores_csv=scores_csv, labels_csv=labels_csv,
                       slices_per_second=summary.slices_per_second, backend=backend_name, report=report)

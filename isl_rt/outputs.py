@@ -14,6 +14,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -128,6 +129,31 @@ def row_key(row: Mapping[str, Any]) -> str:
     key = f"path:{csv_cell(row.get('path', ''))}"
     series = csv_cell(row.get("series") or "")
     return f"{key}|series:{series}" if series else key
+
+
+#: the order of statuses where results are listed (the report's index, the tables of scan and demo)
+STATUS_ORDER = {"ok": 0, "error": 1, "skipped": 2}
+
+
+def result_order(row: Mapping[str, Any]) -> tuple[int, int, float]:
+    """Sort key of scores-CSV rows as results are listed: scored series first, flagged before not
+    flagged, each by scan score, highest first; then errors and rejected series, then skipped items."""
+    try:
+        score = float(row.get("scan_score") or "nan")
+    except ValueError:
+        score = math.nan
+    status = str(row.get("status") or "error")
+    flagged = str(row.get("flagged")) in ("1", "True")  # as the CSV holds it, or as a scan's row has it
+    return (STATUS_ORDER.get(status, 1), 0 if flagged else 1, math.inf if math.isnan(score) else -score)
+
+
+def count_score_rows(path: Path) -> int:
+    """How many rows a scores CSV holds (0 when it does not exist yet)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return sum(1 for _ in csv.DictReader(handle))
+    except FileNotFoundError:
+        return 0
 
 
 def rewrite_score_rows(path: Path, rows: Iterable[Mapping[str, Any]], columns: Iterable[str] = SCORE_COLUMNS) -> None:

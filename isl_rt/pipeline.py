@@ -831,12 +831,23 @@ class SeriesOutcome:
 
 @dataclass(frozen=True)
 class SeriesDone:
-    """Progress event: one series finished (ok or error)."""
+    """Progress event: one series (or set-aside item) finished, ``index`` of ``total`` this run has
+    to do; ``row`` is its scores-CSV row, already written."""
 
     index: int
     total: int
     row: dict[str, Any]
+    #: slices scored per second of this run so far
     slices_per_second: float
+    #: slices of the series this run has still to score (as discovery counted them)
+    slices_left: int = 0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds until the run ends at the rate so far; None before a slice was scored."""
+        if self.slices_per_second <= 0:
+            return None
+        return self.slices_left / self.slices_per_second
 
 
 @dataclass(frozen=True)
@@ -1092,6 +1103,7 @@ def scan_series(
             else:
                 todo.append(item)
         total = len(todo) + sum(not table.done(row_key(r)) for r in set_aside_rows)
+        slices_left = sum(item.n_slices for item in todo)
         index = 0
         for row in set_aside_rows:
             if table.done(row_key(row)):
@@ -1104,7 +1116,7 @@ def scan_series(
                 summary.skipped += 1
             index += 1
             if on_series:
-                on_series(SeriesDone(index, total, row, summary.slices_per_second))
+                on_series(SeriesDone(index, total, row, summary.slices_per_second, slices_left))
         for outcome in score_all(todo):
             if table.done(row_key(outcome.row)):
                 continue  # an engine that yielded a series twice: its first row stands
@@ -1113,9 +1125,10 @@ def scan_series(
             table.append(outcome.row)
             summary.add(outcome)
             index += 1
+            slices_left = max(0, slices_left - int(outcome.row.get("n_slices") or 0))
             summary.seconds = time.perf_counter() - start
             if on_series:
-                on_series(SeriesDone(index, total, outcome.row, summary.slices_per_second))
+                on_series(SeriesDone(index, total, outcome.row, summary.slices_per_second, slices_left))
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -3,6 +3,8 @@
 import csv
 import json
 import shutil
+import signal
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -420,3 +422,149 @@ def test_a_bundle_takes_an_air_margin_and_must_be_calibrated_again(small_bundle,
     assert load_bundle(root).manifest.cavity.air_margin == 0
     result = CliRunner().invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "b"), "--cavity-air-margin", "-1"])
     assert result.exit_code == 1 and "Traceback" not in result.output and "--cavity-air-margin" in result.output
+
+
+# ---- on screen: progress, the results table, stopping -----------------------------------------
+def _plain_console(monkeypatch):
+    """Rich takes these to mean a terminal even on a pipe; the tests want a pipe."""
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_scan_off_a_terminal_prints_a_line_per_series_and_ends_with_the_results_table(small_bundle, messy_folder,
+                                                                                     tmp_path, monkeypatch):
+    import re
+
+    from isl_rt.outputs import result_order
+
+    _plain_console(monkeypatch)
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, ["scan", str(messy_folder), "--out", str(out), "--bundle", str(small_bundle.root),
+                                      "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    rows = _rows(out)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("scan ")]
+    assert len(lines) == len(rows) == 6  # 3 series, a text file, a truncated file, an MR series
+    assert [int(re.match(r"scan (\d+)/6: ", line).group(1)) for line in lines] == [1, 2, 3, 4, 5, 6]
+    ok_lines = [line for line in lines if ": ok, scan score " in line]
+    assert len(ok_lines) == 3 and all(re.search(r"series_000\d: ok, scan score \d+\.\d{4}", line) for line in ok_lines)
+    assert all(re.search(r"\(\d+\.\d slices/s, \d+:\d\d left\)$", line) for line in ok_lines)
+    assert ok_lines[-1].endswith(", 0:00 left)")
+    assert "broken.dcm: error (" in result.stderr and "notes.txt: skipped (" in result.stderr
+    # the table, on stdout: every row but the skipped items (only counted), in the order of the
+    # report's index (flagged first, by score)
+    assert "isl-rt scan" in result.stdout
+    names = [Path(r["path"]).name for r in sorted(rows, key=result_order)]
+    expected = [Path(r["path"]).name for r in sorted(rows, key=result_order) if r["status"] != "skipped"]
+    shown = [name for line in result.stdout.splitlines() for name in names if f"│ {name} " in line]
+    assert shown == expected and len(expected) == 4
+    flagged = [Path(r["path"]).name for r in rows if r["flagged"] == "1"]
+    assert shown[: len(flagged)] == sorted(flagged, key=lambda n: expected.index(n))
+    assert "truncated" in result.stdout  # a row not scored says why
+
+
+def test_result_order_lists_flagged_series_first_then_by_score():
+    from isl_rt.outputs import result_order
+
+    rows = [{"path": "a", "status": "ok", "scan_score": "3.0", "flagged": "0"},
+            {"path": "b", "status": "skipped", "scan_score": "", "flagged": ""},
+            {"path": "c", "status": "ok", "scan_score": "2.0", "flagged": "1"},
+            {"path": "d", "status": "error", "scan_score": "", "flagged": ""},
+            {"path": "e", "status": "ok", "scan_score": "5.0", "flagged": "1"},
+            {"path": "f", "status": "rejected", "scan_score": "", "flagged": ""}]
+    assert [r["path"] for r in sorted(rows, key=result_order)] == ["e", "c", "a", "d", "f", "b"]
+
+
+def test_scan_progress_on_a_terminal_shows_series_rate_and_time_left():
+    import io
+
+    from rich.console import Console
+
+    from isl_rt.cli.scan import _ScanProgress
+    from isl_rt.pipeline import SeriesDone
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, color_system=None, width=120)
+    with _ScanProgress(console) as progress:
+        progress(SeriesDone(1, 4, {"path": "/d/a", "status": "ok", "scan_score": 0.5, "flagged": False}, 20.0, 140))
+        progress.progress.refresh()
+    text = screen.getvalue()
+    assert "scan series" in text and "1/4" in text and "20.0 slices/s" in text and "0:07 left" in text
+    assert "/d/a" not in text  # the bar, not a line per series
+    assert SeriesDone(1, 4, {}, 0.0, 150).eta_seconds is None and SeriesDone(1, 4, {}, 10.0, 0).eta_seconds == 0
+
+
+@pytest.mark.parametrize("signum, extra, hint", [
+    (signal.SIGINT, ["--no-resume"], "run it again without --no-resume to resume"),  # Ctrl-C
+    (signal.SIGTERM, [], "run the same command again to resume"),
+])
+def test_a_scan_stopped_by_a_signal_keeps_its_finished_rows_and_says_how_to_resume(
+        small_bundle, messy_folder, tmp_path, monkeypatch, signum, extra, hint):
+    import os
+
+    from isl_rt.cli import scan as scan_cli
+
+    _plain_console(monkeypatch)
+    sent = []
+    record = scan_cli._ScanProgress.__call__
+
+    def stop_after_the_first_series(self, event):
+        record(self, event)
+        if event.row.get("status") == "ok" and not sent:
+            sent.append(event.index)
+            os.kill(os.getpid(), signum)  # as Ctrl-C or `kill` would, while the scan runs
+
+    def not_ours(*_):  # reached only if the scan did not take SIGTERM itself
+        raise AssertionError("SIGTERM reached the test process")
+
+    previous = signal.signal(signal.SIGTERM, not_ours)
+    try:
+        monkeypatch.setattr(scan_cli._ScanProgress, "__call__", stop_after_the_first_series)
+        out = tmp_path / "scores.csv"
+        args = ["scan", str(messy_folder), "--out", str(out), "--bundle", str(small_bundle.root), "--threads", "1"]
+        stopped = CliRunner().invoke(app, [*args, *extra])
+        assert signal.getsignal(signal.SIGTERM) is not_ours  # put back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.exit_code == 128 + signum, stopped.output
+    kept = len(_rows(out))
+    assert kept == sent[0] == 4  # the three items set aside, then the first series
+    assert stopped.stderr.strip().splitlines()[-1] == f"stopped: {kept} finished rows are kept in {out}; {hint}."
+    assert "Traceback" not in stopped.output and "Aborted" not in stopped.output
+
+    monkeypatch.setattr(scan_cli._ScanProgress, "__call__", record)
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "2 series scored" in again.stdout and f"{kept} already in {out}" in again.stdout
+    assert len(_rows(out)) == 6
+
+
+def test_sigterm_to_a_running_scan_process_keeps_its_rows(small_bundle, messy_folder, tmp_path, monkeypatch):
+    """The same through a real `isl-rt scan` process, stopped by `kill` while it scans."""
+    import os
+    import subprocess
+    import sys
+
+    _plain_console(monkeypatch)
+    out = tmp_path / "scores.csv"
+    command = [sys.executable, "-c", "from isl_rt.cli import main; main()", "scan", str(messy_folder), "--out", str(out),
+               "--bundle", str(small_bundle.root), "--threads", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    seen = []
+    try:
+        for line in process.stderr:  # one line per series: stderr is a pipe, not a terminal
+            seen.append(line)
+            if ": ok, scan score " in line:
+                process.send_signal(signal.SIGTERM)  # two series are left to score
+                break
+        stdout, rest = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = "".join(seen) + rest
+    assert process.returncode == 143, stderr
+    kept = len(_rows(out))
+    assert 4 <= kept < 6
+    assert stderr.strip().splitlines()[-1] == (f"stopped: {kept} finished rows are kept in {out}; "
+                                               "run the same command again to resume.")
+    assert "Traceback" not in stderr and "PASSED" not in stdout

@@ -87,6 +87,10 @@ def phantom(
     )
 
 
+#: rows of the results table `scan` ends with (flagged first); the CSV and the report hold them all
+RESULTS_SHOWN = 30
+
+
 class Engine(str, Enum):
     """Where `scan` scores the series."""
 
@@ -94,33 +98,111 @@ class Engine(str, Enum):
     ray = "ray"
 
 
+def _duration(seconds: float) -> str:
+    """Seconds as H:MM:SS, or M:SS under an hour."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _shown_path(path: str, root: Path | None) -> str:
+    """A row's path as a line shows it: under ``root`` relative to it, else its last part."""
+    full = Path(path)
+    if root is not None and full.is_relative_to(root) and full != root:
+        return str(full.relative_to(root))
+    return full.name or path
+
+
 class _ScanProgress:
-    """A progress bar on stderr for scan_directory: series done and slices/s. Keeps the rows and
+    """Progress of a scan on ``console`` (stderr): on a terminal a bar with series n/N, slices/s and
+    the time left; elsewhere (a log file, a pipe) one plain line per series. Keeps the rows and
     writes each into the live report, when there is one."""
 
-    def __init__(self, console: Any, *, report: Any = None) -> None:
+    def __init__(self, console: Any, *, report: Any = None, root: Path | None = None) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.rows: list[dict[str, Any]] = []
         self.report = report  # an isl_rt.report.Report to extend after each series, or None
-        self.progress = Progress(TextColumn("[bold]scan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TextColumn("{task.fields[rate]}"), console=console, transient=True)
-        self.task = self.progress.add_task("scan", total=None, rate="")
+        self.console = console
+        self.root = root  # rows' paths are shown relative to it
+        self.progress: Any = None
+        if console.is_terminal:
+            self.progress = Progress(TextColumn("[bold]scan[/] series"), MofNCompleteColumn(), BarColumn(),
+                                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
+                                     console=console, transient=True)
+            self.task = self.progress.add_task("scan", total=None, rate="", eta="")
 
     def __call__(self, event: Any) -> None:
+        from isl_rt.outputs import log_text
+
         self.rows.append(event.row)
         if self.report is not None:
             self.report.add(event.row)
             self.report.write_index()
-        self.progress.update(self.task, total=event.total, completed=event.index,
-                             rate=f"{event.slices_per_second:.1f} slices/s")
+        eta = event.eta_seconds
+        if self.progress is not None:
+            self.progress.update(self.task, total=event.total, completed=event.index,
+                                 rate=f"{event.slices_per_second:.1f} slices/s",
+                                 eta="" if eta is None else f"{_duration(eta)} left")
+            return
+        row = event.row
+        status = row.get("status", "")
+        result = status
+        if status == "ok":
+            flag = {True: ", FLAGGED", False: ""}.get(row.get("flagged"), ", no threshold")
+            result = f"ok, scan score {float(row['scan_score']):.4f}{flag}"
+        pace = f"{event.slices_per_second:.1f} slices/s" + ("" if eta is None else f", {_duration(eta)} left")
+        name = log_text(_shown_path(str(row.get("path", "")), self.root))
+        self.console.print(f"scan {event.index}/{event.total}: {name}: {result} ({pace})",
+                           markup=False, highlight=False, soft_wrap=True)
 
     def __enter__(self) -> "_ScanProgress":
-        self.progress.start()
+        if self.progress is not None:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _print_results(rows: list[dict[str, str]], *, title: str, scores_csv: Path, root: Path | None = None,
+                   labels: dict[str, dict[str, str]] | None = None, limit: int | None = None) -> None:
+    """The results table on stdout, in the report index's order (flagged first, then by scan
+    score; errors and skipped items last: :func:`isl_rt.outputs.result_order`); with ``labels``
+    (the demo's cohort) each series' disorder and size; at most ``limit`` rows, then how many more."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from isl_rt.outputs import log_text, result_order
+
+    ordered = sorted(rows, key=result_order)
+    shown = ordered if limit is None else ordered[:limit]
+    table = Table(title=title)
+    table.add_column("series", overflow="fold")
+    if labels is not None:
+        table.add_column("disorder")
+        table.add_column("size")
+    table.add_column("scan score", justify="right")
+    table.add_column("flagged")
+    table.add_column("top slice", justify="right")
+    table.add_column("note", overflow="fold")
+    for row in shown:
+        ok = row["status"] == "ok"
+        cells: list[Any] = [Text(log_text(_shown_path(row["path"], root)))]
+        if labels is not None:
+            label = labels.get(row.get("SeriesInstanceUID", ""), {})
+            cells += [Text(label.get("disorder_type", "")), Text(label.get("size_class") or "-")]
+        flag = {"1": Text("yes", style="red"), "0": Text("no")}.get(row.get("flagged", ""), Text("-"))
+        cells += [f"{float(row['scan_score']):.4f}" if ok else row["status"], flag if ok else "",
+                  row.get("top_slice", "") if ok else "", Text("" if ok else log_text(row.get("error", "")))]
+        table.add_row(*cells)
+    console = Console()
+    console.print(table)
+    if len(shown) < len(ordered):
+        console.print(f"… and {len(ordered) - len(shown)} more rows in {scores_csv}", highlight=False, markup=False)
 
 
 @app.command()
@@ -145,13 +227,16 @@ def scan(
     gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", help="--engine ray: GPUs reserved per actor (0.5 = two actors share a GPU); 0 = CPU actors.")] = 0.0,
     one_series_per_image: Annotated[bool, typer.Option("--one-series-per-image", help="Image folders: every image file is a series of its own (a row each, keyed by its path under DIR), for a folder of key images of many patients; rules that look at the neighbouring slice (the adjacent slice score) see no neighbour, so each image is scored alone. DICOM series are grouped as always.")] = False,
 ) -> None:
-    """Score every series under DIR of the kind the bundle reads (axial CT DICOM or image folders): scan score, flag, top slice, APDS; a CSV row per series and one per slice."""
+    """Score every series under DIR of the kind the bundle reads (axial CT DICOM or image folders): scan score, flag, top slice, APDS; a CSV row per series and one per slice. Ctrl-C or SIGTERM stops it keeping every finished row; the same command then resumes."""
     import time
 
     from rich.console import Console
 
     from isl_rt.backends import open_backends
     from isl_rt.bundle import default_bundle_path, load_bundle
+    from isl_rt.evaluate import read_score_rows
+    from isl_rt.interrupt import exit_status, sigterm_interrupts
+    from isl_rt.outputs import count_score_rows
     from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory, with_stride
 
     start = time.perf_counter()
@@ -177,25 +262,32 @@ def scan(
         live = Report(out, report)
     if engine is Engine.ray and one_series_per_image:
         raise IslError("--one-series-per-image works with --engine local only: drop one of them.")
-    if engine is Engine.ray:
-        from isl_rt.ray_engine import ActorSpec, RayOptions, RayPool
+    root = directory  # rows' paths are shown relative to it (they start with it as it was given)
+    try:
+        with sigterm_interrupts():
+            if engine is Engine.ray:
+                from isl_rt.ray_engine import ActorSpec, RayOptions, RayPool
 
-        spec = ActorSpec(loaded.root.resolve(), backend, max(1, threads), precision, stride, batch_size,
-                         heatmaps, results, 3, Path.cwd())
-        with RayPool(spec, RayOptions(address, actors, gpus_per_actor)) as pool:
-            console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pool.description}{passes}", highlight=False, soft_wrap=True)
-            with _ScanProgress(console, report=live) as progress:
-                summary = pool.scan(directory, out, loaded, resume=resume, on_series=progress)
-        backend_name = pool.backend_name
-    else:
-        pair = open_backends(loaded, backend, threads=threads, precision=precision)
-        console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pair.description}{passes}", highlight=False, soft_wrap=True)
-        with pair, _ScanProgress(console, report=live) as progress:
-            scorer = Scorer(params, pair.dedn, pair.drn, dedn_batch=batch_size)
-            summary = scan_directory(directory, out, loaded, scorer, backend_name=pair.name, resume=resume,
-                                     heatmaps=heatmaps, results=results, on_series=progress,
-                                     one_series_per_image=one_series_per_image)
-        backend_name = pair.name
+                spec = ActorSpec(loaded.root.resolve(), backend, max(1, threads), precision, stride, batch_size,
+                                 heatmaps, results, 3, Path.cwd())
+                with RayPool(spec, RayOptions(address, actors, gpus_per_actor)) as pool:
+                    console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pool.description}{passes}", highlight=False, soft_wrap=True)
+                    with _ScanProgress(console, report=live, root=root) as progress:
+                        summary = pool.scan(directory, out, loaded, resume=resume, on_series=progress)
+                backend_name = pool.backend_name
+            else:
+                pair = open_backends(loaded, backend, threads=threads, precision=precision)
+                console.print(f"bundle {loaded.manifest.name} ({loaded.root}); backend: {pair.description}{passes}", highlight=False, soft_wrap=True)
+                with pair, _ScanProgress(console, report=live, root=root) as progress:
+                    scorer = Scorer(params, pair.dedn, pair.drn, dedn_batch=batch_size)
+                    summary = scan_directory(directory, out, loaded, scorer, backend_name=pair.name, resume=resume,
+                                             heatmaps=heatmaps, results=results, on_series=progress,
+                                             one_series_per_image=one_series_per_image)
+                backend_name = pair.name
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (isl_rt.interrupt): the rows written so far stand
+        again = "run the same command again to resume" if resume else "run it again without --no-resume to resume"
+        typer.echo(f"stopped: {count_score_rows(out)} finished rows are kept in {out}; {again}.", err=True)
+        raise typer.Exit(code=exit_status(stop)) from None
     rows = progress.rows
     errors = [r for r in rows if r.get("status") == "error"]
     if as_json:
@@ -208,6 +300,11 @@ def scan(
 
         for row in errors:
             typer.echo(f"error: {log_text(row['path'])}: {log_text(row['error'])}", err=True)
+        # this run's rows and those of the runs it resumed; skipped items (not series) are only counted
+        results_rows = [r for r in read_score_rows(out) if r["status"] != "skipped"]
+        if results_rows:
+            _print_results(results_rows, title=f"isl-rt scan ({loaded.manifest.name})", scores_csv=out, root=root,
+                           limit=RESULTS_SHOWN)
         typer.echo(
             f"{summary.ok} series scored ({summary.slices} slices, {summary.slices_per_second:.1f} slices/s), "
             f"{summary.errors} error rows, {summary.rejected} rejected (not a usable head CT), {summary.skipped} skipped "
@@ -215,7 +312,6 @@ def scan(
         )
     if live is not None:
         from isl_rt.cli.report import echo_report
-        from isl_rt.evaluate import read_score_rows
 
         live.add_missing(read_score_rows(out))  # the rows of earlier runs this one resumed
         echo_report(live.write_index(), err=as_json)
@@ -239,7 +335,6 @@ def demo(
     import time
 
     from rich.console import Console
-    from rich.table import Table
 
     from isl_rt.backends import open_backends
     from isl_rt.bundle import default_bundle_path, load_bundle
@@ -255,16 +350,10 @@ def demo(
     with pair, _ScanProgress(console) as progress:
         result = run_demo(out, scans=scans, seed=seed, bundle=loaded, backend_name=pair.name, on_series=progress,
                           scorer_factory=lambda: Scorer(params_from_bundle(loaded), pair.dedn, pair.drn))
-    table = Table(title=f"isl-rt demo ({loaded.manifest.name})")
-    for column in ("series", "disorder", "size", "scan score", "flagged"):
-        table.add_column(column, justify="right" if column == "scan score" else "left")
-    for row in result.rows:
-        flag = "-" if row.flagged is None else ("[red]yes[/]" if row.flagged else "no")
-        score = f"{row.scan_score:.4f}" if row.status == "ok" else row.status
-        table.add_row(row.series, row.disorder, row.size_class or "-", score, flag)
-    Console().print(table)
+    _print_results(result.rows, title=f"isl-rt demo ({loaded.manifest.name})", scores_csv=result.scores_csv,
+                   labels=result.labels)
     auc = "n/a (one class only)" if result.auc is None else f"{result.auc:.3f}"
-    typer.echo(f"cohort AUC {auc} over {sum(r.status == 'ok' for r in result.rows)} series; "
+    typer.echo(f"cohort AUC {auc} over {sum(r['status'] == 'ok' for r in result.rows)} series; "
                f"{result.slices_per_second:.1f} slices/s; scores in {result.scores_csv}, labels in {result.labels_csv}")
     echo_report(result.report)
     typer.echo(f"PASSED | {time.perf_counter() - start:.1f} s | {command_line()}")

@@ -16,8 +16,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-#: the order of the index before a reader sorts it, and of its status filter buttons
-STATUS_ORDER = {"ok": 0, "error": 1, "skipped": 2}
+from isl_rt import outputs
+
+#: the order of the index before a reader sorts it (:func:`isl_rt.outputs.result_order`)
+STATUS_ORDER = outputs.STATUS_ORDER
 
 
 def esc(value: Any) -> str:
@@ -109,9 +111,8 @@ class IndexEntry:
     def flagged(self) -> str:
         return self.row.get("flagged", "")
 
-    def sort_key(self) -> tuple[float, float]:
-        score = as_float(self.row.get("scan_score"))
-        return (STATUS_ORDER.get(self.status, 1), -score if score is not None else math.inf)
+    def sort_key(self) -> tuple[int, int, float]:
+        return outputs.result_order(self.row)
 
 
 @dataclass(frozen=True)
