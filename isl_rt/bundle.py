@@ -184,12 +184,18 @@ class ImageLevelSpec:
     ``size`` (optional) is the median over the same series of each series' cavity size (the side
     of the box around its cranial cavity on its larger slices, a share of the image's side): a
     series far from it (cropped tight to the skull, or a small head on a wide canvas) is framed
-    so its cavity shows at this size (:mod:`isl_rt.presentation`, rule 10); None = not measured."""
+    so its cavity shows at this size (:mod:`isl_rt.presentation`, rule 10); None = not measured.
+
+    ``smooth`` is the σ (in the image's own pixels) of the Gaussian every image series is smoothed
+    with before the networks (:mod:`isl_rt.presentation`, rule 9): it takes out the block edges of
+    a JPEG history, which the DeDN otherwise reads as edges to paint along; 0 = none. The
+    thresholds are calibrated on series smoothed so (``isl-rt calibrate --match-level --smooth``)."""
 
     median: float
     n_series: int
     spread: float | None = None
     size: float | None = None
+    smooth: float = 0.0
 
     def describe(self) -> str:
         text = (f"each series shifted so the median gray of its cranial cavity is {self.median:.4g} "
@@ -198,6 +204,8 @@ class ImageLevelSpec:
             text += f"; its interquartile range {self.spread:.4g}"
         if self.size is not None:
             text += f"; the cranial cavity {self.size:.3g} of the image's side"
+        if self.smooth:
+            text += f"; smoothed with a Gaussian of σ {self.smooth:.3g} px"
         return text
 
 
@@ -897,11 +905,14 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
         image_level = ImageLevelSpec(median=r.num(l_raw, "median", "image_level"),
                                      n_series=r.num(l_raw, "n_series", "image_level", integer=True),
                                      spread=None if spread is None else r.num(l_raw, "spread", "image_level"),
-                                     size=None if cavity_size is None else r.num(l_raw, "size", "image_level"))
+                                     size=None if cavity_size is None else r.num(l_raw, "size", "image_level"),
+                                     smooth=r.num(l_raw, "smooth", "image_level") if "smooth" in l_raw else 0.0)
         if not 0.0 < image_level.median < 1.0:
             raise r.fail(f"has image_level.median = {image_level.median}, which is not between 0 and 1")
         if image_level.spread is not None and not 0.0 < image_level.spread < 1.0:
             raise r.fail(f"has image_level.spread = {image_level.spread}, which is not between 0 and 1")
+        if not 0.0 <= image_level.smooth <= 4.0:
+            raise r.fail(f"has image_level.smooth = {image_level.smooth}, which is not between 0 and 4 pixels")
         if image_level.size is not None and not 0.05 <= image_level.size <= 1.0:
             raise r.fail(f"has image_level.size = {image_level.size}, which is not between 0.05 and 1")
 

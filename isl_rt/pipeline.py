@@ -88,6 +88,9 @@ class ScanParams:
     #: the cavity size of an image bundle's own data (manifest image_level.size: a share of the
     #: image's side); None = not measured (the field of view kept)
     image_size: float | None = None
+    #: σ in the image's pixels of the Gaussian image series are smoothed with (manifest
+    #: image_level.smooth); 0 = none
+    image_smooth: float = 0.0
     #: whether gray image series are first mapped onto the bundle's presentation
     #: (:func:`present_series`: another site's window, gamma, padding, burned-in marks)
     present: bool = True
@@ -495,7 +498,8 @@ def present_series(series: "LoadedSeries", params: ScanParams) -> "LoadedSeries"
     images = series.pixels if series.pixels.shape[1] == 1 else gray_of_rgb(series.pixels)
     if images is None:
         return series  # colour: model_input refuses it in one sentence
-    out, record = normalise_images(images, params.image_level, params.image_spread, params.image_size)
+    out, record = normalise_images(images, params.image_level, params.image_spread, params.image_size,
+                                   smooth=params.image_smooth)
     return replace(series, pixels=out, presentation=record)
 
 
@@ -762,6 +766,7 @@ def params_from_bundle(bundle: "Bundle") -> ScanParams:
         hu_window=None if m.input_spec.hu_window is None else (m.input_spec.hu_window.level, m.input_spec.hu_window.width),
         image_spread=None if m.image_level is None else m.image_level.spread,
         image_size=None if m.image_level is None else m.image_level.size,
+        image_smooth=0.0 if m.image_level is None else m.image_level.smooth,
     )
 
 

@@ -159,3 +159,27 @@ def test_calibrate_match_level_refuses_a_hu_bundle_before_scanning(small_bundle,
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "--match-level is for bundles of pre-windowed images" in result.output and not out.exists()
     assert load_bundle(root).manifest == small_bundle.manifest
+
+
+def test_calibrate_takes_smooth_with_match_level_only(image_bundle, tmp_path):
+    healthy = tmp_path / "healthy"
+    healthy.mkdir()
+    result = CliRunner().invoke(app, ["calibrate", str(healthy), "--bundle", str(image_bundle.root), "--smooth", "0.8"])
+    assert result.exit_code != 0 and "--smooth is set with --match-level" in result.output
+    result = CliRunner().invoke(app, ["calibrate", str(healthy), "--bundle", str(image_bundle.root), "--match-level", "--smooth", "9"])
+    assert result.exit_code != 0 and "between 0 and 4" in result.output
+
+
+def test_a_bundle_reads_its_smoothing_and_refuses_one_out_of_range(image_bundle, tmp_path):
+    from isl_rt.pipeline import params_from_bundle
+
+    bundle = shutil.copytree(image_bundle.root, tmp_path / "bundle")  # the fixture is shared: change a copy
+    set_image_level(bundle, ImageLevelSpec(0.4, 3, 0.07, 0.6, smooth=0.8))
+    loaded = load_bundle(bundle)
+    assert loaded.manifest.image_level.smooth == 0.8 and params_from_bundle(loaded).image_smooth == 0.8
+    assert "σ 0.8 px" in loaded.manifest.image_level.describe()
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["image_level"]["smooth"] = 7.0
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="image_level.smooth"):
+        load_bundle(bundle)

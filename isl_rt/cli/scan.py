@@ -370,6 +370,7 @@ def calibrate(
     out: Annotated[Path, typer.Option("--out", help="Scores CSV of the calibration data (its slices CSV beside it).")] = Path("calibration-scores.csv"),
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for inference; 0 = all.")] = 0,
     match_level: Annotated[bool, typer.Option("--match-level", help="Image bundles, on the bundle's own training site's healthy series only: measure the presentation of its data first (the median gray inside the cranial cavity and its spread), which every image series scanned with the bundle is mapped to, so another site's window does not read as disorder; then calibrate. At a new site leave it off: calibrate its thresholds only.")] = False,
+    smooth: Annotated[float | None, typer.Option("--smooth", help="With --match-level: the σ in pixels of the Gaussian every image series is smoothed with before the networks (takes out a JPEG history's block edges; 0 = none). Default: the bundle's own.")] = None,
     scan_fusion: Annotated[str, typer.Option("--scan-fusion", help="Fuse the scan score from parts, comma-separated: slice (the mean slice score), bright:WINDOW:T[:INSET] or dark:WINDOW:T[:INSET] (the mean largest patch brighter or darker than the dedisorder image by more than T in WINDOW, on an adjacent slice too); each is put on its healthy scale, fitted here on the healthy scans, and the largest is the scan score. 'none' goes back to the mean slice score. Without it, a bundle's fusion is refitted.")] = "",
 ) -> None:
     """Scan held-out healthy data and set the bundle's thresholds: scan scores of healthy scans, slice scores of healthy slices."""
@@ -386,17 +387,26 @@ def calibrate(
     per_slice = None if labels is None or not is_slice_labels(labels) else read_slice_labels(labels, label_column)
     healthy = None if labels is None or per_slice is not None else {
         uid for uid, row in read_labels(labels).items() if row["label"] == "0"}
+    if smooth is not None and not match_level:
+        raise IslError("--smooth is set with --match-level (it changes the presentation the thresholds are calibrated on).")
+    if smooth is not None and not 0.0 <= smooth <= 4.0:
+        raise IslError(f"--smooth is a σ in pixels between 0 and 4, got {smooth}.")
     loaded = load_bundle(bundle)
     level_text = ""
     if match_level:
+        from dataclasses import replace
+
         from isl_rt.bundle import set_image_level
         from isl_rt.pipeline import fit_image_level
 
         if loaded.manifest.input_spec.kind != "image":
             raise IslError(f"--match-level is for bundles of pre-windowed images; {loaded.root} reads HU of DICOM CT.")
         level = fit_image_level(directory, loaded)
+        own = loaded.manifest.image_level
+        level = replace(level, smooth=(own.smooth if own is not None else 0.0) if smooth is None else smooth)
         loaded = set_image_level(loaded.root, level)
         level_text = f"; brain level {level.median:.4g} (median of {level.n_series} series)"
+
     if scan_fusion:
         loaded = set_scan_fusion(loaded.root, parse_scan_fusion(scan_fusion, loaded.manifest.windows[0].name))
     pair = open_backends(loaded, "auto", threads=threads)
