@@ -6,15 +6,20 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Any, Callable, TypeVar
+from typing import Annotated, Any, Callable, TypeVar
 
 import typer
 
 from isl_rt.errors import IslError
 
 
+#: ``-h`` as well as ``--help``: set on the app and on every sub-app (``train``); each command's
+#: context inherits it from its group's
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+
 app = typer.Typer(
     name="isl-rt",
+    context_settings=CONTEXT_SETTINGS,
     help="Find any disorder in head CT with models trained on healthy scans only (ISL).",
     no_args_is_help=True,
     add_completion=False,
@@ -38,8 +43,19 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from isl_rt import __version__
+
+        typer.echo(f"isl-rt {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version of isl-rt and exit.", is_eager=True,
+                                          callback=_print_version)] = False,
+) -> None:
     """Find any disorder in head CT with models trained on healthy scans only (ISL)."""
 
 

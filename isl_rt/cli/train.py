@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from isl_rt.bundle import DEFAULT_HEATMAP
-from isl_rt.cli._app import app, command_line, print_json, user_errors
+from isl_rt.cli._app import CONTEXT_SETTINGS, app, command_line, print_json, user_errors
 from isl_rt.cli.info import echo_bundle
 from isl_rt.errors import IslError
 
@@ -21,6 +21,7 @@ from isl_rt.errors import IslError
 
 train_app = typer.Typer(
     name="train",
+    context_settings=CONTEXT_SETTINGS,
     help="Train the ISL networks on healthy scans (needs the train extra of isl-rt: torch and onnx).",
     no_args_is_help=True,
     add_completion=False,
