@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -40,3 +42,16 @@ def test_h_is_help_on_the_app_and_every_command(words):
     short, long = runner.invoke(app, [*words, "-h"]), runner.invoke(app, [*words, "--help"])
     assert short.exit_code == long.exit_code == 0, short.output
     assert short.output == long.output and "Usage: isl-rt" in short.output
+
+
+@pytest.mark.parametrize("words", COMMANDS, ids=lambda words: " ".join(words) or "isl-rt")
+def test_every_argument_is_named_in_upper_case_in_the_usage_line(words):
+    command = typer.main.get_command(app)
+    for word in words:
+        command = command.commands[word]
+    usage = runner.invoke(app, [*words, "--help"]).output
+    for param in command.params:
+        if param.param_type_name != "argument":
+            continue
+        assert param.metavar is not None and re.fullmatch(r"[A-Z][A-Z0-9_]*", param.metavar), (words, param.name, param.metavar)
+        assert re.search(rf"[{{\[]{param.metavar}[}}\]]", usage), (words, param.metavar)

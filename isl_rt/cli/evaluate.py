@@ -19,8 +19,8 @@ class Level(str, Enum):
 @app.command()
 @user_errors
 def evaluate(
-    scores: Annotated[Path, typer.Argument(help="scores.csv written by `isl-rt scan` (with --level slice: it or its <stem>.slices.csv).")],
-    labels: Annotated[Path, typer.Argument(help="Scan level: labels.csv with SeriesInstanceUID, label (0/1) and optionally disorder_type, size_class, urgency. Slice level: a row per slice with an image path (column image, relative to the CSV) or series and slice columns, a 0/1 label and optionally a mask column.")],
+    scores: Annotated[Path, typer.Argument(metavar="SCORES_CSV", show_default=False, help="scores.csv written by `isl-rt scan` (with --level slice: it or its <stem>.slices.csv).")],
+    labels: Annotated[Path, typer.Argument(metavar="LABELS_CSV", show_default=False, help="Scan level: labels.csv with SeriesInstanceUID, label (0/1) and optionally disorder_type, size_class, urgency. Slice level: a row per slice with an image path (column image, relative to the CSV) or series and slice columns, a 0/1 label and optionally a mask column.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for report.md, metrics.json and ROC PNGs.")],
     level: Annotated[Level, typer.Option("--level", help="scan: a label per series; slice: a label per slice, with localisation where masks and heat maps exist.")] = Level.scan,
     heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Slice level: the folder `isl-rt scan --heatmaps` wrote, for localisation.")] = None,

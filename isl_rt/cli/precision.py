@@ -81,8 +81,8 @@ def check_precision_command(
 @app.command("compare-scores")
 @user_errors
 def compare_scores_command(
-    candidate: Annotated[Path, typer.Argument(metavar="CANDIDATE.csv", help="scores.csv of the reduced precision.", show_default=False)],
-    reference: Annotated[Path, typer.Argument(metavar="REFERENCE.csv", help="scores.csv of the same series with ONNX Runtime FP32.", show_default=False)],
+    candidate: Annotated[Path, typer.Argument(metavar="CANDIDATE_CSV", help="scores.csv of the reduced precision.", show_default=False)],
+    reference: Annotated[Path, typer.Argument(metavar="REFERENCE_CSV", help="scores.csv of the same series with ONNX Runtime FP32.", show_default=False)],
     labels: Annotated[Path | None, typer.Option("--labels", help="labels.csv (SeriesInstanceUID,label) for the AUC check.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 @app.command()
 @user_errors
 def report(
-    scores: Annotated[Path, typer.Argument(metavar="SCORES.csv", help="Scores CSV written by isl-rt scan.", show_default=False)],
+    scores: Annotated[Path, typer.Argument(metavar="SCORES_CSV", help="Scores CSV written by isl-rt scan.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Folder for the report (index.html, a page per series, images).")] = Path("report"),
     labels: Annotated[Path | None, typer.Option("--labels", help="labels.csv (SeriesInstanceUID,label[,disorder_type,size_class]): shows each series' label beside its score.")] = None,
 ) -> None:

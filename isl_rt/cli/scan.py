@@ -69,7 +69,7 @@ def inspect_command(
 @app.command()
 @user_errors
 def phantom(
-    out: Annotated[Path, typer.Argument(help="Folder for the cohort: new, empty, or a previous phantom cohort (replaced).")],
+    out: Annotated[Path, typer.Argument(metavar="OUT_DIR", show_default=False, help="Folder for the cohort: new, empty, or a previous phantom cohort (replaced).")],
     scans: Annotated[int, typer.Option("--scans", help="Number of series to write.")] = 40,
     abnormal_fraction: Annotated[float, typer.Option("--abnormal-fraction", help="Fraction of series with a disorder (0-1).")] = 0.5,
     seed: Annotated[int, typer.Option("--seed", help="Seed; the same seed writes the same cohort.")] = 7,

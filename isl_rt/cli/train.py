@@ -441,7 +441,7 @@ def export_command(
 @app.command("split")
 @user_errors
 def split_command(
-    labels: Annotated[Path, typer.Argument(metavar="LABELS", help="Per-slice labels CSV: image (relative to the CSV or absolute), a 0/1 label column, optional mask and patient columns.", show_default=False)],
+    labels: Annotated[Path, typer.Argument(metavar="LABELS_CSV", help="Per-slice labels CSV: image (relative to the CSV or absolute), a 0/1 label column, optional mask and patient columns.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Folder for train.csv, val.csv, test.csv and split.json.")],
     seed: Annotated[int, typer.Option(help="Seed of the patient permutation: same seed, same split.")] = 0,
     fractions: Annotated[str, typer.Option(help="Shares of patients for train,val,test.")] = "0.6,0.2,0.2",
