@@ -184,10 +184,10 @@ class ImageLevelSpec:
     ``size`` (optional) is the median over the same series of each series' cavity size (the side
     of the box around its cranial cavity on its larger slices, a share of the image's side): a
     series far from it (cropped tight to the skull, or a small head on a wide canvas) is framed
-    so its cavity shows at this size (:mod:`isl_rt.presentation`, rule 10); None = not measured.
+    so its cavity shows at this size (:mod:`isl_rt.presentation`, rule 9); None = not measured.
 
     ``smooth`` is the σ (in the image's own pixels) of the Gaussian every image series is smoothed
-    with before the networks (:mod:`isl_rt.presentation`, rule 9): it takes out the block edges of
+    with before the networks (:mod:`isl_rt.presentation`, rule 0): it takes out the block edges of
     a JPEG history, which the DeDN otherwise reads as edges to paint along; 0 = none. The
     thresholds are calibrated on series smoothed so (``isl-rt calibrate --match-level --smooth``)."""
 

@@ -20,6 +20,10 @@ cavity. Another site's export differs in ways this undoes where it can:
 
 Rules (all explicit, nothing learnt; the constants below say why each value):
 
+0. smoothing: with ``smooth`` > 0 every slice is first smoothed by a Gaussian of that σ (in the
+   image's own pixels; the bundle's manifest says which) and kept in [0, 1], before anything is
+   read off it (so the skull's gray of rule 3 is the smoothed skull's): a JPEG history leaves block
+   edges 8 pixels apart and ringing at the skull;
 1. air ``a`` = the median gray of the series' outer frame (a band :data:`FRAME` of the image's
    size along the four edges): exports show air there, also when cropped tight to the skull (an
    ellipse leaves its box's corners empty);
@@ -55,13 +59,8 @@ Rules (all explicit, nothing learnt; the constants below say why each value):
    skull rings is below :data:`CONTRAST_FLOOR` of it, the gray strictly between black and white
    is stretched about the brain gray by ``spread / own spread`` (clipped to [0, 1]); above the
    floor nothing changes;
-9. smoothing: with ``smooth`` > 0 every slice is smoothed by a Gaussian of that σ (in the
-   image's own pixels; the bundle's manifest says which) and kept in [0, 1]: a JPEG history
-   leaves block edges 8 pixels apart and ringing at the skull, which on the real bundle's
-   validation patients cost the slice AUC far more than the smoothing does
-   (benchmarks/RESULTS.md, "Another site's images");
-10. padding to square (``S' = max(H, W)``), centred, with black (air after the map), and the
-    field of view: the series' cavity size ``c`` is the :data:`SIZE_QUANTILE` quantile, over its
+9. padding to square (``S' = max(H, W)``), centred, with black (air after the map), and the
+   field of view: the series' cavity size ``c`` is the :data:`SIZE_QUANTILE` quantile, over its
     slices with a skull ring, of the side of the box around the slice's largest enclosed patch,
     as a share of ``S'``. When the bundle knows the size of its own data (``size``, ``isl-rt
     calibrate --match-level``) and ``c`` lies more than :data:`SIZE_DEADBAND` from it (a series
@@ -110,7 +109,7 @@ STEP = 1.0 / 255.0
 CONTRAST_FLOOR = 0.6
 #: a series' cavity size is this quantile of its slices' (its larger slices, not its one largest)
 SIZE_QUANTILE = 0.9
-#: a series whose cavity size is within this share of the bundle's keeps its field of view (rule 10)
+#: a series whose cavity size is within this share of the bundle's keeps its field of view (rule 9)
 SIZE_DEADBAND = 0.15
 #: a key image is shrunk only when its cavity is this many times the bundle's size: the largest
 #: slice of the 79 training and validation series of head-ct-real-tiny shows a cavity of 0.78 of
@@ -179,7 +178,7 @@ def brain_spread(u: np.ndarray, bone_level: float = BONE_LEVEL) -> float | None:
 
 
 def cavity_size(u: np.ndarray, bone_level: float = BONE_LEVEL) -> float | None:
-    """The cavity size of mapped slices ``u`` [N,H,W] (rule 10: a share of max(H, W)); None
+    """The cavity size of mapped slices ``u`` [N,H,W] (rule 9: a share of max(H, W)); None
     without a skull ring."""
     return skull_rings(u, bone_level).size()
 
@@ -194,7 +193,7 @@ def _spread(values: np.ndarray, rings: int) -> float | None:
 
 
 class SkullRings:
-    """What the skull rings of one mapped series enclose (rules 6, 8 and 10): per slice with a
+    """What the skull rings of one mapped series enclose (rules 6, 8 and 9): per slice with a
     ring, the gray strictly between black and white inside it and the box (y0, y1, x0, x1, end
     exclusive) of its largest enclosed patch; without any ring, the body's gray (rule 6)."""
 
@@ -216,7 +215,7 @@ class SkullRings:
         return _spread(self.values(), self.count)
 
     def size(self) -> float | None:
-        """The cavity size (rule 10), None without a ring."""
+        """The cavity size (rule 9), None without a ring."""
         if not self.count:
             return None
         sides = [max(y1 - y0, x1 - x0) for y0, y1, x0, x1 in self.boxes]
@@ -274,7 +273,7 @@ def place(images: np.ndarray, pad: list[int] | tuple[int, ...]) -> np.ndarray:
 
 def field_of_view(rings: SkullRings, head: np.ndarray, size: float | None) -> tuple[list[int], float, float | None]:
     """(pad [top, bottom, left, right] that frames the series square, the scale it shows the head
-    at, the series' cavity size) of rule 10: centred padding to square unless the cavity's size is
+    at, the series' cavity size) of rule 9: centred padding to square unless the cavity's size is
     far from the bundle's ``size``; ``head`` bool [N,H,W] (rule 2)."""
     h, w = rings.shape
     s = max(h, w)
@@ -317,16 +316,20 @@ def normalise_images(images: np.ndarray, level: float | None, spread: float | No
     (slices in order, any H, W); ``level``: the bundle's brain level (its cavity median gray), or
     None (no gamma); ``spread``: the bundle's gray spread inside the cavity, or None (no contrast
     stretch); ``size``: the bundle's cavity size, or None (the field of view kept); ``smooth``:
-    the σ of rule 9 in pixels, or 0 (none). The rules are
+    the σ of rule 0 in pixels, or 0 (none). The rules are
     the module's; benchmarks/RESULTS.md ("Another site's images") counts the real data set's own
     series it changes."""
     x = np.asarray(images, dtype=np.float32)
     if x.ndim != 4 or x.shape[1] != 1 or x.shape[0] == 0:
         raise ValueError(f"normalise_images wants one gray series [N,1,H,W], got shape {x.shape}.")
     gray = x[:, 0]
+    if smooth > 0:  # rule 0, before anything is read off the image
+        from scipy import ndimage
+
+        gray = np.clip(ndimage.gaussian_filter(gray, (0.0, smooth, smooth)), 0.0, 1.0).astype(np.float32)
     air = float(np.median(_frame(gray)))
     top = float(np.quantile(gray, 0.99))
-    record: dict[str, Any] = {"shape_in": [int(v) for v in x.shape[-2:]], "air": air, "top": top}
+    record: dict[str, Any] = {"shape_in": [int(v) for v in x.shape[-2:]], "air": air, "top": top, "smooth": smooth}
     if top - air < 8 * STEP:  # no contrast to read a presentation from: pad only
         out, pad = pad_square(x)
         record.update(skipped="no contrast between air and the brightest pixels", pad=pad, size_out=int(out.shape[-1]),
@@ -348,7 +351,7 @@ def normalise_images(images: np.ndarray, level: float | None, spread: float | No
         lo, hi = 0.0, 1.0
         record["window_refused"] = "skull and air less than 8 gray steps apart"
     u = gray if (lo, hi) == (0.0, 1.0) else np.clip((gray - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
-    found = skull_rings(u, BONE_LEVEL)  # rules 6, 8 and 10, once per mapped series (the rings are costly)
+    found = skull_rings(u, BONE_LEVEL)  # rules 6, 8 and 9, once per mapped series (the rings are costly)
     values, rings = found.values(), found.count
     brain = float(np.median(values)) if values.size else None
     gamma = 1.0
@@ -367,14 +370,10 @@ def normalise_images(images: np.ndarray, level: float | None, spread: float | No
             inside = (u > 0.0) & (u < 1.0)
             u = np.where(inside, np.clip(np.float32(centre) + (u - np.float32(centre)) * np.float32(contrast), 0.0, 1.0),
                          u).astype(np.float32, copy=False)
-    if smooth > 0:  # rule 9
-        from scipy import ndimage
-
-        u = np.clip(ndimage.gaussian_filter(u.astype(np.float32, copy=False), (0.0, smooth, smooth)), 0.0, 1.0)
-    pad, scale, cavity = field_of_view(found, head, size)  # rule 10 (the rings of rules 6-8: white stays white)
+    pad, scale, cavity = field_of_view(found, head, size)  # rule 9 (the rings of rules 6-8: white stays white)
     record.update(window=[lo, hi], gain=1.0 / (hi - lo), offset=-lo / (hi - lo), brain=brain, skull_ring_slices=rings,
-                  gamma=gamma, level=level, spread=own, contrast=contrast, cavity_size=cavity, scale=scale, smooth=smooth,
-                  # identity: nothing estimated differs from the bundle's own data (rule 9 smooths every series)
+                  gamma=gamma, level=level, spread=own, contrast=contrast, cavity_size=cavity, scale=scale,
+                  # identity: nothing estimated differs from the bundle's own data (rule 0 smooths every series)
                   identity=bool((lo, hi) == (0.0, 1.0) and gamma == 1.0 and contrast == 1.0 and blanked == 0
                                 and scale == 1.0))
     out = place(u[:, None].astype(np.float32, copy=False), pad)

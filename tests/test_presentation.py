@@ -116,14 +116,16 @@ def test_a_key_image_is_shrunk_when_larger_than_any_slice_but_never_enlarged():
     assert large["scale"] == pytest.approx(1 / 1.5, abs=0.02)
 
 
-def test_rule_9_smooths_every_series_by_the_bundles_sigma():
+def test_rule_0_smooths_every_series_first_and_reads_the_skull_smoothed():
     from scipy import ndimage
 
     x = _series()
     y, record = normalise_images(x, LEVEL, smooth=0.8)
-    assert record["smooth"] == 0.8 and record["identity"]  # nothing estimated differs: smoothing is for every series
-    np.testing.assert_allclose(y, np.clip(ndimage.gaussian_filter(x, (0, 0, 0.8, 0.8)), 0, 1), atol=1e-6)
-    assert not np.array_equal(y, x) and 0.0 <= y.min() and y.max() <= 1.0
+    smoothed = np.clip(ndimage.gaussian_filter(x, (0, 0, 0.8, 0.8)), 0, 1)
+    assert record["smooth"] == 0.8 and not np.array_equal(y, x) and 0.0 <= y.min() and y.max() <= 1.0
+    assert record["bone"] < 1.0 and record["bone"] == pytest.approx(normalise_images(smoothed, LEVEL)[1]["bone"])
+    assert record["skull_ring_slices"] == 6  # the smoothed skull is read as the skull: its ring still closes
+    assert normalise_images(x, LEVEL, smooth=0.0)[1]["smooth"] == 0.0
 
 
 def test_place_pads_and_cuts_and_unpad_undoes_it():
