@@ -401,10 +401,10 @@ def phantom_input(folder: Path) -> BenchInput:
 
 def folder_input(root: Path, reads: "InputSpec", bundle_name: str) -> BenchInput:
     """The series under ``root`` of the kinds the bundle reads (``reads``: its input)."""
+    from isl_rt.io.dicom import check_folder
     from isl_rt.io.series import discover_series
 
-    if not Path(root).is_dir():
-        raise BenchError(f"{root} is not a folder: pass the folder that holds the DICOM files or image folders.")
+    check_folder(root)
     items = [item for item in discover_series(Path(root)).series if reads.reads(item.kind)]
     if not items:
         raise BenchError(f"{root} holds no series that bundle '{bundle_name}' reads ({reads.describe()}): "

@@ -1022,7 +1022,8 @@ def scan_directory(
     reason; one row per slice of each scored series in ``<stem>.slices.csv``. Rows are written as
     each series finishes, its slice rows first: on resume a series is in both files or in neither.
 
-    Raises :class:`InputError` before writing anything when ``root`` holds series of the other
+    Raises :class:`InputError` before writing anything when ``root`` holds nothing to scan or list
+    (no file discovery could use or set aside), or series of the other
     kind only (an HU bundle given image folders, or the reverse), or when resuming a CSV that another
     bundle or partition wrote, or that holds the scores of another folder than ``run_root``
     (default ``root``; see :func:`run_key`).
@@ -1069,7 +1070,7 @@ def scan_series(
     scores CSV, so an engine that scores a series twice (a retried task) still writes one row.
     The run key names ``run_root`` as the scanned folder (default ``root``): the DICOM node scans
     one series folder at a time into one CSV, all under its store."""
-    from isl_rt.io.series import KIND_WORDS, discover_series
+    from isl_rt.io.series import KIND_WORDS, discover_series, nothing_to_scan
 
     out_csv = Path(out_csv)
     found = discover_series(Path(root), one_series_per_image=one_series_per_image)
@@ -1081,6 +1082,8 @@ def scan_series(
             f"{root} holds {len(others)} {KIND_WORDS[others[0].kind]} and no {KIND_WORDS[kind]}, but bundle "
             f"'{bundle.manifest.name}' reads {bundle.manifest.input_spec.describe()}: pass a bundle trained on such data (--bundle)."
         )
+    if not found.series and not found.set_aside:  # nothing to score and no row to write: no empty CSVs either
+        raise nothing_to_scan(root)
     summary = ScanSummary(out=out_csv, backend=backend_name)
     json_dir = series_json_dir(out_csv)
     key = run_key(bundle, params.partition, root if run_root is None else run_root)

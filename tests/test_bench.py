@@ -82,7 +82,7 @@ def test_duration_runs_whole_rounds_until_the_time_is_up(small_bundle, phantom_c
     (["--backend", "onnxruntime", "--precision", "int8"], "--backend onnxruntime runs none of --precision int8"),
     (["--slices", "8", "--duration", "2"], "not both"),
     (["--warmup", "-1"], "--warmup must be 0 or more"),
-    (["/no/such/folder"], "is not a folder"),
+    (["/no/such/folder"], "/no/such/folder does not exist: pass the folder"),
 ])
 def test_bad_options_are_refused_with_one_sentence(small_bundle, args, words):
     result = _invoke(["--bundle", str(small_bundle.root), "--threads", "1", *args])

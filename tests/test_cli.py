@@ -55,3 +55,40 @@ def test_every_argument_is_named_in_upper_case_in_the_usage_line(words):
             continue
         assert param.metavar is not None and re.fullmatch(r"[A-Z][A-Z0-9_]*", param.metavar), (words, param.name, param.metavar)
         assert re.search(rf"[{{\[]{param.metavar}[}}\]]", usage), (words, param.metavar)
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["scan"], ["calibrate", "--bundle", "no-bundle"], ["bench"]],
+                         ids=lambda command: command[0])
+def test_a_missing_folder_or_a_file_is_refused_in_the_words_of_every_command(command, tmp_path):
+    """Before any bundle is read: "does not exist" when nothing is there, "is not a folder" for a file."""
+    missing, file = tmp_path / "nope", tmp_path / "file.dcm"
+    file.write_text("x")
+    for path, words in ((missing, "does not exist"), (file, "is not a folder")):
+        result = runner.invoke(app, [command[0], str(path), *command[1:]])
+        assert result.exit_code == 1, result.output
+        assert result.output == f"error: {path} {words}: pass the folder that holds the DICOM files or image folders.\n"
+
+
+@pytest.mark.parametrize("command", [["scan", "--out", "{out}/s.csv", "--report", "{out}/report", "--dicom-out", "{out}/dicom"],
+                                     ["calibrate", "--bundle", "no-bundle", "--out", "{out}/c.csv"]],
+                         ids=lambda command: command[0])
+def test_a_folder_with_nothing_to_scan_is_refused_before_any_output(command, tmp_path):
+    empty, out = tmp_path / "empty", tmp_path / "out"
+    (empty / "sub" / ".hidden").mkdir(parents=True)
+    (empty / ".DS_Store").write_text("x")  # hidden files are not looked at
+    result = runner.invoke(app, [command[0], str(empty), *(arg.format(out=out) for arg in command[1:])])
+    assert result.exit_code == 1, result.output
+    assert result.output == (f"error: {empty} holds no DICOM series or image folder to scan: no file is under it (hidden "
+                             "ones aside) to read as DICOM or as a PNG, JPEG or TIFF image; nothing was written.\n")
+    assert not out.exists()
+
+
+def test_holds_files_stops_at_the_first_file_discovery_would_see(tmp_path):
+    from isl_rt.io.series import holds_files
+
+    (tmp_path / "a" / ".git").mkdir(parents=True)
+    (tmp_path / "a" / ".git" / "HEAD").write_text("x")
+    assert not holds_files(tmp_path)
+    (tmp_path / "a" / "b").mkdir()
+    (tmp_path / "a" / "b" / "notes.txt").write_text("x")  # not DICOM: a skipped row, so something to write
+    assert holds_files(tmp_path)

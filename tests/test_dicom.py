@@ -318,7 +318,7 @@ def test_inspect_table_ends_with_a_verdict(mixed_tree):
 def test_inspect_missing_dir_exits_1_with_a_sentence(tmp_path):
     result = runner.invoke(app, ["inspect", str(tmp_path / "nope")])
     assert result.exit_code == 1
-    assert f"error: {tmp_path / 'nope'} does not exist." in result.output
+    assert f"error: {tmp_path / 'nope'} does not exist: pass the folder that holds" in result.output
 
 
 # ------------------------------------------------------------------------------------ hostile input

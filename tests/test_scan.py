@@ -84,6 +84,16 @@ def test_nothing_scannable_exits_1(small_bundle, tmp_path):
     assert _rows(tmp_path / "s.csv")[0]["status"] == "skipped"
 
 
+def test_scan_directory_refuses_a_folder_with_no_file_before_writing(small_bundle, tmp_path):
+    from isl_rt.errors import InputError
+
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    scorer = Scorer(params_from_bundle(small_bundle), None, None)  # never called
+    with pytest.raises(InputError, match="holds no DICOM series or image folder to scan: no file is under it"):
+        scan_directory(tmp_path / "empty", tmp_path / "out" / "s.csv", small_bundle, scorer, backend_name="none")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_run_killed_half_way_resumes_to_the_same_csv(small_bundle, messy_folder, tmp_path):
     params = params_from_bundle(small_bundle)
 

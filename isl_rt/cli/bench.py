@@ -83,8 +83,10 @@ def bench(
         parse_list("--stride", stride, _whole(0), "whole numbers from 0"),
         parse_list("--threads", threads, _whole(0), "whole numbers from 0"),
     )
-    if directory is not None and not directory.is_dir():
-        raise IslError(f"{directory} is not a folder: pass the folder that holds the DICOM files or image folders.")
+    if directory is not None:
+        from isl_rt.io.dicom import check_folder
+
+        check_folder(directory)
     loaded = load_bundle(bundle if bundle is not None else default_bundle_path())
     console = Console(stderr=True)
     progress = Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

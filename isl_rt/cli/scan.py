@@ -237,12 +237,15 @@ def scan(
     from isl_rt.bundle import default_bundle_path, load_bundle
     from isl_rt.evaluate import read_score_rows
     from isl_rt.interrupt import exit_status, sigterm_interrupts
+    from isl_rt.io.dicom import check_folder
+    from isl_rt.io.series import holds_files, nothing_to_scan
     from isl_rt.outputs import count_score_rows
     from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory, with_stride
 
     start = time.perf_counter()
-    if not directory.is_dir():
-        raise IslError(f"{directory} is not a folder: pass the folder that holds the DICOM files or image folders.")
+    check_folder(directory)  # before the bundle loads: one sentence, as inspect says it
+    if not holds_files(directory):  # before any output (CSVs, report, DICOM results) is made
+        raise nothing_to_scan(directory)
     loaded = load_bundle(bundle if bundle is not None else default_bundle_path())
     params = with_stride(params_from_bundle(loaded), stride)
     results = None
@@ -381,10 +384,15 @@ def calibrate(
     from isl_rt.bundle import calibrate_bundle, load_bundle, set_scan_fusion
     from isl_rt.evaluate import read_labels, read_score_rows
     from isl_rt.evaluate_slices import is_slice_labels, join_slices, read_slice_labels, read_slice_rows
+    from isl_rt.io.dicom import check_folder
+    from isl_rt.io.series import holds_files, nothing_to_scan
     from isl_rt.outputs import slices_csv_path
     from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory
 
     start = time.perf_counter()
+    check_folder(directory)  # before the bundle's manifest is touched
+    if not holds_files(directory):
+        raise nothing_to_scan(directory)
     per_slice = None if labels is None or not is_slice_labels(labels) else read_slice_labels(labels, label_column)
     healthy = None if labels is None or per_slice is not None else {
         uid for uid, row in read_labels(labels).items() if row["label"] == "0"}

@@ -794,12 +794,15 @@ def _build_series(uid: str, slices: list[_Slice], left_out: list[_FileNote]) -> 
     )
 
 
-def _check_root(root: Path) -> Path:
+def check_folder(root: Path) -> Path:
+    """``root`` as a Path, or :class:`InputError` in the one wording of every command that reads
+    a folder of series (inspect, scan, calibrate, bench): "does not exist" when nothing is there,
+    "is not a folder" when a file is."""
     root = Path(root)
     if not root.exists():
-        raise InputError(f"{root} does not exist.")
+        raise InputError(f"{root} does not exist: pass the folder that holds the DICOM files or image folders.")
     if not root.is_dir():
-        raise InputError(f"{root} is not a folder; give the folder that holds the DICOM files.")
+        raise InputError(f"{root} is not a folder: pass the folder that holds the DICOM files or image folders.")
     return root
 
 
@@ -809,7 +812,7 @@ def discover(root: Path, *, max_tilt_deg: float = MAX_TILT_DEG) -> Discovery:
     Raises :class:`InputError` when ``root`` is missing or not a folder; every problem with
     the files themselves becomes a :class:`Skipped` entry instead.
     """
-    root = _check_root(root)
+    root = check_folder(root)
     notes: list[_FileNote] = []
     files = _walk(root, notes)
     by_series: dict[str, list[_Slice]] = defaultdict(list)

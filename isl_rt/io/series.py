@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from isl_rt.errors import InputError
 from isl_rt.io import dicom, images
 
 Kind = Literal["hu", "image"]
@@ -116,6 +117,31 @@ class LoadedSeries:
         if self.kind == "hu":
             return np.clip(self.pixels.astype(np.float32) / 80.0, 0.0, 1.0)
         return self.pixels.mean(axis=1, dtype=np.float32)
+
+
+def holds_files(root: Path) -> bool:
+    """Whether discovery would find anything under the folder ``root``: a file or a link that is
+    not hidden, or a folder it cannot list; stops at the first. A scan of a folder without one has
+    nothing to score and no row to write (:func:`nothing_to_scan`)."""
+    unlistable = False
+
+    def note(_err: OSError) -> None:
+        nonlocal unlistable
+        unlistable = True
+
+    for folder, dirs, files in os.walk(root, onerror=note):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if unlistable or any(not f.startswith(".") for f in files):
+            return True
+        if any(os.path.islink(os.path.join(folder, d)) for d in dirs):  # discovery follows it: let it look
+            return True
+    return unlistable
+
+
+def nothing_to_scan(root: Path) -> InputError:
+    """The one sentence refusing a scan of a folder that holds no file (see :func:`holds_files`)."""
+    return InputError(f"{root} holds no DICOM series or image folder to scan: no file is under it (hidden ones aside) "
+                      "to read as DICOM or as a PNG, JPEG or TIFF image; nothing was written.")
 
 
 def discover_series(root: Path, *, one_series_per_image: bool = False) -> Found:
