@@ -92,3 +92,12 @@ def test_holds_files_stops_at_the_first_file_discovery_would_see(tmp_path):
     (tmp_path / "a" / "b").mkdir()
     (tmp_path / "a" / "b" / "notes.txt").write_text("x")  # not DICOM: a skipped row, so something to write
     assert holds_files(tmp_path)
+
+
+def test_listen_help_says_the_default_bind_is_every_interface_and_how_to_keep_to_loopback():
+    command = typer.main.get_command(app).commands["listen"]
+    [bind] = [p for p in command.params if p.name == "bind"]
+    assert bind.default == "0.0.0.0"  # unchanged: a scanner on the network must reach the node
+    text = " ".join(runner.invoke(app, ["listen", "--help"]).output.replace("│", " ").split())
+    assert "0.0.0.0 is every network interface: anyone who can reach the port can send studies" in text
+    assert "--bind 127.0.0.1 listens on loopback only" in text

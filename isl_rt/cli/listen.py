@@ -17,7 +17,7 @@ def listen(
     out: Annotated[Path, typer.Option("--out", help="Scores CSV, one row per series; per-series JSON go to <stem>.series/ beside it.")] = Path("scores.csv"),
     port: Annotated[int, typer.Option("--port", help="TCP port to listen on (0 = any free port, logged at start).")] = 11112,
     ae_title: Annotated[str, typer.Option("--ae-title", help="This node's AE title (1-16 characters).")] = "ISLRT",
-    bind: Annotated[str, typer.Option("--bind", help="Address to listen on.")] = "0.0.0.0",
+    bind: Annotated[str, typer.Option("--bind", help="Address to listen on. The default 0.0.0.0 is every network interface: anyone who can reach the port can send studies (any calling AE title is accepted). --bind 127.0.0.1 listens on loopback only, for senders on this machine.")] = "0.0.0.0",
     forward: Annotated[str | None, typer.Option("--forward", help="HOST:PORT:AET to send the DICOM results to by C-STORE (retried, kept across restarts).")] = None,
     series_timeout: Annotated[float, typer.Option("--series-timeout", help="A series is complete after this many seconds without a new instance of it.")] = 10.0,
     bundle: Annotated[Path | None, typer.Option("--bundle", help="Model bundle folder; default the shipped head-ct-tiny.")] = None,
