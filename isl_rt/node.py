@@ -24,7 +24,8 @@ Decisions, in one place:
   services (query/retrieve, worklists, ...) are refused at association negotiation.
 - The C-STORE handler only writes and notes the arrival; the worker thread does the scoring, so
   an association never waits on inference.
-- A series is complete when no instance of it arrived for ``series_timeout`` seconds. Instances
+- A series is complete when no instance of it arrived for ``series_timeout`` seconds and none is
+  being stored (a durable write slower than the timeout does not split a series). Instances
   arriving after their series was scored are stored but the series is not scored again: each
   series has one row (``scan_directory`` resumes on the one scores CSV).
 - Restart: series folders without ``.scored`` are scheduled again (complete after the timeout);
@@ -151,29 +152,55 @@ def store_durably(path: Path, data: bytes) -> None:
 
 
 class SeriesTracker:
-    """When each series folder last received an instance; which ones have been idle long enough."""
+    """When each series folder last received an instance; which ones have been idle long enough.
+
+    A series with an instance still being stored (between :meth:`storing` and :meth:`arrived` or
+    :meth:`abandoned`) is never idle: on a loaded machine writing one instance durably can take
+    longer than the timeout, and the series must not be scored without it."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._last: dict[Path, float] = {}
+        self._storing: dict[Path, int] = {}
         self._lock = threading.Lock()
 
-    def arrived(self, folder: Path) -> None:
+    def storing(self, folder: Path) -> None:
+        """An instance of the series in ``folder`` is being written."""
         with self._lock:
+            self._storing[folder] = self._storing.get(folder, 0) + 1
+
+    def _stored(self, folder: Path) -> None:
+        left = self._storing.get(folder, 0) - 1
+        if left > 0:
+            self._storing[folder] = left
+        else:
+            self._storing.pop(folder, None)
+
+    def arrived(self, folder: Path) -> None:
+        """An instance of the series in ``folder`` is stored (after :meth:`storing`, if it was called)."""
+        with self._lock:
+            self._stored(folder)
             self._last[folder] = time.monotonic()
 
+    def abandoned(self, folder: Path) -> None:
+        """The instance :meth:`storing` announced was not stored."""
+        with self._lock:
+            self._stored(folder)
+
     def due(self, *, everything: bool = False) -> list[Path]:
-        """Series idle for ``timeout`` seconds (all of them with ``everything``), forgotten here."""
+        """Series idle for ``timeout`` seconds with no instance being stored (all of them with
+        ``everything``), forgotten here."""
         now = time.monotonic()
         with self._lock:
-            ready = [f for f, t in self._last.items() if everything or now - t >= self.timeout]
+            ready = [f for f, t in self._last.items()
+                     if everything or (now - t >= self.timeout and f not in self._storing)]
             for folder in ready:
                 del self._last[folder]
         return sorted(ready, key=str)
 
     def pending(self) -> int:
         with self._lock:
-            return len(self._last)
+            return len(self._last.keys() | self._storing.keys())
 
 
 class _OutboxResults:
@@ -402,11 +429,16 @@ class Node:
             log.warning("C-STORE from %s: no Study/Series/SOP Instance UID; refused", _peer(event.assoc))
             return self._count(event, DATASET_DOES_NOT_MATCH)
         folder = self.config.incoming / safe_name(study) / safe_name(series)
+        self.tracker.storing(folder)  # a slow durable write must not make the series look complete
         try:
             store_durably(folder / f"{safe_name(sop)}.dcm", event.encoded_dataset())
         except OSError as err:
+            self.tracker.abandoned(folder)
             log.error("C-STORE from %s: cannot store %s (%s); refused", _peer(event.assoc), log_text(sop), log_text(err))
             return self._count(event, OUT_OF_RESOURCES)
+        except BaseException:
+            self.tracker.abandoned(folder)
+            raise
         self.tracker.arrived(folder)
         return self._count(event, SUCCESS, series)
 

@@ -145,15 +145,40 @@ def listeners():
 
 
 # ---- the scanner -------------------------------------------------------------------------------
-def send(port: int, datasets, *, calling: str = "SCANNER") -> list[int]:
+#: the scanner's ACSE, DIMSE and network timeouts: on a loaded machine the node (writing each
+#: instance durably, scoring another series) may answer a C-STORE after pynetdicom's default 30 s
+ASSOCIATION_TIMEOUT_S = 300.0
+
+
+def scanner_ae(calling: str = "SCANNER") -> AE:
     ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ASSOCIATION_TIMEOUT_S
+    return ae
+
+
+def _state(assoc) -> str:
+    return "aborted" if assoc.is_aborted else "rejected" if assoc.is_rejected else "released" if assoc.is_released else "open"
+
+
+def response_status(assoc, response, what: str) -> int:
+    """The status of a DIMSE response; a clear failure when there is none (pynetdicom answers a
+    timeout or an abort with an empty data set)."""
+    assert "Status" in response, (f"{what}: no response with a status within {ASSOCIATION_TIMEOUT_S:g} s "
+                                  f"(association {_state(assoc)})")
+    return int(response.Status)
+
+
+def send(port: int, datasets, *, calling: str = "SCANNER") -> list[int]:
+    ae = scanner_ae(calling)
     ae.requested_contexts = StoragePresentationContexts
     assoc = ae.associate("127.0.0.1", port, ae_title="ISLRT")
-    assert assoc.is_established
+    assert assoc.is_established, f"no association with the node on port {port} ({_state(assoc)})"
     try:
-        return [int(assoc.send_c_store(ds).Status) for ds in datasets]
+        return [response_status(assoc, assoc.send_c_store(ds), f"C-STORE of instance {i + 1} of {len(datasets)}")
+                for i, ds in enumerate(datasets)]
     finally:
-        assoc.release()
+        if assoc.is_established:
+            assoc.release()
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -255,6 +280,57 @@ def test_the_forwarder_keeps_what_the_destination_cannot_take(tmp_path):
         server.shutdown()
 
 
+def test_the_forwarder_keeps_a_result_the_destination_never_answered(tmp_path, monkeypatch):
+    """A DIMSE timeout or an abort: pynetdicom returns a data set without Status. The result stays
+    in the outbox for the next try; nothing raises."""
+    from isl_rt import node as node_module
+    from isl_rt.node import Forwarder
+
+    class Association:
+        is_established, is_rejected, is_aborted = True, False, False
+
+        def send_c_store(self, path):
+            self.is_established, self.is_aborted = False, True  # as after a DIMSE timeout
+            return pydicom.Dataset()
+
+        def release(self):
+            raise AssertionError("an aborted association is not released")
+
+    class SilentAE:
+        def __init__(self, ae_title):
+            pass
+
+        def add_requested_context(self, *args):
+            pass
+
+        def associate(self, host, port, ae_title):
+            return Association()
+
+    monkeypatch.setattr(node_module, "AE", SilentAE)
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    sr = _result_file(outbox / "a-sr.dcm", COMPREHENSIVE_3D_SR)
+    forwarder = Forwarder(outbox, Destination("127.0.0.1", 104, "PACS"), "ISLRT")
+    assert forwarder.send_once() is False and forwarder.pending() == [sr]
+
+
+def test_a_series_with_an_instance_being_stored_is_never_complete():
+    """On a loaded machine one durable write can outlast --series-timeout: the series waits for it."""
+    from isl_rt.node import SeriesTracker
+
+    tracker = SeriesTracker(0.05)
+    a, b = Path("study/a"), Path("study/b")
+    tracker.arrived(a)
+    tracker.storing(a)  # the next instance of a, still being written
+    tracker.storing(b)  # the first instance of b
+    time.sleep(0.1)
+    assert tracker.due() == [] and tracker.pending() == 2
+    tracker.arrived(a)
+    tracker.abandoned(b)  # its write failed: nothing of b to score
+    time.sleep(0.1)
+    assert tracker.due() == [a] and tracker.pending() == 0
+
+
 def test_listen_says_when_its_port_is_taken(small_bundle, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -275,14 +351,14 @@ def test_listen_scores_a_study_and_sends_its_results_back(small_bundle, phantom_
     mr_path, broken = _junk(files[0], tmp_path)
 
     # Services other than storage are refused at negotiation (abstract syntax not supported).
-    ae = AE(ae_title="SCANNER")
+    ae = scanner_ae()
     ae.add_requested_context(CTImageStorage)
     ae.add_requested_context(Verification)
     ae.add_requested_context(PatientRootQueryRetrieveInformationModelFind)
     assoc = ae.associate("127.0.0.1", node.port, ae_title="ISLRT")
     assert assoc.is_established
     assert [c.result for c in assoc.rejected_contexts] == [3]  # 3: abstract syntax not supported
-    assert int(assoc.send_c_echo().Status) == 0
+    assert response_status(assoc, assoc.send_c_echo(), "C-ECHO") == 0
     assoc.release()
 
     assert send(node.port, study) == [0] * len(study)
@@ -400,6 +476,7 @@ def test_listen_with_the_real_bundle_scores_dicom_through_its_brain_window(phant
     got = pacs.wait_for(2, timeout=180)
     (row,) = _wait_rows(out, lambda r: len(r) == 1, timeout=30)
     assert row["status"] == "ok", row
+    assert int(row["n_slices"]) == len(study), row  # scored whole: no gap split the series
     detail = json.loads((series_json_dir(out) / f"{safe_name(row['SeriesInstanceUID'])}.json").read_text())
     assert detail["hu_window"] == {"level": 40.0, "width": 120.0} and detail["bundle"] == "head-ct-real-tiny"
     report = hd.sr.Comprehensive3DSR.from_dataset(next(ds for ds in got if ds.SOPClassUID == COMPREHENSIVE_3D_SR))
