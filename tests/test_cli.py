@@ -101,3 +101,17 @@ def test_listen_help_says_the_default_bind_is_every_interface_and_how_to_keep_to
     text = " ".join(runner.invoke(app, ["listen", "--help"]).output.replace("│", " ").split())
     assert "0.0.0.0 is every network interface: anyone who can reach the port can send studies" in text
     assert "--bind 127.0.0.1 listens on loopback only" in text
+
+
+@pytest.mark.parametrize("words", COMMANDS, ids=lambda words: " ".join(words) or "isl-rt")
+def test_help_at_80_columns_shows_every_option_name_whole(words, monkeypatch):
+    """Rich cuts a column that does not fit with an ellipsis: an option name must never be cut."""
+    monkeypatch.setenv("COLUMNS", "80")
+    command = typer.main.get_command(app)
+    for word in words:
+        command = command.commands[word]
+    text = runner.invoke(app, [*words, "--help"]).output
+    assert max(len(line) for line in text.splitlines()) <= 80
+    names = [name for p in command.params if not getattr(p, "hidden", False) for name in (*p.opts, *p.secondary_opts)]
+    cut = [name for name in names if name.startswith("-") and not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)]
+    assert not cut, f"cut in `isl-rt {' '.join(words)} --help`: {cut}"

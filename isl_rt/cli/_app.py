@@ -17,6 +17,20 @@ from isl_rt.errors import IslError
 #: context inherits it from its group's
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
+def _one_space_between_help_columns() -> None:
+    """One space between the columns of a command's options table instead of Typer's two. The
+    column of short names that ``-h`` adds made the table too wide for 80 columns, and Rich then
+    cut long option names (``--one-series-per-ima…`` in ``scan --help``)."""
+    try:
+        from typer import rich_utils
+    except ImportError:  # Typer without Rich: Click's plain help, no table
+        return
+    if hasattr(rich_utils, "STYLE_OPTIONS_TABLE_PADDING"):
+        rich_utils.STYLE_OPTIONS_TABLE_PADDING = (0, 1, 0, 0)  # top, right, bottom, left
+
+
+_one_space_between_help_columns()
+
 app = typer.Typer(
     name="isl-rt",
     context_settings=CONTEXT_SETTINGS,
