@@ -28,7 +28,7 @@ DEMO_SEED = 20241122
 
 @dataclass(frozen=True)
 class DemoResult:
-    #: the scores-CSV rows of the cohort's series
+    #: the scores-CSV rows of the cohort's series (the cohort's labels.csv and masks are not series)
     rows: list[dict[str, str]]
     #: the cohort's labels by SeriesInstanceUID (label, disorder_type, size_class, ...)
     labels: dict[str, dict[str, str]]
@@ -50,9 +50,8 @@ def run_demo(
     backend_name: str,
     on_series: Callable[[Any], None] | None = None,
 ) -> DemoResult:
-    """Write the cohort under ``out/cohort`` (its labels in ``out/cohort.labels.csv``), scan it
-    into ``out/scores.csv`` (heat maps in ``out/heatmaps``), join the labels and write the report
-    into ``out/report``.
+    """Write the cohort under ``out/cohort``, scan it into ``out/scores.csv`` (heat maps in
+    ``out/heatmaps``), join the labels and write the report into ``out/report``.
 
     ``scorer_factory`` returns a ready :class:`isl_rt.pipeline.Scorer` (its backends active).
     """
@@ -62,11 +61,11 @@ def run_demo(
 
     out = Path(out)
     cohort = out / "cohort"
-    written = write_cohort(cohort, scans, 0.5, seed)
+    write_cohort(cohort, scans, 0.5, seed)
     scores_csv = out / "scores.csv"
     summary = scan_directory(cohort, scores_csv, bundle, scorer_factory(), backend_name=backend_name,
                              resume=False, heatmaps=out / "heatmaps", on_series=on_series)
-    labels_csv = written.labels_csv
+    labels_csv = cohort / "labels.csv"
     labels = read_labels(labels_csv)
     report = write_report(scores_csv, out / "report", labels=labels)
     scored = [r for r in read_score_rows(scores_csv) if r["SeriesInstanceUID"] in labels]

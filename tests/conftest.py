@@ -492,8 +492,7 @@ def image_bundle(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def phantom_cohort(tmp_path_factory):
-    """Three phantom series (one with a disorder) written as DICOM into .../cohort, with
-    .../cohort.labels.csv beside it."""
+    """Three phantom series (one with a disorder) written as DICOM, with labels.csv."""
     from isl_rt.io.phantom import write_cohort
 
     out = tmp_path_factory.mktemp("cohort") / "cohort"

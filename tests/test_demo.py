@@ -13,7 +13,7 @@ def test_demo_prints_the_table_and_the_auc(small_bundle, tmp_path):
     assert result.exit_code == 0, result.output
     assert "cohort AUC" in result.output and "PASSED" in result.output
     assert "series_0001" in result.output and "healthy" in result.output
-    assert (tmp_path / "demo" / "scores.csv").is_file() and (tmp_path / "demo" / "cohort.labels.csv").is_file()
+    assert (tmp_path / "demo" / "scores.csv").is_file() and (tmp_path / "demo" / "cohort" / "labels.csv").is_file()
     index = tmp_path / "demo" / "report" / "index.html"
     assert f"open {index.resolve()}" in result.output and "report: 2 series pages," in result.output
     assert len(list((tmp_path / "demo" / "report" / "series").glob("*.html"))) == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,8 +21,6 @@ from isl_rt.io.phantom import (
     SIZE_CLASSES,
     URGENCIES,
     PhantomStudy,
-    cohort_labels,
-    cohort_masks,
     generate_study,
     plan_cohort,
     write_cohort,
@@ -314,14 +311,7 @@ def test_write_cohort_labels_masks_and_series(tmp_path: Path) -> None:
     out = tmp_path / "cohort"
     summary = write_cohort(out, 3, 0.34, 4)
     assert (summary.series, summary.abnormal) == (3, 1)
-    labels, masks = tmp_path / "cohort.labels.csv", tmp_path / "cohort.masks"
-    assert (summary.labels_csv, summary.masks_dir) == (labels, masks) == (cohort_labels(out), cohort_masks(out))
-    # the cohort folder holds the series and nothing else a scan would skip: labels and masks are beside it
-    assert sorted(p.name for p in out.iterdir()) == [".isl-rt-phantom.json", "series_0001", "series_0002", "series_0003"]
-    from isl_rt.io.series import inspect_tree
-
-    assert [e["status"] for e in inspect_tree(out)] == ["ok"] * 3
-    with open(labels, newline="") as fh:
+    with open(out / "labels.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
         assert tuple(rows[0].keys()) == LABEL_COLUMNS
     assert len(rows) == 3 and sum(int(r["label"]) for r in rows) == 1
@@ -329,15 +319,21 @@ def test_write_cohort_labels_masks_and_series(tmp_path: Path) -> None:
     healthy_rows = [r for r in rows if r["label"] == "0"]
     assert all(r["disorder_type"] == "healthy" and r["lesion_voxels"] == "0" for r in healthy_rows)
     assert sick["disorder_type"] in DISORDERS and sick["urgency"] in URGENCIES
-    with np.load(masks / f"{sick['SeriesInstanceUID']}.npz") as npz:
+    with np.load(out / "masks" / f"{sick['SeriesInstanceUID']}.npz") as npz:
         mask = npz["mask"]
     assert mask.dtype == np.uint8 and mask.shape == (int(sick["n_slices"]), 512, 512)
     assert int(mask.sum()) == int(sick["lesion_voxels"]) > 0
-    assert sorted(p.name for p in masks.iterdir()) == [f"{sick['SeriesInstanceUID']}.npz"]
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{sick['SeriesInstanceUID']}.npz"]
+    # inspect and scan find the three series and nothing to skip: the labels and masks are the cohort's own
+    from isl_rt.io.series import discover_series, inspect_tree
+
+    assert [e["status"] for e in inspect_tree(out)] == ["ok"] * 3
+    found = discover_series(tmp_path)  # from the folder above too
+    assert len(found.series) == 3 and found.set_aside == []
     # The series on disk, sorted by position, is the study the row's seed regenerates, and the
     # mask is in the same slice order.
     study = generate_study(int(sick["seed"]), sick["disorder_type"], sick["size_class"])
-    hu, sets, _ = _read_series(labels.parent / sick["path"])  # the path is relative to the labels CSV
+    hu, sets, _ = _read_series(out / sick["path"])
     assert np.array_equal(hu, study.hu.astype(np.float64))
     assert np.array_equal(mask, study.lesion_mask)
     assert (
@@ -348,38 +344,8 @@ def test_write_cohort_labels_masks_and_series(tmp_path: Path) -> None:
     again = write_cohort(out, 1, 0.0, 9)
     assert (again.series, again.abnormal) == (1, 0)
     assert (out / "notes.txt").read_text() == "mine"
-    assert not (out / "series_0002").exists() and not masks.exists()
-    assert len(labels.read_text().splitlines()) == 2
-    assert not list(out.glob(".tmp-*")) and not list(tmp_path.glob(".tmp-*"))
-
-
-def test_write_cohort_replaces_a_cohort_with_its_labels_inside(tmp_path: Path) -> None:
-    """A cohort written before the labels and masks moved beside the folder: its labels are found,
-    and a new run replaces it, leaving nothing in the folder that a scan would skip."""
-    out = tmp_path / "cohort"
-    write_cohort(out, 1, 1.0, 2)
-    (tmp_path / "cohort.labels.csv").rename(out / "labels.csv")
-    (tmp_path / "cohort.masks").rename(out / "masks")
-    marker = json.loads((out / ".isl-rt-phantom.json").read_text())
-    marker["entries"] += ["masks", "labels.csv"]
-    (out / ".isl-rt-phantom.json").write_text(json.dumps(marker))
-    assert (cohort_labels(out), cohort_masks(out)) == (out / "labels.csv", out / "masks")
-    write_cohort(out, 1, 0.0, 3)
-    assert sorted(p.name for p in out.iterdir()) == [".isl-rt-phantom.json", "series_0001"]
-    assert cohort_labels(out) == tmp_path / "cohort.labels.csv" and cohort_labels(out).is_file()
-
-
-def test_write_cohort_never_overwrites_labels_or_masks_beside_it_that_it_did_not_write(tmp_path: Path) -> None:
-    mine = tmp_path / "cohort.labels.csv"
-    mine.write_text("SeriesInstanceUID,label\n1.2.3,0\n")
-    with pytest.raises(InputError, match="cohort.labels.csv exists and was not written by `isl-rt phantom`"):
-        write_cohort(tmp_path / "cohort", 1, 0.0, 1)
-    mine.unlink()
-    (tmp_path / "cohort.masks").mkdir()
-    (tmp_path / "cohort.masks" / "notes.txt").write_text("mine")
-    with pytest.raises(InputError, match="cohort.masks exists and was not written by `isl-rt phantom`"):
-        write_cohort(tmp_path / "cohort", 1, 0.0, 1)
-    assert (tmp_path / "cohort.masks" / "notes.txt").read_text() == "mine" and not (tmp_path / "cohort").exists()
+    assert not (out / "series_0002").exists() and not (out / "masks").exists()
+    assert not list(out.glob(".tmp-*"))
 
 
 def test_write_cohort_rejects_bad_arguments(tmp_path: Path) -> None:
@@ -403,8 +369,24 @@ def test_cli_phantom_writes_a_cohort(tmp_path: Path) -> None:
     result = runner.invoke(app, ["phantom", str(out), "--scans", "1", "--abnormal-fraction", "1", "--seed", "3"])
     assert result.exit_code == 0, result.output
     assert "1 series" in result.output and "1 abnormal" in result.output
-    assert f"labels in {tmp_path / 'ph.labels.csv'}, lesion masks in {tmp_path / 'ph.masks'}" in result.output
-    assert (tmp_path / "ph.labels.csv").is_file() and not (out / "labels.csv").exists()
+    assert f"labels in {out / 'labels.csv'}, lesion masks in {out / 'masks'}" in result.output
+    assert (out / "labels.csv").is_file()
+
+
+def test_only_a_phantom_cohort_s_own_labels_and_masks_are_left_out_of_discovery(tmp_path: Path) -> None:
+    from isl_rt.io.series import discover_series
+
+    for name, marker in (("cohort", True), ("mine", False)):
+        folder = tmp_path / name
+        (folder / "masks").mkdir(parents=True)
+        (folder / "masks" / "a.npz").write_bytes(b"x")
+        (folder / "labels.csv").write_text("SeriesInstanceUID,label\n")
+        (folder / "sub").mkdir()
+        (folder / "sub" / "labels.csv").write_text("SeriesInstanceUID,label\n")  # not beside the marker: listed
+        if marker:
+            (folder / ".isl-rt-phantom.json").write_text("{}")
+    skipped = sorted(str(s.path.relative_to(tmp_path)) for s in discover_series(tmp_path).set_aside)
+    assert skipped == ["cohort/sub/labels.csv", "mine/labels.csv", "mine/masks/a.npz", "mine/sub/labels.csv"]
 
 
 def test_cli_phantom_reports_bad_arguments_in_one_sentence(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ def _rows(path):
 def messy_folder(phantom_cohort, tmp_path):
     """The three phantom series, a text file, a truncated DICOM, and a non-CT (MR) series."""
     root = tmp_path / "dicom"
-    shutil.copytree(phantom_cohort, root, ignore=shutil.ignore_patterns(".isl-rt-phantom.json"))
+    shutil.copytree(phantom_cohort, root, ignore=shutil.ignore_patterns("labels.csv", "masks", ".isl-rt-phantom.json"))
     (root / "notes.txt").write_text("not DICOM")
     first = sorted((root / "series_0001").iterdir())[0]
     (root / "broken.dcm").write_bytes(first.read_bytes()[:4000])
@@ -242,9 +242,9 @@ def test_calibrate_writes_the_threshold_from_healthy_scans(small_bundle, phantom
     shutil.copytree(small_bundle.root, bundle_dir)
     out = tmp_path / "calibration.csv"
     result = CliRunner().invoke(app, ["calibrate", str(phantom_cohort), "--bundle", str(bundle_dir), "--labels",
-                                      str(phantom_cohort.with_name("cohort.labels.csv")), "--out", str(out), "--threads", "1"])
+                                      str(phantom_cohort / "labels.csv"), "--out", str(out), "--threads", "1"])
     assert result.exit_code == 0, result.output
-    with phantom_cohort.with_name("cohort.labels.csv").open() as handle:
+    with (phantom_cohort / "labels.csv").open() as handle:
         healthy = {r["SeriesInstanceUID"] for r in csv.DictReader(handle) if r["label"] == "0"}
     scores = sorted(float(r["scan_score"]) for r in _rows(out) if r["SeriesInstanceUID"] in healthy)
     from isl_rt.bundle import load_bundle
@@ -273,7 +273,7 @@ def test_calibrate_says_why_there_is_nothing_to_calibrate_on(small_bundle, phant
     (junk / "notes.txt").write_text("not an image")
     (junk / "scan.dcm").write_bytes(b"DICM" * 10)
     all_disorder = tmp_path / "labels.csv"
-    with phantom_cohort.with_name("cohort.labels.csv").open() as handle:
+    with (phantom_cohort / "labels.csv").open() as handle:
         uids = [r["SeriesInstanceUID"] for r in csv.DictReader(handle)]
     all_disorder.write_text("SeriesInstanceUID,label\n" + "".join(f"{uid},1\n" for uid in uids))
     cases = ((empty, [], f"{empty} holds no DICOM series or image folder to scan"),

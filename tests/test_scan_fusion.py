@@ -113,7 +113,7 @@ def test_calibrate_fits_the_fusion_and_scan_reports_it(small_bundle, phantom_coh
     root = tmp_path / "bundle"
     shutil.copytree(small_bundle.root, root)
     window = small_bundle.manifest.windows[0].name
-    labels = phantom_cohort.with_name("cohort.labels.csv")
+    labels = phantom_cohort / "labels.csv"
     calibration = tmp_path / "calibration.csv"
     args = ["calibrate", str(phantom_cohort), "--bundle", str(root), "--labels", str(labels), "--out", str(calibration),
             "--threads", "1"]

@@ -612,11 +612,11 @@ def test_dicom_tree_with_labels_trains_on_healthy_series_only(tmp_path):
     from isl_rt.training.data import prepare
 
     phantom.write_cohort(tmp_path / "cohort", scans=3, abnormal_fraction=0.34, seed=2)
-    with open(tmp_path / "cohort.labels.csv", newline="") as handle:
+    with open(tmp_path / "cohort" / "labels.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     healthy = {r["SeriesInstanceUID"] for r in rows if r["label"] == "0"}
     assert 0 < len(healthy) < 3
-    labels = tmp_path / "cohort.labels.csv"
+    labels = tmp_path / "cohort" / "labels.csv"
     slices = prepare(tmp_path / "cohort", PrepParams(size=S), labels=labels, cache_dir=tmp_path / "cache")
     assert set(slices.series) == healthy and slices.excluded["abnormal"] == 3 - len(healthy)
     assert isinstance(slices.x, np.memmap) and slices.x.shape[1:] == (3, S, S)  # written straight to the cache

@@ -69,12 +69,12 @@ def inspect_command(
 @app.command()
 @user_errors
 def phantom(
-    out: Annotated[Path, typer.Argument(metavar="OUT_DIR", show_default=False, help="Folder for the cohort's DICOM series: new, empty, or a previous phantom cohort (replaced). Its labels and lesion masks go beside it, as OUT_DIR.labels.csv and OUT_DIR.masks/.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT_DIR", show_default=False, help="Folder for the cohort: new, empty, or a previous phantom cohort (replaced).")],
     scans: Annotated[int, typer.Option("--scans", help="Number of series to write.")] = 40,
     abnormal_fraction: Annotated[float, typer.Option("--abnormal-fraction", help="Fraction of series with a disorder (0-1).")] = 0.5,
     seed: Annotated[int, typer.Option("--seed", help="Seed; the same seed writes the same cohort.")] = 7,
 ) -> None:
-    """Write a synthetic head-CT cohort: DICOM series in OUT_DIR, and beside it their labels (OUT_DIR.labels.csv) and lesion masks (OUT_DIR.masks/)."""
+    """Write a synthetic head-CT cohort into OUT_DIR: DICOM series, labels.csv and lesion masks (masks/); inspect and scan of OUT_DIR find the series only."""
     import time
 
     from isl_rt.io.phantom import write_cohort

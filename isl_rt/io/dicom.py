@@ -607,9 +607,16 @@ def _classify_file(path: Path, max_tilt_deg: float) -> _Slice | _FileNote:
 # --------------------------------------------------------------------------------------------
 # Discovery
 
+#: the hidden file that marks a phantom cohort's folder (:mod:`isl_rt.io.phantom`), and the cohort's
+#: own entries beside its series there: its labels and lesion masks, which discovery leaves out
+#: (they are no series; listed, every scan of a phantom cohort reported them as skipped)
+PHANTOM_MARKER = ".isl-rt-phantom.json"
+PHANTOM_OWN = frozenset({"labels.csv", "masks"})
+
 
 def _walk(root: Path, notes: list[_FileNote]) -> list[Path]:
-    """Every non-hidden regular file under root, depth first in name order.
+    """Every non-hidden regular file under root, depth first in name order, but for a phantom
+    cohort's labels and masks (:data:`PHANTOM_OWN` in a folder with :data:`PHANTOM_MARKER`).
 
     A folder is listed once: a symbolic link reaching a folder already listed (a link loop, or
     a second path to the same folder) becomes a skipped note. Folders that cannot be listed,
@@ -632,7 +639,10 @@ def _walk(root: Path, notes: list[_FileNote]) -> list[Path]:
         listed.add((st.st_dev, st.st_ino))
         try:
             with os.scandir(folder) as it:
-                entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+                listing = list(it)
+            phantom = any(e.name == PHANTOM_MARKER for e in listing)
+            entries = sorted((e for e in listing if not e.name.startswith(".") and not (phantom and e.name in PHANTOM_OWN)),
+                             key=lambda e: e.name)
         except OSError as err:
             notes.append(_FileNote(folder, "error", f"cannot list the folder: {err.strerror or _one_line(err)}", None))
             continue

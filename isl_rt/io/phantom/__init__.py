@@ -13,8 +13,7 @@ Public API::
     DISORDERS: dict[str, DisorderSpec]      # 18 disorder types, urgency, sizes, typical HU
     generate_study(seed, disorder=None, size_class=None) -> PhantomStudy   # pure, in memory
     write_study(study, folder, *, study_uid=None, series_uid=None) -> SeriesRecord
-    write_cohort(out, scans, abnormal_fraction, seed) -> CohortSummary   # labels and masks beside out
-    cohort_labels(cohort) -> Path, cohort_masks(cohort) -> Path           # <cohort>.labels.csv, <cohort>.masks
+    write_cohort(out, scans, abnormal_fraction, seed) -> CohortSummary
     simple_head_slice(h, w=None, seed=0, noise_hu=4.0) -> int16 [h, w]   # one schematic slice
 
 The same seed with and without a disorder gives the same head and the same noise, so a study
@@ -23,7 +22,7 @@ and its healthy twin differ only by the lesion.  Module layout: ``_anatomy`` (he
 (writer), ``_cohort`` (cohort folder), ``_geometry`` (grids and shapes).
 """
 
-from isl_rt.io.phantom._cohort import LABEL_COLUMNS, CohortSummary, cohort_labels, cohort_masks, plan_cohort, write_cohort
+from isl_rt.io.phantom._cohort import LABEL_COLUMNS, CohortSummary, plan_cohort, write_cohort
 from isl_rt.io.phantom._dicom import SeriesRecord, write_study
 from isl_rt.io.phantom._disorders import DISORDERS, SIZE_CLASSES, URGENCIES, DisorderSpec
 from isl_rt.io.phantom._simple import simple_head_slice
@@ -38,8 +37,6 @@ __all__ = [
     "DisorderSpec",
     "PhantomStudy",
     "SeriesRecord",
-    "cohort_labels",
-    "cohort_masks",
     "generate_study",
     "plan_cohort",
     "simple_head_slice",

@@ -1,23 +1,21 @@
-"""Write a phantom cohort: DICOM series, and beside them ``labels.csv`` and lesion masks.
+"""Write a phantom cohort: DICOM series, ``labels.csv`` and lesion masks.
 
-Layout, for ``out`` = ``cohort``::
+Layout of ``out``::
 
-    cohort/
+    out/
       .isl-rt-phantom.json        marker: what this run writes (lets a later run replace it)
-      series_0001/*.dcm ...       one folder per series, and nothing else
-    cohort.labels.csv             one row per series (its path relative to this file)
-    cohort.masks/<SeriesInstanceUID>.npz   key "mask": uint8 [N, H, W], slices by position ascending
+      series_0001/*.dcm ...       one folder per series
+      masks/<SeriesInstanceUID>.npz   key "mask": uint8 [N, H, W], slices by position ascending
+      labels.csv                  one row per series
 
-The labels and masks lie beside the cohort folder, not in it, so ``isl-rt scan cohort`` and
-``isl-rt inspect cohort`` find the series and nothing else to skip. ``out`` must be absent,
-empty, or a previous phantom cohort (it has the marker): a later run removes exactly the series
-folders its marker lists and the labels and masks beside the folder, and leaves any other file
-alone; a ``cohort.labels.csv`` or ``cohort.masks/`` beside it that a phantom run did
-not write (another header, files other than ``.npz``) is refused, never overwritten. A series is
-written into a temporary folder and renamed into place; the labels and the masks are written to a
-temporary name and renamed, so a crash never leaves a half-written labels file or mask.
-A cohort written before the labels moved (``cohort/labels.csv``, ``cohort/masks/``) is replaced
-the same way; :func:`cohort_labels` finds its labels.
+The marker also tells discovery (``isl-rt inspect``, ``scan``) to leave ``labels.csv`` and
+``masks/`` out: a scan of the cohort finds its series and nothing else.
+
+``out`` must be absent, empty, or a previous phantom cohort (it has the marker): a later run
+removes exactly the entries its marker lists (series folders, ``masks/``, ``labels.csv``)
+and leaves any other file alone.  A series is written into a temporary folder and renamed
+into place; ``labels.csv`` and the masks are written to a temporary name and renamed, so a
+crash never leaves a half-written labels file or mask.
 """
 
 from __future__ import annotations
@@ -34,14 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from isl_rt.errors import InputError
+from isl_rt.io.dicom import PHANTOM_MARKER
 from isl_rt.io.phantom._dicom import write_study
 from isl_rt.io.phantom._disorders import DISORDERS
 from isl_rt.io.phantom._study import generate_study
 
-MARKER = ".isl-rt-phantom.json"
-#: what the cohort folder ``OUT`` gets beside it: ``OUT.labels.csv`` and ``OUT.masks/``
-LABELS_SUFFIX = ".labels.csv"
-MASKS_SUFFIX = ".masks"
+MARKER = PHANTOM_MARKER  # discovery leaves labels.csv and masks/ out of a folder holding it
 LABEL_COLUMNS = (
     "SeriesInstanceUID",
     "StudyInstanceUID",
@@ -109,54 +105,6 @@ def plan_cohort(scans: int, abnormal_fraction: float, seed: int) -> list[_Planne
     return planned
 
 
-def _beside(cohort: Path, suffix: str) -> Path:
-    """``cohort`` with ``suffix`` added to its name: a path in the folder that holds ``cohort``."""
-    cohort = Path(cohort)
-    if cohort.name in ("", ".", ".."):
-        cohort = cohort.resolve()
-    if not cohort.name:
-        raise InputError(f"Cannot write a phantom cohort to {cohort}: its labels and masks go beside the folder; "
-                         "choose a folder with a name, such as ./cohort.")
-    return cohort.with_name(cohort.name + suffix)
-
-
-def cohort_labels(cohort: Path) -> Path:
-    """The labels CSV of the phantom cohort in ``cohort``: ``<cohort>.labels.csv`` beside it, or
-    ``cohort/labels.csv`` for a cohort written before the labels moved out of the folder."""
-    beside = _beside(cohort, LABELS_SUFFIX)
-    inside = Path(cohort) / "labels.csv"
-    if not beside.exists() and inside.is_file() and (Path(cohort) / MARKER).is_file():
-        return inside
-    return beside
-
-
-def cohort_masks(cohort: Path) -> Path:
-    """The lesion-mask folder of the phantom cohort in ``cohort``: ``<cohort>.masks`` beside it, or
-    ``cohort/masks`` for a cohort written before the masks moved out of the folder."""
-    beside = _beside(cohort, MASKS_SUFFIX)
-    inside = Path(cohort) / "masks"
-    if not beside.exists() and inside.is_dir() and (Path(cohort) / MARKER).is_file():
-        return inside
-    return beside
-
-
-def _phantom_output(path: Path, suffix: str) -> bool:
-    """Whether ``path`` (beside a cohort folder) is absent or what a phantom run writes there: a
-    labels CSV with the phantom's header, or a folder of masks (``.npz`` files only)."""
-    if not os.path.lexists(path):
-        return True
-    if suffix == LABELS_SUFFIX:
-        if not path.is_file() or path.is_symlink():
-            return False
-        try:
-            with open(path, newline="") as handle:
-                return handle.readline().rstrip("\r\n") == ",".join(LABEL_COLUMNS)
-        except (OSError, UnicodeDecodeError):
-            return False
-    return path.is_dir() and not path.is_symlink() and all(
-        p.suffix == ".npz" and p.is_file() for p in path.iterdir())
-
-
 def _check_args(out: Path, scans: int, abnormal_fraction: float, seed: int) -> None:
     if isinstance(scans, bool) or not isinstance(scans, (int, np.integer)) or scans < 1:
         raise InputError(f"The number of phantom scans must be a whole number >= 1, got {scans!r}.")
@@ -171,29 +119,10 @@ def _check_args(out: Path, scans: int, abnormal_fraction: float, seed: int) -> N
             f"{out} is not empty and was not written by `isl-rt phantom`; choose a new or empty folder "
             "(a previous phantom cohort there would be replaced)."
         )
-    for suffix in (LABELS_SUFFIX, MASKS_SUFFIX):
-        path = _beside(out, suffix)
-        if not _phantom_output(path, suffix):
-            raise InputError(
-                f"{path} exists and was not written by `isl-rt phantom`, but the cohort in {out} writes its "
-                f"{'labels' if suffix == LABELS_SUFFIX else 'lesion masks'} there: move it or choose another folder name."
-            )
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        path.unlink()
 
 
 def _remove_previous(out: Path) -> None:
-    """Remove what a previous phantom run listed in its marker, and the labels and masks beside
-    ``out`` (checked by :func:`_check_args` to be a phantom run's), and nothing else."""
-    for suffix in (LABELS_SUFFIX, MASKS_SUFFIX):
-        beside = _beside(out, suffix)
-        _remove(beside)
-        _remove(beside.with_name(f".tmp-{beside.name}"))
+    """Remove what a previous phantom run listed in its marker, and nothing else."""
     marker = out / MARKER
     if not marker.is_file():
         return
@@ -207,9 +136,15 @@ def _remove_previous(out: Path) -> None:
         path = out / str(name)
         if path.resolve().parent != out.resolve():
             continue  # never leave the cohort folder
-        _remove(path)
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
     for tmp in out.glob(".tmp-*"):
-        _remove(tmp)
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        else:
+            tmp.unlink()
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -226,8 +161,7 @@ def write_cohort(
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> CohortSummary:
-    """Write ``scans`` phantom series (``abnormal_fraction`` of them with a disorder) into ``out``,
-    their labels into ``<out>.labels.csv`` and the lesion masks into ``<out>.masks/`` beside it.
+    """Write ``scans`` phantom series (``abnormal_fraction`` of them with a disorder) into ``out``.
 
     Deterministic for ``seed``.  ``progress(done, total)`` is called after each series.
     Raises :class:`InputError` for bad arguments or an ``out`` folder that holds other data.
@@ -237,8 +171,7 @@ def write_cohort(
     out.mkdir(parents=True, exist_ok=True)
     _remove_previous(out)
     planned = plan_cohort(int(scans), float(abnormal_fraction), int(seed))
-    entries = [p.folder for p in planned]
-    labels_csv, masks = _beside(out, LABELS_SUFFIX), _beside(out, MASKS_SUFFIX)
+    entries = [p.folder for p in planned] + ["masks", "labels.csv"]
     _atomic_write_text(
         out / MARKER,
         json.dumps(
@@ -248,12 +181,11 @@ def write_cohort(
                 "scans": int(scans),
                 "abnormal_fraction": float(abnormal_fraction),
                 "entries": entries,
-                "labels": labels_csv.name,
-                "masks": masks.name,
             },
             indent=1,
         ),
     )
+    masks = out / "masks"
     rows: list[dict[str, object]] = []
     counts: Counter[str] = Counter()
     for p in planned:
@@ -275,7 +207,7 @@ def write_cohort(
             {
                 "SeriesInstanceUID": record.series_uid,
                 "StudyInstanceUID": record.study_uid,
-                "path": f"{_beside(out, '').name}/{p.folder}",  # relative to the labels CSV
+                "path": p.folder,
                 "label": study.label,
                 "disorder_type": study.disorder,
                 "size_class": study.size_class,
@@ -288,8 +220,8 @@ def write_cohort(
         del study
         if progress is not None:
             progress(p.index + 1, len(planned))
-    _atomic_write_text(labels_csv, _csv_text(rows))
-    return CohortSummary(out, len(rows), sum(counts.values()), dict(sorted(counts.items())), labels_csv, masks)
+    _atomic_write_text(out / "labels.csv", _csv_text(rows))
+    return CohortSummary(out, len(rows), sum(counts.values()), dict(sorted(counts.items())), out / "labels.csv", masks)
 
 
 def _csv_text(rows: list[dict[str, object]]) -> str:
