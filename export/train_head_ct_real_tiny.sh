@@ -35,7 +35,9 @@ for patient in json.load(open(split))["parts"]["val"]["groups"]:
     if not os.path.lexists(link):
         os.symlink(os.path.abspath(os.path.join(images, patient)), link)
 PY
-# --match-level: the brain level of these patients (median gray inside the cavity) is measured
-# first, and every series scanned later is shifted to it (another site's window level)
+# --match-level: the brain level of these patients (median gray inside the cavity), its spread and
+# the size of the cavity are measured first, and every series scanned later is mapped to them
+# (another site's window and field of view); --smooth 0.8: every image series is smoothed by a
+# Gaussian of 0.8 px first (a JPEG history), so the thresholds are calibrated on smoothed series
 isl-rt calibrate build/real-val --bundle export/head-ct-real-tiny --labels "$split/val.csv" --label-column lesion \
-  --match-level --out build/real-calibration.csv
+  --match-level --smooth 0.8 --out build/real-calibration.csv
