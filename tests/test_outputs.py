@@ -196,13 +196,15 @@ def test_the_node_log_lines_quote_what_the_sender_wrote(tmp_path, caplog):
 
     cfg = SimpleNamespace(forward="", results=tmp_path / "results", incoming=tmp_path / "incoming-is-a-file")
     cfg.incoming.write_bytes(b"")  # storing under it fails: the refusal is logged with the SOP UID
-    fake = SimpleNamespace(config=cfg, tracker=None, _count=lambda event, status, series=None: status)
+    tracker = node.SeriesTracker(60.0)
+    fake = SimpleNamespace(config=cfg, tracker=tracker, _count=lambda event, status, series=None: status)
     requestor = SimpleNamespace(ae_title="SCANNER\nFORGED", address="127.0.0.1", port=104)
     event = SimpleNamespace(assoc=SimpleNamespace(requestor=requestor), encoded_dataset=lambda: b"",
                             dataset={"StudyInstanceUID": "1.2", "SeriesInstanceUID": "1.2.3",
                                      "SOPInstanceUID": "1.2.3.4\nCRITICAL isl_rt.node: forged"})
     with caplog.at_level(logging.INFO, logger="isl_rt.node"):
         assert node.Node._on_store(fake, event) == node.OUT_OF_RESOURCES
+    assert not tracker._storing  # the refused instance is no longer counted as being written
     [record] = [r for r in caplog.records if "cannot store" in r.getMessage()]
     assert "\n" not in record.getMessage() and "1.2.3.4\\nCRITICAL" in record.getMessage()
     assert "SCANNER\\nFORGED" in record.getMessage()
