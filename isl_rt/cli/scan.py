@@ -390,16 +390,16 @@ def calibrate(
     from isl_rt.pipeline import Scorer, params_from_bundle, scan_directory
 
     start = time.perf_counter()
+    if smooth is not None and not match_level:
+        raise IslError("--smooth is set with --match-level (it changes the presentation the thresholds are calibrated on).")
+    if smooth is not None and not 0.0 <= smooth <= 4.0:
+        raise IslError(f"--smooth is a σ in pixels between 0 and 4, got {smooth}.")
     check_folder(directory)  # before the bundle's manifest is touched
     if not holds_files(directory):
         raise nothing_to_scan(directory)
     per_slice = None if labels is None or not is_slice_labels(labels) else read_slice_labels(labels, label_column)
     healthy = None if labels is None or per_slice is not None else {
         uid for uid, row in read_labels(labels).items() if row["label"] == "0"}
-    if smooth is not None and not match_level:
-        raise IslError("--smooth is set with --match-level (it changes the presentation the thresholds are calibrated on).")
-    if smooth is not None and not 0.0 <= smooth <= 4.0:
-        raise IslError(f"--smooth is a σ in pixels between 0 and 4, got {smooth}.")
     loaded = load_bundle(bundle)
     level_text = ""
     if match_level:
