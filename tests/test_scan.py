@@ -559,7 +559,9 @@ def test_sigterm_to_a_running_scan_process_keeps_its_rows(small_bundle, messy_fo
     out = tmp_path / "scores.csv"
     command = [sys.executable, "-c", "from isl_rt.cli import main; main()", "scan", str(messy_folder), "--out", str(out),
                "--bundle", str(small_bundle.root), "--threads", "1"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    # run outside the checkout, so the installed package is imported (with its compiled extension), not the source tree
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                               cwd=tmp_path)
     seen = []
     try:
         for line in process.stderr:  # one line per series: stderr is a pipe, not a terminal

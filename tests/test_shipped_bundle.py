@@ -53,7 +53,9 @@ def test_the_real_data_bundle_is_shipped_valid_and_says_its_licence():
     m = bundle.manifest
     assert m.input_spec.kind == "image" and m.input_spec.channels == 1 and m.size == 128
     assert m.slice_score_spec == SliceScoreSpec("residual", 0.1, "gray", "largest", 4, True)
-    assert m.slice_threshold is not None and m.slice_threshold.n_healthy_slices == 409 and m.threshold is None
+    assert m.slice_threshold is not None and m.slice_threshold.n_healthy_slices == 421 and m.threshold is None
+    # the presentation its thresholds were calibrated on: the validation patients' cavity size, smoothed 0.8 px
+    assert m.image_level is not None and m.image_level.size == pytest.approx(0.615, abs=0.001) and m.image_level.smooth == 0.8
     assert m.cavity is not None and m.cavity.sides == 3 and m.cavity.largest
     result = CliRunner().invoke(app, ["info", "--bundle", str(bundle.root)])
     assert result.exit_code == 0 and "NON-COMMERCIAL USE ONLY" in result.output and "bundle OK" in result.output
