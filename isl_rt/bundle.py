@@ -187,8 +187,8 @@ class ImageLevelSpec:
     so its cavity shows at this size (:mod:`isl_rt.presentation`, rule 9); None = not measured.
 
     ``smooth`` is the σ (in the image's own pixels) of the Gaussian every image series is smoothed
-    with before the networks (:mod:`isl_rt.presentation`, rule 0): it takes out the block edges of
-    a JPEG history, which the DeDN otherwise reads as edges to paint along; 0 = none. The
+    with before the networks (:mod:`isl_rt.presentation`, rule 0): it softens the block edges and
+    ringing of a JPEG history, which otherwise cost the slice score much of its accuracy; 0 = none. The
     thresholds are calibrated on series smoothed so (``isl-rt calibrate --match-level --smooth``)."""
 
     median: float
@@ -902,11 +902,12 @@ def manifest_from_dict(data: Any, path: Path) -> Manifest:
     if l_raw is not None:
         spread = l_raw.get("spread") if isinstance(l_raw, dict) else None  # optional: absent = not measured
         cavity_size = l_raw.get("size") if isinstance(l_raw, dict) else None  # optional: absent = not measured
+        smooth = l_raw.get("smooth") if isinstance(l_raw, dict) else None  # optional: absent = none
         image_level = ImageLevelSpec(median=r.num(l_raw, "median", "image_level"),
                                      n_series=r.num(l_raw, "n_series", "image_level", integer=True),
                                      spread=None if spread is None else r.num(l_raw, "spread", "image_level"),
                                      size=None if cavity_size is None else r.num(l_raw, "size", "image_level"),
-                                     smooth=r.num(l_raw, "smooth", "image_level") if "smooth" in l_raw else 0.0)
+                                     smooth=0.0 if smooth is None else r.num(l_raw, "smooth", "image_level"))
         if not 0.0 < image_level.median < 1.0:
             raise r.fail(f"has image_level.median = {image_level.median}, which is not between 0 and 1")
         if image_level.spread is not None and not 0.0 < image_level.spread < 1.0:

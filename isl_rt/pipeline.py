@@ -630,8 +630,8 @@ def fit_image_level(directory: Path, bundle: "Bundle") -> "ImageLevelSpec":
     """The brain level of the image series under ``directory`` (held-out healthy data of the
     bundle's own site): the median over the series of each series' :func:`cavity_median`, read as
     the bundle reads them without a level, and the median of each series' gray spread inside its
-    skull (:func:`isl_rt.presentation.brain_spread`, on the series as read) and of each series'
-    cavity size (:func:`isl_rt.presentation.cavity_size`). All describe the
+    skull and of each series' cavity size (:func:`isl_rt.presentation.skull_rings`, on the series
+    as read). All describe the
     presentation of the bundle's own data: measure them on that data, not on another site's.
     Series that cannot be read or show no cavity are left out; :class:`InputError` when none is
     left."""

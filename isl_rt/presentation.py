@@ -103,7 +103,7 @@ GAMMA_MIN_RINGS = 3
 #: one 8-bit gray step
 STEP = 1.0 / 255.0
 #: a series whose gray spread inside the skull is below this share of the bundle's is stretched
-#: (rule 8): :func:`brain_spread` of the real data set's 99 series as they are lies at 0.63-2.84 of
+#: (rule 8): :meth:`SkullRings.spread` of the real data set's 99 series as they are lies at 0.63-2.84 of
 #: the median of its 20 validation series, the same series through a window 3.3× wider (the gray
 #: inside the window compressed about its centre, black and white kept) at 0.16-0.89
 CONTRAST_FLOOR = 0.6
@@ -163,26 +163,6 @@ def blank_marks(gray: np.ndarray, head: np.ndarray, air: float, bone: float) -> 
     return out, int(changed.sum()), int(changed.any(axis=(1, 2)).sum())
 
 
-def brain_gray(u: np.ndarray, bone_level: float = BONE_LEVEL) -> tuple[float | None, int]:
-    """(the brain gray, slices with a skull ring) of mapped slices ``u`` [N,H,W] (rule 6 of the
-    module); None when no pixel qualifies."""
-    rings = skull_rings(u, bone_level)
-    values = rings.values()
-    return (float(np.median(values)) if values.size else None), rings.count
-
-
-def brain_spread(u: np.ndarray, bone_level: float = BONE_LEVEL) -> float | None:
-    """The interquartile range of the gray strictly between black and white inside the skull
-    rings of mapped slices ``u`` [N,H,W] (rule 8); None without a ring."""
-    return skull_rings(u, bone_level).spread()
-
-
-def cavity_size(u: np.ndarray, bone_level: float = BONE_LEVEL) -> float | None:
-    """The cavity size of mapped slices ``u`` [N,H,W] (rule 9: a share of max(H, W)); None
-    without a skull ring."""
-    return skull_rings(u, bone_level).size()
-
-
 def _spread(values: np.ndarray, rings: int) -> float | None:
     """The interquartile range of the gray ``values`` found inside ``rings`` skull rings; None
     without a ring or with too few values to tell."""
@@ -197,18 +177,21 @@ class SkullRings:
     ring, the gray strictly between black and white inside it and the box (y0, y1, x0, x1, end
     exclusive) of its largest enclosed patch; without any ring, the body's gray (rule 6)."""
 
-    def __init__(self, u: np.ndarray, values: list[np.ndarray], boxes: list[tuple[int, int, int, int]]) -> None:
+    def __init__(self, u: np.ndarray, bone_level: float, values: list[np.ndarray],
+                 boxes: list[tuple[int, int, int, int]]) -> None:
         self.shape = u.shape[-2:]
         self.count = len(boxes)
         self.boxes = boxes
         self._values = np.concatenate(values) if values else np.zeros(0, np.float32)
         self._fallback = u
+        self._bone_level = bone_level
 
     def values(self) -> np.ndarray:
+        """The gray rule 6 takes the brain gray from: inside the rings, or the body's without one."""
         if self.count and self._values.size:
             return self._values
         u = self._fallback
-        return u[(u > FOREGROUND) & (u < BONE_LEVEL)]
+        return u[(u > FOREGROUND) & (u < self._bone_level)]
 
     def spread(self) -> float | None:
         """The interquartile range of the gray inside the rings (rule 8), None without a ring."""
@@ -250,7 +233,7 @@ def skull_rings(u: np.ndarray, bone_level: float = BONE_LEVEL) -> SkullRings:
             sizes[0] = 0
             ys, xs = np.nonzero(labels == int(np.argmax(sizes)))
             boxes.append((int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1))
-    return SkullRings(u, values, boxes)
+    return SkullRings(u, bone_level, values, boxes)
 
 
 def place(images: np.ndarray, pad: list[int] | tuple[int, ...]) -> np.ndarray:
@@ -277,7 +260,7 @@ def field_of_view(rings: SkullRings, head: np.ndarray, size: float | None) -> tu
     far from the bundle's ``size``; ``head`` bool [N,H,W] (rule 2)."""
     h, w = rings.shape
     s = max(h, w)
-    square = [(s - h) // 2, s - h - (s - h) // 2, (s - w) // 2, s - w - (s - w) // 2]
+    square = square_pad(h, w)
     own = rings.size()
     if size is None or own is None:
         return square, 1.0, own
@@ -301,11 +284,15 @@ def field_of_view(rings: SkullRings, head: np.ndarray, size: float | None) -> tu
     return [-y0, y0 + side - h, -x0, x0 + side - w], s / side, own
 
 
+def square_pad(h: int, w: int) -> list[int]:
+    """[top, bottom, left, right] that centre an H×W image on a square canvas of side max(H, W)."""
+    s = max(h, w)
+    return [(s - h) // 2, s - h - (s - h) // 2, (s - w) // 2, s - w - (s - w) // 2]
+
+
 def pad_square(images: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """([N,C,S,S] centred on a black square canvas, S = max(H, W), [top, bottom, left, right])."""
-    h, w = images.shape[-2:]
-    s = max(h, w)
-    pad = [(s - h) // 2, s - h - (s - h) // 2, (s - w) // 2, s - w - (s - w) // 2]
+    pad = square_pad(*images.shape[-2:])
     return place(images, pad), pad
 
 
@@ -351,7 +338,7 @@ def normalise_images(images: np.ndarray, level: float | None, spread: float | No
         lo, hi = 0.0, 1.0
         record["window_refused"] = "skull and air less than 8 gray steps apart"
     u = gray if (lo, hi) == (0.0, 1.0) else np.clip((gray - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
-    found = skull_rings(u, BONE_LEVEL)  # rules 6, 8 and 9, once per mapped series (the rings are costly)
+    found = skull_rings(u, BONE_LEVEL)  # rules 6, 8 and 9 (the rings are costly: again only after a gamma)
     values, rings = found.values(), found.count
     brain = float(np.median(values)) if values.size else None
     gamma = 1.0
@@ -363,7 +350,7 @@ def normalise_images(images: np.ndarray, level: float | None, spread: float | No
         values, rings = found.values(), found.count
     contrast, own = 1.0, None
     if spread is not None:  # rule 8: a brain packed into too few gray steps is stretched back
-        own = _spread(values, rings)
+        own = found.spread()
         if own is not None and own < CONTRAST_FLOOR * spread:
             centre = float(np.median(values))
             contrast = spread / max(own, STEP)
