@@ -35,7 +35,7 @@ Another site's export (issue 29), for one patient's series at a time, every pixe
 - ``half``: stored at half size (256 px, PIL's BOX filter); ``rot+10``/``rot-10``: rotated 10°;
 - ``crop``: cropped to the box of the skull on all slices + 4% (non-square); ``pad``: on a black
   canvas 1.25× as tall and 1.5× as wide; ``text``: white text in the corners (PIL's default font);
-- ``site``: window 200 + gamma 0.8 + crop + text + JPEG 75;
+- ``site``: crop + window 200 + gamma 0.8 + text + JPEG 75 (cropped first: the crop finds the skull as white);
 - ``single``: each slice its own one-image series (``tree/<patient>_<slice>/``): no neighbour for
   the ``adjacent`` rule.
 
@@ -252,7 +252,7 @@ SERIES_SHIFTS: dict[str, tuple[str, Callable[[np.ndarray, int], np.ndarray]]] = 
     "rot+10": ("rotated 10° anticlockwise", _per_slice(_rotate(10.0))),
     "rot-10": ("rotated 10° clockwise", _per_slice(_rotate(-10.0))),
     "text": ("white text in the corners", lambda stack, seed: _text_series(stack)),
-    "site": ("window 200 + gamma 0.8 + crop + text + JPEG 75", _site),
+    "site": ("crop + window 200 + gamma 0.8 + text + JPEG 75", _site),
 }
 
 
